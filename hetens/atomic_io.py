@@ -1,0 +1,93 @@
+"""Writing files so that nothing half-written is ever left behind.
+
+- :func:`atomic_path`: write to a temporary file beside the target, then
+  rename over it (readers see the old file or the complete new one).
+- :class:`AppendingWriter`: append frames or lines, flushing each one to
+  the OS and fsyncing on close, for logs and flagged frames that must
+  survive a killed run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "write_frames_atomic", "append_frame", "ensure_writable"]
+
+
+def ensure_writable(path: str | os.PathLike) -> Path:
+    """Check before any work that ``path`` can be created; return it as a Path.
+
+    Raises:
+        PermissionError / FileNotFoundError / IsADirectoryError naming the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory, not a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise FileNotFoundError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = ensure_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_frames_atomic(path: str | os.PathLike, frames, format: str | None = None) -> int:
+    """Write frames with ``ase.io.write`` atomically; return how many were written.
+
+    ``format`` defaults to what ASE guesses from ``path``'s suffix.
+    """
+    from ase.io import write
+
+    frames = list(frames)
+    target = Path(path)
+    fmt = format or _format_for(target)
+    with atomic_path(target) as tmp:
+        write(tmp, frames, format=fmt)
+    return len(frames)
+
+
+def _format_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".xyz": "extxyz", ".extxyz": "extxyz", ".traj": "traj"}.get(suffix) or _guess(path)
+
+
+def _guess(path: Path) -> str:
+    from ase.io.formats import ioformats
+
+    for name, fmt in ioformats.items():
+        if path.suffix.lstrip(".") in getattr(fmt, "extensions", ()):
+            return name
+    return "extxyz"
+
+
+def append_frame(handle, atoms) -> None:
+    """Append one frame to an open extxyz text handle and flush it to the OS."""
+    from ase.io.extxyz import write_extxyz
+
+    write_extxyz(handle, [atoms])
+    handle.flush()
+    os.fsync(handle.fileno())

@@ -1,0 +1,278 @@
+"""The heterogeneous-ensemble ASE calculator.
+
+:class:`HeterogeneousEnsembleCalculator` only gathers member outputs; the
+arithmetic is :func:`hetens.combine.combine_predictions` (pure numpy).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase.calculators.calculator import (
+    BaseCalculator,
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
+from hetens.errors import MemberFailedError, MixedReferenceError
+from hetens.member import Member, as_member
+from hetens.weights import resolve_weights
+
+__all__ = ["HeterogeneousEnsembleCalculator", "evaluate_member", "check_levels_of_theory"]
+
+#: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
+#: invalidate results (members do not read them).
+INFO_PREFIX = "hetens_"
+
+
+def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: bool = False) -> None:
+    """Refuse to average energies from different levels of theory.
+
+    Members with level ``"unknown"`` are not compared. Raises
+    :class:`MixedReferenceError` listing which member has which level.
+    """
+    known = {m.name: m.level_of_theory for m in members if m.level_of_theory != "unknown"}
+    if len(set(known.values())) > 1 and not allow_mixed_reference:
+        listing = ", ".join(f"{name} ({level})" for name, level in known.items())
+        raise MixedReferenceError(
+            f"the members were trained on different levels of theory: {listing}. Their energies "
+            "are on different scales and must not be averaged. Use members of one level, or pass "
+            "allow_mixed_reference=True if you really mean to mix them."
+        )
+
+
+def evaluate_member(member: Member, atoms, with_stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """Run one member on ``atoms`` in a single evaluation.
+
+    Returns:
+        energy (eV), forces (N, 3) eV/Å and stress (6,) Voigt eV/Å³ (``None``
+        unless ``with_stress``), all float64.
+    """
+    calc = member.calculator
+    properties = ["energy", "forces"] + (["stress"] if with_stress else [])
+    if isinstance(calc, BaseCalculator):
+        if calc.calculation_required(atoms, properties):
+            # One call with every property, so calculators that only compute
+            # what is asked for do not run twice.
+            calc.atoms = None
+            calc.results = {}
+            calc.calculate(atoms, properties, all_changes)
+            if calc.atoms is None:
+                calc.atoms = atoms.copy()
+        results = calc.results
+        energy = results.get("energy", results.get("free_energy"))
+        forces = results.get("forces")
+        stress = results.get("stress") if with_stress else None
+    else:
+        energy = calc.get_potential_energy(atoms)
+        forces = calc.get_forces(atoms)
+        stress = calc.get_stress(atoms) if with_stress else None
+    return _checked_outputs(member, atoms, energy, forces, stress)
+
+
+def _checked_outputs(member: Member, atoms, energy, forces, stress):
+    """Cast to float64 and refuse missing, mis-shaped or non-finite outputs."""
+
+    def fail(what: str) -> MemberFailedError:
+        return MemberFailedError(f"member {member.name} {what} for {atoms.get_chemical_formula()}")
+
+    if energy is None or forces is None:
+        raise fail("returned no energy or no forces")
+    energy_array = np.asarray(energy, dtype=float)
+    if energy_array.size != 1:
+        raise fail(f"returned an energy of shape {energy_array.shape}, expected a scalar")
+    forces = np.asarray(forces, dtype=float)
+    if forces.shape != (len(atoms), 3):
+        raise fail(f"returned forces of shape {forces.shape}, expected ({len(atoms)}, 3)")
+    if stress is not None:
+        stress = np.asarray(stress, dtype=float)
+        if stress.shape == (3, 3):
+            stress = full_3x3_to_voigt_6_stress(stress)
+        if stress.shape != (6,):
+            raise fail(f"returned stress of shape {stress.shape}, expected (6,) Voigt")
+    energy_value = float(energy_array.reshape(()))
+    if not np.isfinite(energy_value):
+        raise fail(f"returned a non-finite energy ({energy_value})")
+    if not np.isfinite(forces).all():
+        bad = int(np.flatnonzero(~np.isfinite(forces).all(axis=1))[0])
+        raise fail(f"returned non-finite forces (first on atom {bad}, {atoms[bad].symbol})")
+    if stress is not None and not np.isfinite(stress).all():
+        raise fail("returned a non-finite stress")
+    return energy_value, forces, stress
+
+
+def _info_snapshot(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in info.items() if not str(k).startswith(INFO_PREFIX)}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+class HeterogeneousEnsembleCalculator(Calculator):
+    """Weighted mean of several pretrained uMLIPs, plus the universal uncertainty U.
+
+    A drop-in for ``atoms.calc`` in MD and relaxations. After a calculation
+    ``results`` holds:
+
+    - ``energy``, ``free_energy``: weighted mean member energy, eV;
+    - ``forces``: weighted mean forces, (N, 3) eV/Å (the exact negative
+      gradient of ``energy``, so MD stays conservative);
+    - ``stress``: weighted mean stress, (6,) Voigt eV/Å³, when every member
+      provides stress and the cell is 3D periodic;
+    - ``uncertainty``: U (eV/Å, float), exactly as in Liu et al. (2026);
+    - ``atomic_uncertainty`` (N,) eV/Å; ``energy_std`` eV/atom;
+      ``member_energies`` (M,) eV; ``member_forces`` (M, N, 3) eV/Å;
+      ``member_stresses`` (M, 6); ``member_max_deviation`` (M,) eV/Å;
+      ``most_deviating_member`` (index into ``member_names``).
+
+    Args:
+        members: ASE calculators, :class:`hetens.Member` objects or member
+            specs (``"sevenn:7net-0"``), in any mix.
+        weights: (M,) weights, or a mapping member name -> weight (e.g. from
+            :func:`hetens.read_weights_file`); uniform when omitted.
+        force_rmse: (M,) member force RMSEs in eV/Å, giving the paper's
+            inverse-RMSE weights instead of ``weights``.
+        allow_mixed_reference: allow members of different levels of theory
+            (PBE+U and r2SCAN, say) to be averaged. Off by default.
+        device: device for members given as specs (``"auto"``: CUDA if present).
+    """
+
+    implemented_properties = (
+        "energy",
+        "free_energy",
+        "forces",
+        "stress",
+        *ENSEMBLE_RESULT_KEYS,
+    )
+
+    def __init__(
+        self,
+        members: Iterable[Any],
+        weights: Sequence[float] | Mapping[str, float] | None = None,
+        *,
+        force_rmse: Sequence[float] | None = None,
+        allow_mixed_reference: bool = False,
+        device: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        loaded = [as_member(item, device=device) for item in members]
+        if not loaded:
+            raise ValueError("an ensemble needs at least one member; got an empty list")
+        self.members: list[Member] = _with_unique_names(loaded)
+        if isinstance(weights, Mapping):
+            weights = _weights_by_name(weights, self.member_names)
+        self.weights: np.ndarray = resolve_weights(len(self.members), weights, force_rmse)
+        check_levels_of_theory(self.members, allow_mixed_reference)
+        self.allow_mixed_reference = allow_mixed_reference
+        self._info: dict[str, Any] | None = None
+
+    @property
+    def member_names(self) -> list[str]:
+        """Names of the members, in order; unique within the ensemble."""
+        return [m.name for m in self.members]
+
+    def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's checks plus ``atoms.info`` (members such as UMA read charge/spin there)."""
+        changes = super().check_state(atoms, tol=tol)
+        if not changes and self._info is not None and not _same(self._info, _info_snapshot(atoms.info)):
+            changes = [*changes, "info"]
+        return changes
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        with_stress = self.provides_stress(atoms)
+        if "stress" in properties and not with_stress:
+            raise PropertyNotImplementedError(self._why_no_stress(atoms))
+        energies, forces, stresses = [], [], []
+        for member in self.members:
+            energy, member_forces, stress = evaluate_member(member, atoms, with_stress)
+            energies.append(energy)
+            forces.append(member_forces)
+            stresses.append(stress)
+        self.results = combine_predictions(
+            energies,
+            np.stack(forces),
+            self.weights,
+            np.stack(stresses) if with_stress else None,
+        )
+        self._info = _info_snapshot(atoms.info)
+
+    def provides_stress(self, atoms) -> bool:
+        """Whether stress is available: every member implements it and the cell is 3D periodic."""
+        return atoms.pbc.all() and atoms.cell.rank == 3 and all(
+            "stress" in getattr(m.calculator, "implemented_properties", ()) for m in self.members
+        )
+
+    def _why_no_stress(self, atoms) -> str:
+        if not (atoms.pbc.all() and atoms.cell.rank == 3):
+            return "stress needs a 3D periodic cell; this structure is not periodic in all directions"
+        missing = [
+            m.name for m in self.members
+            if "stress" not in getattr(m.calculator, "implemented_properties", ())
+        ]
+        return f"stress is not available: member(s) {', '.join(missing)} do not provide it"
+
+    def get_uncertainty(self, atoms=None) -> float:
+        """U in eV/Å for ``atoms`` (computing if needed)."""
+        return self.get_property("uncertainty", atoms)
+
+    def get_atomic_uncertainty(self, atoms=None) -> np.ndarray:
+        """Per-atom uncertainty, (N,) eV/Å."""
+        return self.get_property("atomic_uncertainty", atoms)
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable description of the ensemble, for output files."""
+        from hetens import __version__
+
+        return {
+            "hetens_version": __version__,
+            "members": [m.provenance() for m in self.members],
+            "weights": [float(w) for w in self.weights],
+            "allow_mixed_reference": self.allow_mixed_reference,
+        }
+
+    def todict(self) -> dict[str, Any]:
+        return {"members": self.member_names, "weights": [float(w) for w in self.weights]}
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n} ({w:.3f})" for n, w in zip(self.member_names, self.weights))
+        return f"HeterogeneousEnsembleCalculator([{parts}])"
+
+
+def _with_unique_names(members: list[Member]) -> list[Member]:
+    seen: dict[str, int] = {}
+    for member in members:
+        count = seen.get(member.name, 0)
+        seen[member.name] = count + 1
+        if count:
+            member.name = f"{member.name}#{count + 1}"
+    return members
+
+
+def _weights_by_name(table: Mapping[str, float], names: Sequence[str]) -> list[float]:
+    missing = [n for n in names if n not in table]
+    extra = [n for n in table if n not in names]
+    if missing or extra:
+        raise ValueError(
+            f"weights by name must cover exactly the members {list(names)}; "
+            f"missing {missing}, unknown {extra}"
+        )
+    return [table[n] for n in names]

@@ -1,0 +1,1 @@
+"""The ``hetens`` command line: a thin layer over the Python API."""

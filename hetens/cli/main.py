@@ -1,0 +1,62 @@
+"""``hetens`` entry point: one module per subcommand, no heavy imports here.
+
+Each subcommand module provides ``add_parser(subparsers)`` (which registers
+the parser and sets ``func``) and a ``run(args) -> int``. User mistakes
+(:class:`hetens.errors.HetensError`, ``ValueError``, ``OSError``) print one
+line and exit 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hetens._version import __version__
+
+#: Subcommand modules, in the order ``hetens --help`` lists them.
+SUBCOMMANDS = ("models",)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hetens",
+        description="Heterogeneous ensembles of pretrained uMLIPs with a universal uncertainty U.",
+    )
+    parser.add_argument("--version", action="version", version=f"hetens {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"hetens.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("hetens: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError, KeyError) as exc:
+        if args.debug:
+            raise
+        print(f"hetens {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0] if exc.args else exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Options shared by several subcommands, defined once (as janus-core does)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
+    """``--models``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``, ``--allow-mixed-reference``."""
+    group = parser.add_argument_group("ensemble")
+    group.add_argument(
+        "--models", nargs="+", metavar="SPEC",
+        help="member specs FAMILY:MODEL[@HEAD] (default: the offline ensemble "
+        "sevenn:7net-0 sevenn:7net-l3i5 sevenn:7net-mf-0@PBE chgnet:0.3.0 chgnet:0.2.0)",
+    )
+    weights = group.add_mutually_exclusive_group()
+    weights.add_argument("--weights", nargs="+", type=float, metavar="W", help="one weight per member")
+    weights.add_argument("--force-rmse", nargs="+", type=float, metavar="RMSE",
+                         help="member force RMSEs in eV/A; weights are their normalised inverses")
+    weights.add_argument("--weights-file", metavar="JSON", help="weights written by 'hetens calibrate'")
+    group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    group.add_argument("--allow-mixed-reference", action="store_true",
+                       help="allow averaging members of different levels of theory (PBE+U with r2SCAN)")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout; human text goes to stderr")
+
+
+def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
+    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe."""
+    from hetens.calculator import HeterogeneousEnsembleCalculator
+    from hetens.ensemble import DEFAULT_MEMBERS
+    from hetens.weights import read_weights_file
+
+    weights: Any = args.weights
+    members = list(args.models or DEFAULT_MEMBERS)
+    if getattr(args, "weights_file", None):
+        weights = read_weights_file(args.weights_file)
+        # A weights file names its members; they are the ensemble unless --models says otherwise.
+        members = list(args.models or weights)
+    return HeterogeneousEnsembleCalculator(
+        members,
+        weights=weights,
+        force_rmse=args.force_rmse,
+        allow_mixed_reference=args.allow_mixed_reference,
+        device=args.device,
+        **kwargs,
+    )

@@ -1,0 +1,49 @@
+"""Exceptions raised by hetens, and when.
+
+Every class derives from :class:`HetensError` and from the builtin that a
+caller would naturally catch (``ValueError`` for bad input, ``ImportError``
+for a missing package...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HetensError",
+    "MemberSpecError",
+    "UnknownModelError",
+    "MissingFamilyError",
+    "WeightsUnavailableError",
+    "MixedReferenceError",
+    "MemberFailedError",
+]
+
+
+class HetensError(Exception):
+    """Base class of every error hetens raises on purpose."""
+
+
+class MemberSpecError(HetensError, ValueError):
+    """Raised before loading when a member spec such as ``sevenn:7net-0`` cannot be parsed."""
+
+
+class UnknownModelError(HetensError, ValueError):
+    """Raised before loading when a spec names a family or model hetens does not know."""
+
+
+class MissingFamilyError(HetensError, ImportError):
+    """Raised when a member's model package is not installed; the message names the pip extra."""
+
+
+class WeightsUnavailableError(HetensError, FileNotFoundError):
+    """Raised when a model's weights are neither on this machine nor downloadable now."""
+
+
+class MixedReferenceError(HetensError, ValueError):
+    """Raised when an ensemble would average energies from different levels of theory."""
+
+
+class MemberFailedError(HetensError, RuntimeError):
+    """Raised during a calculation when a member fails or returns unusable output.
+
+    The message names the member, the property and the structure's formula.
+    """

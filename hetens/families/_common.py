@@ -1,0 +1,91 @@
+"""Helpers shared by the family adapters: hub reachability, torch state guards."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from hetens.errors import WeightsUnavailableError
+
+__all__ = [
+    "hub_reachable",
+    "require_download",
+    "preserved_torch_state",
+    "package_versions",
+    "is_local_path",
+]
+
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
+
+
+def is_local_path(model: str) -> bool:
+    """Whether ``model`` names an existing file or folder on this machine."""
+    return Path(model).expanduser().exists()
+
+
+def hub_reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether ``host:443`` accepts a TCP connection within ``timeout`` seconds.
+
+    Returns ``False`` at once when ``HF_HUB_OFFLINE`` or ``HETENS_OFFLINE`` is
+    set, so offline runs fail fast instead of waiting on retries.
+    """
+    if any(os.environ.get(v, "").strip() not in ("", "0") for v in _OFFLINE_VARIABLES):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_download(spec: str, host: str, how: str) -> None:
+    """Raise :class:`WeightsUnavailableError` unless ``host`` can be reached now.
+
+    Args:
+        spec: the member spec, for the message (``mace:medium-omat-0``).
+        host: the host the family's loader downloads from.
+        how: how to get the weights on a connected machine (one sentence).
+    """
+    if not hub_reachable(host):
+        raise WeightsUnavailableError(
+            f"the weights of {spec} are not on this machine and {host} cannot be reached. "
+            f"{how} Or give a local file instead: FAMILY:/path/to/weights."
+        )
+
+
+@contextlib.contextmanager
+def preserved_torch_state() -> Iterator[None]:
+    """Restore torch's default dtype and torch-related environment variables on exit.
+
+    MACE sets ``torch.set_default_dtype`` in its constructor and
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` at import; either breaks other
+    members loaded later in the same process (ACEsuit/mace issues 328, 877).
+    """
+    import torch
+
+    dtype = torch.get_default_dtype()
+    saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)}
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions (missing ones are skipped)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,115 @@
+"""Structures annotated with the ensemble's results, ready to be written.
+
+ASE's writers keep only the property names they know from ``calc.results``
+(energy, forces, stress...) and drop the rest; ``SinglePointCalculator``
+refuses unknown keys. So the ensemble's standard results go into a
+``SinglePointCalculator`` and hetens' own quantities into ``atoms.info`` /
+``atoms.arrays`` under the ``hetens_`` prefix, which no ASE name uses:
+
+=========================  ======  ===========================================
+key                        where   meaning
+=========================  ======  ===========================================
+``hetens_U``               info    U, eV/Å
+``hetens_max_u``           info    max per-atom uncertainty, eV/Å
+``hetens_energy_std``      info    weighted member energy spread, eV/atom
+``hetens_member_energies`` info    (M,) member energies, eV
+``hetens_most_deviating``  info    name of the member contributing most to U
+``hetens_members``         info    member names joined by ``,``
+``hetens_weights``         info    (M,) normalised weights
+``hetens_version``         info    hetens version that wrote the frame
+``hetens_u``               arrays  (N,) per-atom uncertainty, eV/Å
+=========================  ======  ===========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["INFO_KEYS", "ARRAY_KEYS", "annotate", "read_annotation"]
+
+INFO_KEYS = (
+    "hetens_U",
+    "hetens_max_u",
+    "hetens_energy_std",
+    "hetens_member_energies",
+    "hetens_most_deviating",
+    "hetens_members",
+    "hetens_weights",
+    "hetens_version",
+)
+ARRAY_KEYS = ("hetens_u",)
+_STANDARD = ("energy", "free_energy", "forces", "stress")
+
+
+def annotate(
+    atoms,
+    results: Mapping[str, Any],
+    member_names: Sequence[str],
+    weights,
+    **extra_info: Any,
+):
+    """A copy of ``atoms`` carrying the ensemble's results, safe to write.
+
+    Args:
+        atoms: the structure (not modified).
+        results: an ensemble ``calc.results`` (see
+            :func:`hetens.combine.combine_predictions`).
+        member_names: (M,) member names, for ``hetens_members`` and
+            ``hetens_most_deviating``.
+        weights: (M,) normalised weights.
+        **extra_info: more ``atoms.info`` entries (e.g. ``hetens_step=12``).
+
+    Returns:
+        A new ``Atoms`` with a ``SinglePointCalculator`` holding the weighted
+        mean ``energy``/``free_energy``/``forces``/``stress`` and the
+        ``hetens_*`` keys above. Existing ``hetens_*`` keys are replaced, so
+        re-annotating an annotated frame never raises.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hetens import __version__
+
+    frame = atoms.copy()
+    for key in [k for k in frame.info if k.startswith("hetens_")]:
+        del frame.info[key]
+    for key in [k for k in frame.arrays if k.startswith("hetens_")]:
+        del frame.arrays[key]
+    atomic_u = np.asarray(results["atomic_uncertainty"], dtype=float)
+    frame.info.update(
+        hetens_U=float(results["uncertainty"]),
+        hetens_max_u=float(atomic_u.max()) if atomic_u.size else 0.0,
+        hetens_energy_std=float(results["energy_std"]),
+        hetens_member_energies=np.asarray(results["member_energies"], dtype=float),
+        hetens_most_deviating=str(member_names[int(results["most_deviating_member"])]),
+        hetens_members=",".join(member_names),
+        hetens_weights=np.asarray(weights, dtype=float),
+        hetens_version=__version__,
+        **extra_info,
+    )
+    frame.arrays["hetens_u"] = atomic_u
+    standard = {k: results[k] for k in _STANDARD if k in results}
+    frame.calc = SinglePointCalculator(frame, **standard)
+    return frame
+
+
+def read_annotation(atoms) -> dict[str, Any]:
+    """The ``hetens_*`` quantities of a frame read back from a file.
+
+    Returns:
+        ``{"uncertainty": U, "atomic_uncertainty": (N,), "energy_std": ...,
+        "members": [...]}``; raises ``KeyError`` naming the missing key when
+        the frame was not written by hetens.
+    """
+    if "hetens_U" not in atoms.info:
+        raise KeyError("hetens_U: this frame carries no ensemble uncertainty (was it written by hetens?)")
+    members = atoms.info.get("hetens_members", "")
+    return {
+        "uncertainty": float(atoms.info["hetens_U"]),
+        "atomic_uncertainty": np.asarray(atoms.arrays.get("hetens_u", np.zeros(len(atoms)))),
+        "energy_std": float(atoms.info.get("hetens_energy_std", np.nan)),
+        "member_energies": np.atleast_1d(np.asarray(atoms.info.get("hetens_member_energies", []), dtype=float)),
+        "members": members.split(",") if isinstance(members, str) and members else [],
+    }

@@ -1,0 +1,148 @@
+"""Members of an ensemble: an ASE calculator plus what is known about it.
+
+:func:`load_member` turns a spec (``sevenn:7net-0``) into a :class:`Member`
+through the family's adapter; :meth:`Member.wrap` adopts any ASE calculator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hetens.device import resolve_device
+from hetens.errors import UnknownModelError, WeightsUnavailableError
+from hetens.families import get_family
+from hetens.registry import find_model, models_of_family
+from hetens.spec import MemberSpec, parse_spec
+
+__all__ = ["Member", "load_member", "as_member"]
+
+
+@dataclass
+class Member:
+    """One member of a heterogeneous ensemble.
+
+    Attributes:
+        calculator: the member's ASE calculator.
+        name: display name, unique within an ensemble (``sevenn:7net-0``).
+        family: adapter family, or ``"ase"`` for a user's own calculator.
+        level_of_theory: DFT reference label (``PBE+U``, ``r2SCAN``...; see
+            :mod:`hetens.registry`), ``"unknown"`` when not declared.
+        training_data: data set(s) the model was trained on.
+        spec: the spec it was loaded from, ``None`` for a wrapped calculator.
+        device: torch device it runs on, ``None`` when not applicable.
+        versions: package name -> version, for provenance.
+    """
+
+    calculator: Any
+    name: str
+    family: str = "ase"
+    level_of_theory: str = "unknown"
+    training_data: str = "unknown"
+    spec: str | None = None
+    device: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def wrap(
+        cls,
+        calculator: Any,
+        name: str | None = None,
+        level_of_theory: str = "unknown",
+        training_data: str = "unknown",
+    ) -> "Member":
+        """Adopt any ASE calculator as a member, declaring its level of theory."""
+        if not hasattr(calculator, "get_forces") and not hasattr(calculator, "get_property"):
+            raise TypeError(
+                f"a member must be an ASE calculator (with get_property/get_forces); "
+                f"got {type(calculator).__name__}"
+            )
+        return cls(
+            calculator=calculator,
+            name=name or type(calculator).__name__,
+            level_of_theory=level_of_theory,
+            training_data=training_data,
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable description, written into output files."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "spec": self.spec,
+            "level_of_theory": self.level_of_theory,
+            "training_data": self.training_data,
+            "versions": dict(self.versions),
+        }
+
+
+def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
+    """Load a pretrained model as an ensemble member through its family's official loader.
+
+    Args:
+        spec: ``FAMILY:MODEL[@HEAD][@KEY=VALUE]`` (see :mod:`hetens.spec`), e.g.
+            ``sevenn:7net-0``, ``sevenn:7net-mf-0@PBE``, ``chgnet:0.3.0``,
+            ``mace:/path/model.model@level=PBE+U``, ``fairchem:uma-s-1p1@omat``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``... A
+            ``device=`` option in the spec wins.
+
+    Returns:
+        A :class:`Member` with the calculator and its metadata.
+
+    Raises:
+        MemberSpecError: the spec is malformed.
+        UnknownModelError: unknown family, model or head.
+        MissingFamilyError: the family's package is not installed (names the extra).
+        WeightsUnavailableError: hub weights not on this machine and no network.
+    """
+    parsed = spec if isinstance(spec, MemberSpec) else parse_spec(spec)
+    family = get_family(parsed.family)
+    known = find_model(parsed.family, parsed.model)
+    options = dict(parsed.options)
+    level = options.pop("level", None)
+    display_name = options.pop("name", None) or parsed.label
+    resolved_device = resolve_device(options.pop("device", device))
+
+    if known is None:
+        _check_local_weights(parsed)
+    if level is None:
+        level = known.level_for(parsed.head) if known else "unknown"
+    model_name = known.name if known else parsed.model
+    head = parsed.head or (known.default_head if known else None)
+
+    adapter = family.adapter()
+    calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)
+    return Member(
+        calculator=calculator,
+        name=display_name,
+        family=parsed.family,
+        level_of_theory=level,
+        training_data=known.training_data if known else "unknown",
+        spec=str(parsed),
+        device=resolved_device,
+        versions=adapter.versions(),
+    )
+
+
+def _check_local_weights(parsed: MemberSpec) -> None:
+    """A model that is not in the registry must be an existing local file or folder."""
+    path = Path(parsed.model).expanduser()
+    if path.exists():
+        return
+    if "/" in parsed.model or path.suffix in (".model", ".pt", ".pth", ".ckpt", ".json"):
+        raise WeightsUnavailableError(f"member {parsed}: no file or folder at {path}")
+    names = ", ".join(m.name for m in models_of_family(parsed.family))
+    raise UnknownModelError(
+        f"{parsed.family} has no model {parsed.model!r} and no file of that name exists; "
+        f"known {parsed.family} models: {names}; or give a path to a weights file"
+    )
+
+
+def as_member(item: Any, device: str = "auto") -> Member:
+    """A :class:`Member` from a Member, a spec string or a plain ASE calculator."""
+    if isinstance(item, Member):
+        return item
+    if isinstance(item, (str, MemberSpec)):
+        return load_member(item, device=device)
+    return Member.wrap(item)

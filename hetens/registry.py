@@ -1,0 +1,126 @@
+"""The models hetens knows by name, with their level of theory and training data.
+
+This is data, not loading code: each family's adapter in
+:mod:`hetens.families` does the loading. Level-of-theory labels:
+
+- ``PBE+U``: the Materials Project mix of PBE and PBE+U (MPtrj, OMat24,
+  Alexandria); energies are mutually compatible;
+- ``PBE``: plain PBE without +U (MatPES-PBE);
+- ``r2SCAN``: r2SCAN meta-GGA (MP r2SCAN, MatPES-r2SCAN);
+- ``wB97M-V``, ``RPBE``, ``PBE-D3``: the other UMA tasks (molecules, catalysis, MOFs);
+- ``unknown``: a local file or a plain calculator without a declared level.
+
+Energies of different levels (PBE+U vs r2SCAN differ by ~40 eV per W atom
+here) must never be averaged; :class:`hetens.HeterogeneousEnsembleCalculator`
+refuses unless asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hetens.errors import UnknownModelError
+
+__all__ = ["KnownModel", "KNOWN_MODELS", "find_model", "models_of_family"]
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """One pretrained model.
+
+    Attributes:
+        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``).
+        name: the name the family's own loader takes.
+        level_of_theory: label of the DFT reference (see module docstring), for
+            single-head models.
+        training_data: the data set(s) it was trained on.
+        source: ``"wheel"`` when the weights ship inside the package wheel
+            (works offline), ``"hub"`` when they are downloaded at first use.
+        heads: head/task name -> level of theory, for multi-head models.
+        default_head: the head used when the spec names none.
+    """
+
+    family: str
+    name: str
+    level_of_theory: str
+    training_data: str
+    source: str = "hub"
+    heads: dict[str, str] = field(default_factory=dict)
+    default_head: str | None = None
+
+    def level_for(self, head: str | None) -> str:
+        """Level of theory of ``head`` (or of the model when it has no heads)."""
+        if not self.heads:
+            return self.level_of_theory
+        chosen = head or self.default_head
+        if chosen is None:
+            raise UnknownModelError(
+                f"{self.family}:{self.name} has several heads; choose one with "
+                f"@HEAD, one of {sorted(self.heads)}"
+            )
+        for key, level in self.heads.items():
+            if key.lower() == chosen.lower():
+                return level
+        raise UnknownModelError(
+            f"{self.family}:{self.name} has no head {chosen!r}; choose one of {sorted(self.heads)}"
+        )
+
+    @property
+    def spec(self) -> str:
+        return f"{self.family}:{self.name}"
+
+
+_UMA_TASKS = {"omat": "PBE+U", "omol": "wB97M-V", "oc20": "RPBE", "odac": "PBE-D3", "omc": "PBE-D3"}
+
+KNOWN_MODELS: tuple[KnownModel, ...] = (
+    # SevenNet: weights inside the sevenn wheel for these four.
+    KnownModel("sevenn", "7net-0", "PBE+U", "MPtrj", source="wheel"),
+    KnownModel("sevenn", "7net-0_22may2024", "PBE+U", "MPtrj", source="wheel"),
+    KnownModel("sevenn", "7net-l3i5", "PBE+U", "MPtrj", source="wheel"),
+    KnownModel(
+        "sevenn", "7net-mf-0", "PBE+U", "MPtrj + MP r2SCAN", source="wheel",
+        heads={"PBE": "PBE+U", "R2SCAN": "r2SCAN"}, default_head="PBE",
+    ),
+    KnownModel("sevenn", "7net-omat", "PBE+U", "OMat24"),
+    KnownModel(
+        "sevenn", "7net-mf-ompa", "PBE+U", "MPtrj + sAlex + OMat24",
+        heads={"mpa": "PBE+U", "omat24": "PBE+U"}, default_head="mpa",
+    ),
+    # CHGNet: all three inside the chgnet wheel.
+    KnownModel("chgnet", "0.3.0", "PBE+U", "MPtrj", source="wheel"),
+    KnownModel("chgnet", "0.2.0", "PBE+U", "MPtrj", source="wheel"),
+    KnownModel("chgnet", "r2scan", "r2SCAN", "MP r2SCAN", source="wheel"),
+    # MACE foundation models (downloaded by mace_mp).
+    KnownModel("mace", "small", "PBE+U", "MPtrj (MACE-MP-0)"),
+    KnownModel("mace", "medium", "PBE+U", "MPtrj (MACE-MP-0)"),
+    KnownModel("mace", "large", "PBE+U", "MPtrj (MACE-MP-0)"),
+    KnownModel("mace", "medium-mpa-0", "PBE+U", "MPtrj + sAlex (MACE-MPA-0)"),
+    KnownModel("mace", "medium-omat-0", "PBE+U", "OMat24 (MACE-OMAT-0)"),
+    KnownModel("mace", "mace-matpes-pbe-0", "PBE", "MatPES-PBE"),
+    KnownModel("mace", "mace-matpes-r2scan-0", "r2SCAN", "MatPES-r2SCAN"),
+    # fairchem: UMA (multi-task) and eSEN (gated on the Hugging Face hub).
+    KnownModel("fairchem", "uma-s-1p1", "PBE+U", "OMat24, OMol25, OC20, ODAC23, OMC25",
+               heads=_UMA_TASKS, default_head="omat"),
+    KnownModel("fairchem", "uma-m-1p1", "PBE+U", "OMat24, OMol25, OC20, ODAC23, OMC25",
+               heads=_UMA_TASKS, default_head="omat"),
+    KnownModel("fairchem", "esen-30m-oam", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("fairchem", "esen-30m-omat", "PBE+U", "OMat24"),
+    # matgl (M3GNet / TensorNet / CHGNet on MatPES, and the MP-2021 M3GNet).
+    KnownModel("matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
+    KnownModel("matgl", "TensorNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
+    KnownModel("matgl", "TensorNet-MatPES-r2SCAN-v2025.1-PES", "r2SCAN", "MatPES-r2SCAN"),
+    KnownModel("matgl", "M3GNet-MP-2021.2.8-PES", "PBE+U", "MPF 2021"),
+)
+
+
+def models_of_family(family: str) -> list[KnownModel]:
+    """Known models of one family, in registry order."""
+    return [m for m in KNOWN_MODELS if m.family == family]
+
+
+def find_model(family: str, name: str) -> KnownModel | None:
+    """The registry entry for ``family:name`` (case-insensitive), or ``None`` (e.g. a path)."""
+    for model in KNOWN_MODELS:
+        if model.family == family and model.name.lower() == name.lower():
+            return model
+    return None
