@@ -7,6 +7,7 @@ arithmetic is :func:`hetens.combine.combine_predictions` (pure numpy).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -47,8 +48,13 @@ def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: boo
         )
 
 
-def evaluate_member(member: Member, atoms, with_stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+def evaluate_member(
+    member: Member, atoms, with_stress: bool, force: bool = False
+) -> tuple[float, np.ndarray, np.ndarray | None]:
     """Run one member on ``atoms`` in a single evaluation.
+
+    ``force`` recomputes even when the member's own cache looks valid (ASE's
+    ``check_state`` ignores ``atoms.info``, which a member may read).
 
     Returns:
         energy (eV), forces (N, 3) eV/Å and stress (6,) Voigt eV/Å³ (``None``
@@ -57,7 +63,7 @@ def evaluate_member(member: Member, atoms, with_stress: bool) -> tuple[float, np
     calc = member.calculator
     properties = ["energy", "forces"] + (["stress"] if with_stress else [])
     if isinstance(calc, BaseCalculator):
-        if calc.calculation_required(atoms, properties):
+        if force or calc.calculation_required(atoms, properties):
             # One call with every property, so calculators that only compute
             # what is asked for do not run twice.
             calc.atoms = None
@@ -201,9 +207,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
         with_stress = self.provides_stress(atoms)
         if "stress" in properties and not with_stress:
             raise PropertyNotImplementedError(self._why_no_stress(atoms))
+        info_changed = "info" in system_changes
         energies, forces, stresses = [], [], []
         for member in self.members:
-            energy, member_forces, stress = evaluate_member(member, atoms, with_stress)
+            energy, member_forces, stress = evaluate_member(member, atoms, with_stress, info_changed)
             energies.append(energy)
             forces.append(member_forces)
             stresses.append(stress)
@@ -258,13 +265,14 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
 
 def _with_unique_names(members: list[Member]) -> list[Member]:
+    """Suffix repeated names with ``#2``, ``#3``... (on copies: callers' Members are untouched)."""
     seen: dict[str, int] = {}
+    unique = []
     for member in members:
         count = seen.get(member.name, 0)
         seen[member.name] = count + 1
-        if count:
-            member.name = f"{member.name}#{count + 1}"
-    return members
+        unique.append(dataclasses.replace(member, name=f"{member.name}#{count + 1}") if count else member)
+    return unique
 
 
 def _weights_by_name(table: Mapping[str, float], names: Sequence[str]) -> list[float]:

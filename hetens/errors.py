@@ -15,6 +15,8 @@ __all__ = [
     "WeightsUnavailableError",
     "MixedReferenceError",
     "MemberFailedError",
+    "FrameReadError",
+    "AlignmentError",
 ]
 
 
@@ -46,4 +48,20 @@ class MemberFailedError(HetensError, RuntimeError):
     """Raised during a calculation when a member fails or returns unusable output.
 
     The message names the member, the property and the structure's formula.
+    """
+
+
+class FrameReadError(HetensError, ValueError):
+    """Raised while reading structures when a file or one of its frames cannot be
+    read, or lacks a quantity the command needs (energy, forces, U...).
+
+    The message names the file and the frame (0-based index in the file).
+    """
+
+
+class AlignmentError(HetensError, ValueError):
+    """Raised before scoring when prediction or reference files do not hold the same
+    frames in the same order (frame count, atom count, species, positions, cell).
+
+    The message names the file, the frame and what differs.
     """

@@ -54,12 +54,18 @@ def reference_forces(member_forces) -> np.ndarray:
         (N, 3) or (B, N, 3) mean forces in eV/Å.
     """
     forces = _as_member_forces(member_forces)
-    return forces.mean(axis=-3)
+    return _plain_mean(forces)[..., 0, :, :]
+
+
+def _plain_mean(forces: np.ndarray) -> np.ndarray:
+    """Member mean, (..., 1, N, 3), computed about member 0 so identical members give it exactly."""
+    first = forces[..., :1, :, :]
+    return first + (forces - first).mean(axis=-3, keepdims=True)
 
 
 def _deviation_norms(forces: np.ndarray) -> np.ndarray:
     """||F[m, i] - Fbar[i]|| with shape (..., M, N) in eV/Å."""
-    deviation = forces - forces.mean(axis=-3, keepdims=True)
+    deviation = forces - _plain_mean(forces)
     return np.sqrt(np.einsum("...k,...k->...", deviation, deviation))
 
 
@@ -151,8 +157,10 @@ def energy_spread(member_energies, n_atoms: int, weights=None) -> float | np.nda
     if energies.ndim == 0 or energies.shape[-1] == 0:
         raise ValueError(f"member_energies needs a member axis; got shape {energies.shape}")
     w = normalise_weights(weights, energies.shape[-1])
-    mean = energies @ w
-    var = ((energies - np.expand_dims(mean, -1)) ** 2) @ w
+    # About the first member, so identical members give exactly zero.
+    shifted = energies - energies[..., :1]
+    mean = shifted @ w
+    var = ((shifted - np.expand_dims(mean, -1)) ** 2) @ w
     n = np.asarray(n_atoms, dtype=float)
     if np.any(n <= 0):
         raise ValueError(f"n_atoms must be positive to express a spread per atom; got {n_atoms}")

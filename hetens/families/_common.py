@@ -53,22 +53,35 @@ def require_download(spec: str, host: str, how: str) -> None:
     if not hub_reachable(host):
         raise WeightsUnavailableError(
             f"the weights of {spec} are not on this machine and {host} cannot be reached. "
-            f"{how} Or give a local file instead: FAMILY:/path/to/weights."
+            f"{how} Or give a local file instead: {spec.split(':')[0]}:/path/to/weights."
         )
 
 
 @contextlib.contextmanager
 def preserved_torch_state() -> Iterator[None]:
-    """Restore torch's default dtype and torch-related environment variables on exit.
+    """Restore torch's default dtype, the global random states and torch-related
+    environment variables on exit.
 
-    MACE sets ``torch.set_default_dtype`` in its constructor and
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` at import; either breaks other
-    members loaded later in the same process (ACEsuit/mace issues 328, 877).
+    Model loaders change process-wide state that breaks or silently alters
+    other work in the same process:
+
+    - MACE sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` at import and older
+      releases call ``torch.set_default_dtype`` in the constructor, which broke
+      CHGNet/M3GNet loaded later (ACEsuit/mace issues 328, 877);
+    - fairchem's ``MLIPPredictUnit`` reseeds Python's ``random``, NumPy's
+      global generator and torch (seed 41) on every load, which would make a
+      user's own random numbers (e.g. MD thermostat noise) depend on loading.
     """
+    import random
+
+    import numpy as np
     import torch
 
     dtype = torch.get_default_dtype()
     saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)}
+    python_random = random.getstate()
+    numpy_random = np.random.get_state()
+    torch_random = torch.random.get_rng_state()
     try:
         yield
     finally:
@@ -78,6 +91,9 @@ def preserved_torch_state() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        random.setstate(python_random)
+        np.random.set_state(numpy_random)
+        torch.random.set_rng_state(torch_random)
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -1,0 +1,108 @@
+"""MatGL adapter: ``matgl.ext.ase.PESCalculator`` on a ``matgl.apps.pes.Potential``.
+
+``matgl.load_model`` takes a local model folder (``model.pt``, ``state.pt``,
+``model.json``, as written by ``Potential.save``) or a pretrained name, which
+it downloads from the Hugging Face hub (``materialyze/NAME``) into
+``~/.cache/matgl``. A saved bare graph model (not a ``Potential``) is wrapped
+in a ``Potential`` with forces and stress.
+
+``PESCalculator`` reports stress in GPa by default; here it is created with
+``stress_unit="eV/A3"`` and Voigt output, so stress is (6,) eV/Å³ with ASE's
+sign (positive under tension). MatGL models have no heads and no options.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+from hetens.errors import UnknownModelError
+from hetens.families._common import (
+    is_local_path,
+    package_versions,
+    preserved_torch_state,
+    require_download,
+)
+
+_HOST = "huggingface.co"
+_FILES = ("model.pt", "state.pt", "model.json")
+
+
+def weights_status(model: str) -> str:
+    """``local file``, ``cached`` (all three files in matgl's cache) or ``download``."""
+    if is_local_path(model):
+        return "local file"
+    from huggingface_hub import try_to_load_from_cache
+
+    with preserved_torch_state():
+        from matgl.config import MATGL_CACHE
+        from matgl.utils.io import HF_MATGL_ORG
+
+    repo = model if "/" in model else f"{HF_MATGL_ORG}/{model}"
+    found = [try_to_load_from_cache(repo, name, cache_dir=MATGL_CACHE) for name in _FILES]
+    return "cached" if all(isinstance(f, str) for f in found) else "download"
+
+
+def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
+    """A ``PESCalculator`` (stress in eV/Å³, Voigt) for a model folder or pretrained name.
+
+    Raises:
+        ValueError: options given, or the folder does not hold a matgl model.
+        UnknownModelError: a head was given (matgl models have none).
+        WeightsUnavailableError: hub weights not cached and the hub unreachable.
+    """
+    if head:
+        raise UnknownModelError(f"matgl:{model} has no heads; remove '@{head}'")
+    if options:
+        raise ValueError(f"matgl member {model}: matgl takes no options; got {', '.join(sorted(options))}")
+    with preserved_torch_state():
+        import matgl
+        from matgl.apps.pes import Potential
+
+        if is_local_path(model):
+            source = str(Path(model).expanduser())
+        else:
+            source = model
+            if weights_status(model) == "download":
+                require_download(
+                    f"matgl:{model}", _HOST,
+                    f"Load it once with matgl.load_model({model!r}) on a connected machine.",
+                )
+        try:
+            loaded = matgl.load_model(source)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"matgl member {model}: matgl.load_model could not load it ({exc}; {exc.__cause__}). "
+                "A local model is a folder with model.pt, state.pt and model.json, as written by "
+                "Potential.save(folder)."
+            ) from exc
+        potential = loaded if isinstance(loaded, Potential) else Potential(model=loaded)
+        potential = potential.to(device)
+        return _calculator_class()(potential, stress_unit="eV/A3", use_voigt=True)
+
+
+def versions() -> dict[str, str]:
+    return package_versions("matgl", "torch", "torch_geometric")
+
+
+@functools.cache
+def _calculator_class():
+    from matgl.ext.ase import PESCalculator
+
+    class QuietPESCalculator(PESCalculator):
+        """matgl's calculator without its per-call torch performance warning.
+
+        matgl builds a tensor from ``atoms.get_cell()`` (a ``Cell``, not an
+        array), which makes torch warn that this is slow on every new process;
+        the warning is about matgl's code, not the user's input.
+        """
+
+        def calculate(self, atoms=None, properties=None, system_changes=None) -> None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Creating a tensor from a list of numpy.ndarrays", category=UserWarning
+                )
+                super().calculate(atoms, properties, system_changes)
+
+    return QuietPESCalculator

@@ -1,0 +1,175 @@
+"""Frames and member predictions as flat numpy arrays (the rescoring data model).
+
+A set of F frames with T atoms in total is stored *ragged*: per-atom arrays
+are concatenated over frames, and ``offsets`` (F + 1,) says where each frame
+starts, so frame ``f`` owns rows ``offsets[f]:offsets[f + 1]``. This is
+compact for frames of any sizes and lets every computation run over all
+frames at once.
+
+- :class:`FrameArrays`: one file's (or one batch's) structures, plus the
+  energy/forces/stress it carries (predictions or DFT labels).
+- :class:`PredictionSet`: M members' predictions on the same frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FrameArrays", "PredictionSet", "frame_arrays_from_atoms", "offsets_of"]
+
+
+def offsets_of(n_atoms) -> np.ndarray:
+    """(F + 1,) start of each frame in the concatenated atom axis, from (F,) atom counts."""
+    counts = np.asarray(n_atoms, dtype=np.int64)
+    return np.concatenate(([0], np.cumsum(counts)))
+
+
+@dataclass
+class FrameArrays:
+    """F frames, T atoms in total, as flat arrays.
+
+    Attributes:
+        path: the file the frames came from (``""`` for frames built in memory).
+        n_atoms: (F,) atom count of each frame.
+        numbers: (T,) atomic numbers.
+        positions: (T, 3) Cartesian positions, Å.
+        cells: (F, 3, 3) cell vectors as rows, Å (zeros where there is none).
+        pbc: (F, 3) periodic directions.
+        energy: (F,) energy in eV, or ``None`` when the file has none.
+        forces: (T, 3) forces in eV/Å, or ``None``.
+        stress: (F, 6) Voigt stress in eV/Å³, or ``None`` (also when any
+            frame lacks one).
+        indices: (F,) index of each frame in its file.
+    """
+
+    path: str
+    n_atoms: np.ndarray
+    numbers: np.ndarray
+    positions: np.ndarray
+    cells: np.ndarray
+    pbc: np.ndarray
+    energy: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    offsets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.n_atoms = np.asarray(self.n_atoms, dtype=np.int64)
+        self.offsets = offsets_of(self.n_atoms)
+        if self.indices is None:
+            self.indices = np.arange(self.n_frames)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+    @property
+    def n_total_atoms(self) -> int:
+        return int(self.offsets[-1])
+
+    def frame_of_atom(self) -> np.ndarray:
+        """(T,) frame index of every atom."""
+        return np.repeat(np.arange(self.n_frames), self.n_atoms)
+
+    def frame_label(self, frame: int) -> str:
+        """``"PATH frame I"`` with I the index in the file, for error messages."""
+        return f"{self.path or 'frames'} frame {int(self.indices[frame])}"
+
+    def to_atoms(self, frame: int):
+        """An ``Atoms`` (no calculator) for frame ``frame``."""
+        from ase import Atoms
+
+        rows = slice(self.offsets[frame], self.offsets[frame + 1])
+        return Atoms(
+            numbers=self.numbers[rows],
+            positions=self.positions[rows],
+            cell=self.cells[frame],
+            pbc=self.pbc[frame],
+        )
+
+
+def frame_arrays_from_atoms(frames: Sequence, path: str = "", indices=None) -> FrameArrays:
+    """Geometry of a list of ``Atoms`` as :class:`FrameArrays` (no energies or forces)."""
+    n_atoms = np.array([len(a) for a in frames], dtype=np.int64)
+    return FrameArrays(
+        path=path,
+        n_atoms=n_atoms,
+        numbers=np.concatenate([a.numbers for a in frames]) if frames else np.zeros(0, np.int64),
+        positions=np.concatenate([a.positions for a in frames]) if frames else np.zeros((0, 3)),
+        cells=np.array([a.cell.array for a in frames]).reshape(-1, 3, 3),
+        pbc=np.array([a.pbc for a in frames], dtype=bool).reshape(-1, 3),
+        indices=None if indices is None else np.asarray(indices),
+    )
+
+
+@dataclass
+class PredictionSet:
+    """M members' predictions on the same F frames.
+
+    Attributes:
+        names: (M,) member names.
+        frames: geometry of the frames (:class:`FrameArrays`; its own
+            energy/forces are not used).
+        member_energies: (F, M) eV.
+        member_forces: (T, M, 3) eV/Å, atoms of all frames concatenated.
+        member_stresses: (F, M, 6) Voigt eV/Å³, or ``None`` unless every
+            member gives a stress for every frame.
+        sources: (M,) where each member's predictions came from (file path
+            or member spec).
+    """
+
+    names: list[str]
+    frames: FrameArrays
+    member_energies: np.ndarray
+    member_forces: np.ndarray
+    member_stresses: np.ndarray | None = None
+    sources: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        f, t, m = self.frames.n_frames, self.frames.n_total_atoms, len(self.names)
+        if self.member_energies.shape != (f, m):
+            raise ValueError(f"member_energies must be (F={f}, M={m}); got {self.member_energies.shape}")
+        if self.member_forces.shape != (t, m, 3):
+            raise ValueError(f"member_forces must be (T={t}, M={m}, 3); got {self.member_forces.shape}")
+        if self.member_stresses is not None and self.member_stresses.shape != (f, m, 6):
+            raise ValueError(f"member_stresses must be (F={f}, M={m}, 6); got {self.member_stresses.shape}")
+
+    @property
+    def n_members(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_frames(self) -> int:
+        return self.frames.n_frames
+
+    def subset(self, members: Sequence[int]) -> PredictionSet:
+        """The same frames with only the members at positions ``members``, in that order."""
+        idx = np.asarray(members, dtype=np.int64)
+        return PredictionSet(
+            names=[self.names[i] for i in idx],
+            frames=self.frames,
+            member_energies=self.member_energies[:, idx],
+            member_forces=self.member_forces[:, idx],
+            member_stresses=None if self.member_stresses is None else self.member_stresses[:, idx],
+            sources=[self.sources[i] for i in idx] if self.sources else [],
+        )
+
+    def groups(self) -> dict[int, np.ndarray]:
+        """Frame indices grouped by atom count: ``{N: (B,) frame indices}``."""
+        n_atoms = self.frames.n_atoms
+        order = np.argsort(n_atoms, kind="stable")
+        counts, starts = np.unique(n_atoms[order], return_index=True)
+        bounds = np.append(starts, order.size)
+        return {int(n): order[bounds[k]:bounds[k + 1]] for k, n in enumerate(counts)}
+
+    def group_rows(self, frames: np.ndarray, n: int) -> np.ndarray:
+        """(B, n) rows of the atom axis for frames that all have ``n`` atoms."""
+        return self.frames.offsets[frames][:, None] + np.arange(n)[None, :]
+
+    def group_forces(self, frames: np.ndarray, n: int) -> np.ndarray:
+        """(B, M, n, 3) member forces of frames that all have ``n`` atoms, eV/Å."""
+        return self.member_forces[self.group_rows(frames, n)].transpose(0, 2, 1, 3)

@@ -1,0 +1,241 @@
+"""Streaming structures out of files, one frame at a time, with clear errors.
+
+Everything ASE reads works (extxyz, ASE trajectories and databases, VASP
+OUTCAR and vasprun.xml...): frames come from :func:`ase.io.iread`, so memory
+holds one frame at a time however large the file. Frames are identified by
+:class:`FrameSource` (file and 0-based index in that file), and every error
+names both.
+
+Also here: :func:`count_frames` (a cheap count for progress bars) and
+:func:`scan_extxyz_info` (the per-frame ``info`` of an extxyz file without
+parsing its atom lines, for reading U back from a scored file quickly).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hetens.errors import FrameReadError
+
+__all__ = [
+    "FrameSource",
+    "parse_index",
+    "iter_frames",
+    "count_frames",
+    "scan_extxyz_info",
+    "is_extxyz",
+    "chunked",
+]
+
+_EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Where a frame came from: ``path`` and its 0-based ``index`` in that file.
+
+    ``index`` is ``None`` when a negative ``--index`` selection makes the
+    position in the file unknown without reading it all; ``position`` is
+    then the frame's rank within the selection.
+    """
+
+    path: str
+    index: int | None
+    position: int
+
+    def __str__(self) -> str:
+        if self.index is not None:
+            return f"{self.path} frame {self.index}"
+        return f"{self.path} selected frame {self.position}"
+
+
+def parse_index(index: Any) -> slice | int:
+    """An ASE-style frame selection: ``":"``, ``"-1"``, ``"10:100:2"``, an int or a slice."""
+    from ase.io.formats import string2index
+
+    if index is None:
+        return slice(None)
+    if isinstance(index, (int, slice)):
+        return index
+    try:
+        return string2index(str(index))
+    except ValueError:
+        raise ValueError(
+            f"--index {index!r} is not a frame selection; use ASE syntax such as ':' (all), "
+            "'-1' (last), '0:100' or '::10'"
+        ) from None
+
+
+def _file_indices(selection: slice | int) -> Iterator[int | None]:
+    """The file index of each selected frame, where it is known without reading ahead."""
+    if isinstance(selection, int):
+        yield selection if selection >= 0 else None
+        return
+    start, step = selection.start or 0, selection.step or 1
+    if start >= 0 and step > 0:
+        yield from itertools.count(start, step)
+    else:
+        yield from itertools.repeat(None)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    if path.is_dir() and path.suffix != ".db":
+        raise IsADirectoryError(f"input {path} is a folder; give structure files")
+
+
+def iter_frames(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    index: Any = ":",
+    format: str | None = None,
+) -> Iterator[tuple[FrameSource, Any]]:
+    """Yield ``(source, atoms)`` for the selected frames of each file, in order.
+
+    Args:
+        paths: one or more files ASE can read.
+        index: frame selection applied to each file (ASE syntax, see
+            :func:`parse_index`).
+        format: ASE format name; guessed from each file when ``None``.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        FrameReadError: a file's format is unknown or a frame cannot be
+            parsed (names the file and frame).
+    """
+    from ase.io import iread
+    from ase.io.formats import UnknownFileTypeError
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    selection = parse_index(index)
+    for raw in paths:
+        path = Path(raw)
+        _check_readable(path)
+        numbers = _file_indices(selection)
+        frames = iread(str(path), index=selection, format=format)
+        for position in itertools.count():
+            file_index = next(numbers)
+            source = FrameSource(str(path), file_index, position)
+            try:
+                atoms = next(frames)
+            except StopIteration:
+                break
+            except UnknownFileTypeError:
+                raise FrameReadError(
+                    f"cannot tell the format of {path}; name it with --format (an ASE format such "
+                    "as extxyz, traj, vasp-out, vasp-xml)"
+                ) from None
+            except (FrameReadError, FileNotFoundError):
+                raise
+            except Exception as exc:  # ASE readers raise many types on bad input
+                raise FrameReadError(f"cannot read {source}: {type(exc).__name__}: {exc}") from exc
+            yield source, atoms
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of at most ``size`` items (the last may be shorter)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1; got {size}")
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def is_extxyz(path: str | os.PathLike, format: str | None = None) -> bool:
+    """Whether ``path`` is read as extended XYZ (by ``format`` or its suffix)."""
+    if format is not None:
+        return format in ("extxyz", "xyz")
+    return Path(path).suffix.lower() in _EXTXYZ_SUFFIXES
+
+
+def _selected_count(total: int, selection: slice | int) -> int:
+    if isinstance(selection, int):
+        return 1 if -total <= selection < total else 0
+    return len(range(*selection.indices(total)))
+
+
+def count_frames(path: str | os.PathLike, index: Any = ":", format: str | None = None) -> int | None:
+    """How many frames ``iter_frames(path, index)`` will yield, when cheap to know.
+
+    Counts extxyz frames by skipping atom lines (no parsing) and ASE
+    trajectories from their index; returns ``None`` for other formats.
+    """
+    path = Path(path)
+    selection = parse_index(index)
+    try:
+        if is_extxyz(path, format):
+            total = sum(1 for _ in _extxyz_headers(path))
+        elif (format or path.suffix.lstrip(".")) == "traj":
+            from ase.io.trajectory import Trajectory
+
+            with Trajectory(str(path)) as traj:
+                total = len(traj)
+        else:
+            return None
+    except (OSError, ValueError, FrameReadError):
+        return None
+    return _selected_count(total, selection)
+
+
+def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
+    """Yield ``(frame index, atom count, comment line)`` of each extxyz frame, skipping atom lines."""
+    with open(path) as handle:
+        for frame in itertools.count():
+            line = handle.readline()
+            if not line.strip():
+                return
+            try:
+                natoms = int(line)
+            except ValueError:
+                raise FrameReadError(
+                    f"{path} frame {frame}: expected an atom count on the first line, got {line.strip()[:60]!r}"
+                ) from None
+            comment = handle.readline()
+            collections.deque(itertools.islice(handle, natoms), maxlen=0)
+            yield frame, natoms, comment
+
+
+def scan_extxyz_info(
+    path: str | os.PathLike, index: Any = ":"
+) -> Iterator[tuple[FrameSource, int, dict[str, Any]]]:
+    """Yield ``(source, n_atoms, info)`` for each selected frame of an extxyz file.
+
+    Reads only each frame's comment line (parsed as ASE does), so it is many
+    times faster than building ``Atoms``; use it to read ``hetens_U`` and
+    friends back from a large scored file.
+    """
+    from ase.io.extxyz import key_val_str_to_dict
+
+    path = Path(path)
+    _check_readable(path)
+    selection = parse_index(index)
+    if isinstance(selection, slice) and (selection.start or 0) >= 0 and (selection.step or 1) > 0 and (
+        selection.stop is None or selection.stop >= 0
+    ):
+        wanted = None  # selection is a simple forward range: decide frame by frame
+    else:
+        total = count_frames(path)
+        wanted = set(range(*slice(selection, selection + 1 or None).indices(total))) if isinstance(
+            selection, int
+        ) else set(range(*selection.indices(total)))
+    position = 0
+    for frame, natoms, comment in _extxyz_headers(path):
+        if wanted is None:
+            start, stop, step = selection.start or 0, selection.stop, selection.step or 1
+            if frame < start or (stop is not None and frame >= stop) or (frame - start) % step:
+                continue
+        elif frame not in wanted:
+            continue
+        try:
+            info = key_val_str_to_dict(comment.strip()) if comment.strip() else {}
+        except Exception as exc:
+            raise FrameReadError(f"cannot read {path} frame {frame}: bad comment line: {exc}") from exc
+        yield FrameSource(str(path), frame, position), natoms, info
+        position += 1

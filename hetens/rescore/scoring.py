@@ -1,0 +1,172 @@
+"""The ensemble's results and U for many frames at once (vectorised).
+
+:func:`score_predictions` turns a :class:`~hetens.rescore.arrays.PredictionSet`
+into :class:`EnsembleScores`. U, the per-atom u and each member's worst-atom
+deviation come from :mod:`hetens.uncertainty` called on the batch axis, one
+call per distinct atom count, so the formula is the one the calculator uses.
+:func:`frame_results` gives one frame's results in the form of
+:func:`hetens.combine.combine_predictions`, for :func:`hetens.frames.annotate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hetens.rescore.arrays import FrameArrays, PredictionSet
+from hetens.uncertainty import atomic_uncertainty, energy_spread, member_max_deviation
+from hetens.weights import normalise_weights
+
+__all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
+
+
+@dataclass
+class EnsembleScores:
+    """Ensemble results for F frames (T atoms in total), M members.
+
+    Attributes:
+        weights: (M,) normalised weights.
+        uncertainty: (F,) U, eV/Å.
+        atomic_uncertainty: (T,) per-atom u, eV/Å.
+        member_max_deviation: (F, M) each member's worst-atom deviation d, eV/Å.
+        most_deviating: (F,) index of the member contributing most to U.
+        energy: (F,) weighted mean energy, eV.
+        energy_std: (F,) weighted member energy spread, eV/atom.
+        forces: (T, 3) weighted mean forces, eV/Å.
+        mean_forces: (T, 3) plain mean forces Fbar (U's reference), eV/Å.
+        stress: (F, 6) weighted mean stress, eV/Å³, or ``None``.
+    """
+
+    weights: np.ndarray
+    uncertainty: np.ndarray
+    atomic_uncertainty: np.ndarray
+    member_max_deviation: np.ndarray
+    most_deviating: np.ndarray
+    energy: np.ndarray
+    energy_std: np.ndarray
+    forces: np.ndarray
+    mean_forces: np.ndarray
+    stress: np.ndarray | None
+
+
+def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScores:
+    """Weighted means, U and its companions for every frame of ``predictions``.
+
+    Args:
+        predictions: M members on F frames.
+        weights: (M,) weights (normalised here), ``None`` for uniform.
+    """
+    w = normalise_weights(weights, predictions.n_members)
+    frames = predictions.frames
+    f, t, m = frames.n_frames, frames.n_total_atoms, predictions.n_members
+    deviation = np.zeros((f, m))
+    atomic_u = np.zeros(t)
+    for n, idx in predictions.groups().items():
+        if n == 0:
+            continue
+        rows = predictions.group_rows(idx, n)
+        forces = predictions.member_forces[rows].transpose(0, 2, 1, 3)  # (B, M, n, 3)
+        deviation[idx] = member_max_deviation(forces)
+        atomic_u[rows] = atomic_uncertainty(forces, w)
+    contribution = w * deviation**2
+    energies = predictions.member_energies
+    stresses = predictions.member_stresses
+    return EnsembleScores(
+        weights=w,
+        uncertainty=np.sqrt(contribution.sum(axis=1)),
+        atomic_uncertainty=atomic_u,
+        member_max_deviation=deviation,
+        most_deviating=np.argmax(contribution, axis=1) if f else np.zeros(0, dtype=np.int64),
+        energy=energies @ w,
+        energy_std=energy_spread(energies, np.maximum(frames.n_atoms, 1), w) if f else np.zeros(0),
+        forces=np.einsum("m,tmk->tk", w, predictions.member_forces),
+        mean_forces=predictions.member_forces.mean(axis=1),
+        stress=None if stresses is None else np.einsum("m,fmk->fk", w, stresses),
+    )
+
+
+def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int) -> dict[str, Any]:
+    """Frame ``frame``'s results, keyed as :func:`hetens.combine.combine_predictions` keys them."""
+    rows = slice(predictions.frames.offsets[frame], predictions.frames.offsets[frame + 1])
+    energy = float(scores.energy[frame])
+    results: dict[str, Any] = {
+        "energy": energy,
+        "free_energy": energy,
+        "forces": scores.forces[rows],
+        "uncertainty": float(scores.uncertainty[frame]),
+        "atomic_uncertainty": scores.atomic_uncertainty[rows],
+        "energy_std": float(scores.energy_std[frame]),
+        "member_energies": predictions.member_energies[frame],
+        "member_forces": predictions.member_forces[rows].transpose(1, 0, 2),
+        "member_max_deviation": scores.member_max_deviation[frame],
+        "most_deviating_member": int(scores.most_deviating[frame]),
+    }
+    if scores.stress is not None:
+        results["stress"] = scores.stress[frame]
+        results["member_stresses"] = predictions.member_stresses[frame]
+    return results
+
+
+@dataclass
+class ReferenceErrors:
+    """Errors against reference (DFT) labels, per frame, for F frames and M members.
+
+    Attributes:
+        eps: (F,) ``max_i ||F_ref[i] - Fbar[i]||``, the error U tracks
+            (METHOD.md; ``Fbar`` is the plain member mean), eV/Å.
+        ensemble_eps: (F,) the same against the weighted mean forces the
+            ensemble returns, eV/Å.
+        energy_error: (F,) ``|E_ensemble - E_ref| / N``, eV/atom.
+        member_force_sse: (F, M) sum over atoms and components of
+            ``(F_m - F_ref)**2``, (eV/Å)².
+        member_energy_error: (F, M) ``(E_m - E_ref) / N``, eV/atom.
+        n_atoms: (F,) atom counts.
+    """
+
+    eps: np.ndarray
+    ensemble_eps: np.ndarray
+    energy_error: np.ndarray
+    member_force_sse: np.ndarray
+    member_energy_error: np.ndarray
+    n_atoms: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: list[ReferenceErrors]) -> ReferenceErrors:
+        """Join the errors of consecutive chunks of frames."""
+        return ReferenceErrors(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in (
+                "eps", "ensemble_eps", "energy_error", "member_force_sse", "member_energy_error", "n_atoms"
+            ))
+        )
+
+
+def reference_errors(predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays) -> ReferenceErrors:
+    """Errors of the members and of the ensemble against ``reference`` (aligned frames)."""
+    frames = predictions.frames
+    starts = frames.offsets[:-1]
+    n_atoms = frames.n_atoms
+    if np.any(n_atoms == 0):
+        raise ValueError(f"{frames.frame_label(int(np.argmin(n_atoms)))} has no atoms")
+    diff = predictions.member_forces - reference.forces[:, None, :]
+    sse = np.add.reduceat((diff**2).sum(axis=2), starts, axis=0)
+    per_atom = n_atoms.astype(float)
+    return ReferenceErrors(
+        eps=_ragged_max_error(scores.mean_forces, reference.forces, starts, n_atoms),
+        ensemble_eps=_ragged_max_error(scores.forces, reference.forces, starts, n_atoms),
+        energy_error=np.abs(scores.energy - reference.energy) / per_atom,
+        member_force_sse=sse,
+        member_energy_error=(predictions.member_energies - reference.energy[:, None]) / per_atom[:, None],
+        n_atoms=n_atoms.copy(),
+    )
+
+
+def _ragged_max_error(forces: np.ndarray, reference: np.ndarray, starts: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
+    """(F,) ``max_i ||forces[i] - reference[i]||`` per frame over concatenated (T, 3) arrays.
+
+    The ragged form of :func:`hetens.uncertainty.max_force_error`; every frame needs an atom.
+    """
+    norms = np.sqrt(((forces - reference) ** 2).sum(axis=1))
+    return np.maximum.reduceat(norms, starts) if starts.size else np.zeros(0)
+

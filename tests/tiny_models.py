@@ -1,0 +1,194 @@
+"""Tiny, randomly initialised models of the hub families, built in code for offline tests.
+
+Each builder makes a small seeded model with the family's own classes, saves
+it in the family's own format into ``folder`` and returns the path, so that
+``hetens.load_member("mace:PATH@level=PBE+U")`` and friends run the real
+loaders without a network. The models know :data:`TINY_ELEMENTS` only; their
+numbers mean nothing physically, but they are smooth, conservative and scaled
+so that forces in a rattled W cell are of order 0.1-1 eV/Å.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hetens.families._common import preserved_torch_state
+
+__all__ = ["TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "TINY_BUILDERS"]
+
+#: Elements every tiny model knows (atomic numbers 8, 29, 42, 74).
+TINY_ELEMENTS = ("O", "Cu", "Mo", "W")
+_NUMBERS = (8, 29, 42, 74)
+#: Isolated-atom reference energies in eV, roughly PBE-sized, so totals look familiar.
+_REFERENCE_ENERGIES = (-4.9, -3.7, -10.8, -12.9)
+
+
+def tiny_mace_model(folder: str | Path, seed: int = 0) -> Path:
+    """A two-layer ScaleShiftMACE (8 channels, l <= 1, r_max 4 Å) saved with ``torch.save``, float64."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_mace.model"
+    if path.exists():
+        return path
+    with preserved_torch_state():
+        import torch
+        from hetens.families.mace import _mace_loading
+
+        with _mace_loading():
+            from e3nn import o3
+            from mace import modules
+
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TorchScript type system.*")
+            torch.manual_seed(seed)
+            model = modules.ScaleShiftMACE(
+                r_max=4.0,
+                num_bessel=4,
+                num_polynomial_cutoff=5,
+                max_ell=2,
+                interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+                interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+                num_interactions=2,
+                num_elements=len(_NUMBERS),
+                hidden_irreps=o3.Irreps("8x0e + 8x1o"),
+                MLP_irreps=o3.Irreps("8x0e"),
+                gate=torch.nn.functional.silu,
+                atomic_energies=np.array(_REFERENCE_ENERGIES),
+                avg_num_neighbors=8.0,
+                atomic_numbers=list(_NUMBERS),
+                correlation=2,
+                atomic_inter_scale=30.0,
+                atomic_inter_shift=0.0,
+            )
+        torch.save(model.double(), path)
+    return path
+
+
+def tiny_fairchem_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """A one-layer UMA-style HydraModel (eSCNMD backbone, 8 channels, lmax 1, cutoff 4 Å).
+
+    Two tasks with energy, forces and stress heads: ``omat`` and ``omol``
+    (different dataset embeddings, so they give different energies).
+    Saved as fairchem's ``MLIPInferenceCheckpoint``.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_fairchem.pt"
+    if path.exists():
+        return path
+    with preserved_torch_state():
+        import hydra
+        import torch
+        from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
+
+        datasets = ("omat", "omol")
+        model_config = {
+            "_target_": "fairchem.core.models.base.HydraModel",
+            "backbone": {
+                "model": "fairchem.core.models.uma.escn_md.eSCNMDBackbone",
+                "max_num_elements": 100,
+                "sphere_channels": 8,
+                "lmax": 1,
+                "mmax": 1,
+                "otf_graph": True,
+                "max_neighbors": 40,
+                "cutoff": 4.0,
+                "edge_channels": 8,
+                "num_distance_basis": 8,
+                "direct_forces": False,
+                "regress_forces": True,
+                "regress_stress": True,
+                "num_layers": 1,
+                "hidden_channels": 8,
+                "ff_type": "spectral",
+                "dataset_mapping": {d: d for d in datasets},
+                "always_use_pbc": False,
+            },
+            "heads": {
+                d: {"module": "fairchem.core.models.uma.escn_md.MLP_EFS_Head", "prefix": d}
+                for d in datasets
+            },
+            "pass_through_head_outputs": True,
+            "otf_graph": True,
+        }
+        tasks = [
+            _fairchem_task(dataset, prop)
+            for dataset in datasets
+            for prop in ("energy", "forces", "stress")
+        ]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = hydra.utils.instantiate(model_config)
+        ema = torch.optim.swa_utils.AveragedModel(model)
+        checkpoint = MLIPInferenceCheckpoint(
+            model_config=model_config,
+            model_state_dict=model.state_dict(),
+            ema_state_dict=ema.state_dict(),
+            tasks_config=tasks,
+        )
+        torch.save(checkpoint, path)
+    return path
+
+
+def _fairchem_task(dataset: str, prop: str) -> dict:
+    level, dim = {"energy": ("system", [1]), "forces": ("atom", [3]), "stress": ("system", [1, 9])}[prop]
+    task = {
+        "_target_": "fairchem.core.units.mlip_unit.mlip_unit.Task",
+        "name": f"{dataset}_{prop}",
+        "level": level,
+        "property": prop,
+        "out_spec": {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.OutputSpec", "dim": dim, "dtype": "float32"},
+        "normalizer": {
+            "_target_": "fairchem.core.modules.normalization.normalizer.Normalizer",
+            "mean": 0.0,
+            "rmsd": 3.0,
+        },
+        "datasets": [dataset],
+    }
+    if prop == "energy":
+        refs = np.zeros(100)
+        refs[list(_NUMBERS)] = _REFERENCE_ENERGIES
+        task["element_references"] = {
+            "_target_": "fairchem.core.modules.normalization.element_references.ElementReferences",
+            "element_references": {"_target_": "torch.DoubleTensor", "_args_": [refs.tolist()]},
+        }
+    return task
+
+
+def tiny_matgl_model(folder: str | Path, seed: int = 0) -> Path:
+    """A one-block TensorNet (8 units, cutoff 4 Å) in a ``Potential``, saved with ``Potential.save``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_matgl"
+    if (path / "model.json").exists():
+        return path
+    with preserved_torch_state():
+        import torch
+        from matgl.apps.pes import Potential
+        from matgl.models import TensorNet
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            graph_model = TensorNet(
+                element_types=TINY_ELEMENTS,
+                units=8,
+                nblocks=1,
+                num_rbf=8,
+                cutoff=4.0,
+                rbf_type="SphericalBessel",
+                use_smooth=True,
+                is_intensive=False,
+            )
+            potential = Potential(
+                model=graph_model, data_std=20.0, element_refs=np.array(_REFERENCE_ENERGIES)
+            )
+        potential.save(path)
+    return path
+
+
+#: family name -> builder, for parametrised tests.
+TINY_BUILDERS = {
+    "mace": tiny_mace_model,
+    "fairchem": tiny_fairchem_checkpoint,
+    "matgl": tiny_matgl_model,
+}
