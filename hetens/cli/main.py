@@ -35,7 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Upstream warnings that say nothing actionable to a CLI user (the CLI owns its process).
+_QUIET_WARNINGS = (
+    "Converting a tensor with requires_grad=True to a scalar",  # chgnet, every structure
+    "The TorchScript type system",  # e3nn via sevenn, at load
+    "No tensor product accelerator",  # sevenn on CPU
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    for message in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
