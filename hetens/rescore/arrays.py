@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FrameArrays", "PredictionSet", "frame_arrays_from_atoms", "offsets_of"]
+__all__ = [
+    "FrameArrays",
+    "PredictionSet",
+    "frame_arrays_from_atoms",
+    "offsets_of",
+    "concatenate_frames",
+    "concatenate_predictions",
+]
 
 
 def offsets_of(n_atoms) -> np.ndarray:
@@ -40,8 +47,8 @@ class FrameArrays:
         pbc: (F, 3) periodic directions.
         energy: (F,) energy in eV, or ``None`` when the file has none.
         forces: (T, 3) forces in eV/Å, or ``None``.
-        stress: (F, 6) Voigt stress in eV/Å³, or ``None`` (also when any
-            frame lacks one).
+        stress: (F, 6) Voigt stress in eV/Å³ (NaN rows for frames without
+            one), or ``None`` when no frame has one.
         indices: (F,) index of each frame in its file.
     """
 
@@ -116,8 +123,8 @@ class PredictionSet:
             energy/forces are not used).
         member_energies: (F, M) eV.
         member_forces: (T, M, 3) eV/Å, atoms of all frames concatenated.
-        member_stresses: (F, M, 6) Voigt eV/Å³, or ``None`` unless every
-            member gives a stress for every frame.
+        member_stresses: (F, M, 6) Voigt eV/Å³ (NaN where a member gave no
+            stress for a frame), or ``None``.
         sources: (M,) where each member's predictions came from (file path
             or member spec).
     """
@@ -158,18 +165,49 @@ class PredictionSet:
             sources=[self.sources[i] for i in idx] if self.sources else [],
         )
 
-    def groups(self) -> dict[int, np.ndarray]:
-        """Frame indices grouped by atom count: ``{N: (B,) frame indices}``."""
-        n_atoms = self.frames.n_atoms
-        order = np.argsort(n_atoms, kind="stable")
-        counts, starts = np.unique(n_atoms[order], return_index=True)
-        bounds = np.append(starts, order.size)
-        return {int(n): order[bounds[k]:bounds[k + 1]] for k, n in enumerate(counts)}
 
-    def group_rows(self, frames: np.ndarray, n: int) -> np.ndarray:
-        """(B, n) rows of the atom axis for frames that all have ``n`` atoms."""
-        return self.frames.offsets[frames][:, None] + np.arange(n)[None, :]
+def concatenate_frames(parts: Sequence[FrameArrays]) -> FrameArrays:
+    """Frames of several :class:`FrameArrays` one after the other (path of the first)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
 
-    def group_forces(self, frames: np.ndarray, n: int) -> np.ndarray:
-        """(B, M, n, 3) member forces of frames that all have ``n`` atoms, eV/Å."""
-        return self.member_forces[self.group_rows(frames, n)].transpose(0, 2, 1, 3)
+    def joined(name):
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return FrameArrays(
+        path=parts[0].path,
+        n_atoms=np.concatenate([p.n_atoms for p in parts]),
+        numbers=np.concatenate([p.numbers for p in parts]),
+        positions=np.concatenate([p.positions for p in parts]),
+        cells=np.concatenate([p.cells for p in parts]),
+        pbc=np.concatenate([p.pbc for p in parts]),
+        energy=joined("energy"),
+        forces=joined("forces"),
+        stress=joined("stress"),
+        indices=np.concatenate([p.indices for p in parts]),
+    )
+
+
+def concatenate_predictions(parts: Sequence[PredictionSet]) -> PredictionSet:
+    """Predictions of the same members on consecutive chunks of frames, joined."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    names = parts[0].names
+    if any(p.names != names for p in parts):
+        raise ValueError("prediction chunks must have the same members in the same order")
+    stresses = [p.member_stresses for p in parts]
+    if all(s is None for s in stresses):
+        member_stresses = None
+    else:
+        member_stresses = np.concatenate([
+            s if s is not None else np.full((p.n_frames, len(names), 6), np.nan) for p, s in zip(parts, stresses)
+        ])
+    return PredictionSet(
+        names=list(names),
+        frames=concatenate_frames([p.frames for p in parts]),
+        member_energies=np.concatenate([p.member_energies for p in parts]),
+        member_forces=np.concatenate([p.member_forces for p in parts]),
+        member_stresses=member_stresses,
+        sources=list(parts[0].sources),
+    )

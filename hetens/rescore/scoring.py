@@ -2,8 +2,8 @@
 
 :func:`score_predictions` turns a :class:`~hetens.rescore.arrays.PredictionSet`
 into :class:`EnsembleScores`. U, the per-atom u and each member's worst-atom
-deviation come from :mod:`hetens.uncertainty` called on the batch axis, one
-call per distinct atom count, so the formula is the one the calculator uses.
+deviation come from :mod:`hetens.uncertainty` called on the batch axis, so
+the formula is the one the calculator uses.
 :func:`frame_results` gives one frame's results in the form of
 :func:`hetens.combine.combine_predictions`, for :func:`hetens.frames.annotate`.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.uncertainty import atomic_uncertainty, energy_spread, member_max_deviation
+from hetens.uncertainty import energy_spread, member_max_deviation, reference_forces
 from hetens.weights import normalise_weights
 
 __all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
@@ -35,8 +35,8 @@ class EnsembleScores:
         energy: (F,) weighted mean energy, eV.
         energy_std: (F,) weighted member energy spread, eV/atom.
         forces: (T, 3) weighted mean forces, eV/Å.
-        mean_forces: (T, 3) plain mean forces Fbar (U's reference), eV/Å.
-        stress: (F, 6) weighted mean stress, eV/Å³, or ``None``.
+        stress: (F, 6) weighted mean stress, eV/Å³ (NaN rows for frames
+            without stress), or ``None``.
     """
 
     weights: np.ndarray
@@ -47,42 +47,44 @@ class EnsembleScores:
     energy: np.ndarray
     energy_std: np.ndarray
     forces: np.ndarray
-    mean_forces: np.ndarray
     stress: np.ndarray | None
 
 
 def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScores:
     """Weighted means, U and its companions for every frame of ``predictions``.
 
+    No copy and no grouping by atom count: the (T, M, 3) member forces are
+    viewed as T one-atom structures, (T, M, 1, 3), so
+    :func:`hetens.uncertainty.member_max_deviation` returns every atom's
+    deviation ``||F[m, i] - Fbar[i]||`` (T, M); the max over each frame's
+    atoms (``np.maximum.reduceat``) is then ``d[m]``, and U follows as in
+    METHOD.md. Tests check equality with :func:`hetens.combine.combine_predictions`.
+
     Args:
-        predictions: M members on F frames.
+        predictions: M members on F frames (every frame with at least one atom).
         weights: (M,) weights (normalised here), ``None`` for uniform.
     """
     w = normalise_weights(weights, predictions.n_members)
     frames = predictions.frames
-    f, t, m = frames.n_frames, frames.n_total_atoms, predictions.n_members
-    deviation = np.zeros((f, m))
-    atomic_u = np.zeros(t)
-    for n, idx in predictions.groups().items():
-        if n == 0:
-            continue
-        rows = predictions.group_rows(idx, n)
-        forces = predictions.member_forces[rows].transpose(0, 2, 1, 3)  # (B, M, n, 3)
-        deviation[idx] = member_max_deviation(forces)
-        atomic_u[rows] = atomic_uncertainty(forces, w)
+    if np.any(frames.n_atoms == 0):
+        raise ValueError(f"{frames.frame_label(int(np.argmin(frames.n_atoms)))} has no atoms")
+    member_forces = predictions.member_forces
+    atom_deviation = member_max_deviation(member_forces[:, :, None, :])  # (T, M)
+    starts = frames.offsets[:-1]
+    deviation = np.maximum.reduceat(atom_deviation, starts, axis=0) if starts.size else np.zeros((0, len(w)))
     contribution = w * deviation**2
     energies = predictions.member_energies
     stresses = predictions.member_stresses
     return EnsembleScores(
         weights=w,
         uncertainty=np.sqrt(contribution.sum(axis=1)),
-        atomic_uncertainty=atomic_u,
+        # atomic_uncertainty's formula, from the deviations already at hand.
+        atomic_uncertainty=np.sqrt(atom_deviation**2 @ w),
         member_max_deviation=deviation,
-        most_deviating=np.argmax(contribution, axis=1) if f else np.zeros(0, dtype=np.int64),
+        most_deviating=np.argmax(contribution, axis=1),
         energy=energies @ w,
-        energy_std=energy_spread(energies, np.maximum(frames.n_atoms, 1), w) if f else np.zeros(0),
-        forces=np.einsum("m,tmk->tk", w, predictions.member_forces),
-        mean_forces=predictions.member_forces.mean(axis=1),
+        energy_std=energy_spread(energies, frames.n_atoms, w) if starts.size else np.zeros(0),
+        forces=np.tensordot(member_forces, w, axes=([1], [0])),
         stress=None if stresses is None else np.einsum("m,fmk->fk", w, stresses),
     )
 
@@ -103,7 +105,7 @@ def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int
         "member_max_deviation": scores.member_max_deviation[frame],
         "most_deviating_member": int(scores.most_deviating[frame]),
     }
-    if scores.stress is not None:
+    if scores.stress is not None and np.isfinite(scores.stress[frame]).all():
         results["stress"] = scores.stress[frame]
         results["member_stresses"] = predictions.member_stresses[frame]
     return results
@@ -121,6 +123,7 @@ class ReferenceErrors:
         energy_error: (F,) ``|E_ensemble - E_ref| / N``, eV/atom.
         member_force_sse: (F, M) sum over atoms and components of
             ``(F_m - F_ref)**2``, (eV/Å)².
+        ensemble_force_sse: (F,) the same for the weighted mean forces.
         member_energy_error: (F, M) ``(E_m - E_ref) / N``, eV/atom.
         n_atoms: (F,) atom counts.
     """
@@ -129,6 +132,7 @@ class ReferenceErrors:
     ensemble_eps: np.ndarray
     energy_error: np.ndarray
     member_force_sse: np.ndarray
+    ensemble_force_sse: np.ndarray
     member_energy_error: np.ndarray
     n_atoms: np.ndarray
 
@@ -137,7 +141,8 @@ class ReferenceErrors:
         """Join the errors of consecutive chunks of frames."""
         return ReferenceErrors(
             *(np.concatenate([getattr(p, name) for p in parts]) for name in (
-                "eps", "ensemble_eps", "energy_error", "member_force_sse", "member_energy_error", "n_atoms"
+                "eps", "ensemble_eps", "energy_error", "member_force_sse", "ensemble_force_sse",
+                "member_energy_error", "n_atoms",
             ))
         )
 
@@ -149,15 +154,19 @@ def reference_errors(predictions: PredictionSet, scores: EnsembleScores, referen
     n_atoms = frames.n_atoms
     if np.any(n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(n_atoms)))} has no atoms")
+    fbar = reference_forces(predictions.member_forces[:, :, None, :])[:, 0]  # (T, 3) plain member mean
     diff = predictions.member_forces - reference.forces[:, None, :]
     sse = np.add.reduceat((diff**2).sum(axis=2), starts, axis=0)
     per_atom = n_atoms.astype(float)
+    # A reference without energies still gives force errors; energy errors are then NaN.
+    ref_energy = reference.energy if reference.energy is not None else np.full(frames.n_frames, np.nan)
     return ReferenceErrors(
-        eps=_ragged_max_error(scores.mean_forces, reference.forces, starts, n_atoms),
+        eps=_ragged_max_error(fbar, reference.forces, starts, n_atoms),
         ensemble_eps=_ragged_max_error(scores.forces, reference.forces, starts, n_atoms),
-        energy_error=np.abs(scores.energy - reference.energy) / per_atom,
+        energy_error=np.abs(scores.energy - ref_energy) / per_atom,
         member_force_sse=sse,
-        member_energy_error=(predictions.member_energies - reference.energy[:, None]) / per_atom[:, None],
+        ensemble_force_sse=np.add.reduceat(((scores.forces - reference.forces) ** 2).sum(axis=1), starts),
+        member_energy_error=(predictions.member_energies - ref_energy[:, None]) / per_atom[:, None],
         n_atoms=n_atoms.copy(),
     )
 

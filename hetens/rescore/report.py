@@ -1,0 +1,104 @@
+"""The summary ``hetens score`` prints (and returns as JSON).
+
+Keys (always): ``n_frames``, ``n_atoms`` (total), ``members`` (names, in
+order), ``weights`` (name -> normalised weight), ``U_quantiles`` and
+``energy_std_quantiles`` (min, p05, p25, p50, p75, p95, max, mean; eV/Å and
+eV/atom). With reference labels also: ``spearman_rho`` (U vs eps, METHOD.md),
+``spearman_rho_energy`` (energy spread vs the ensemble's per-atom energy
+error), ``member_force_rmse`` (eV/Å) and ``member_energy_rmse`` (eV/atom)
+keyed by member name, ``ensemble_force_rmse``, ``ensemble_energy_rmse`` and
+``eps_quantiles``. Undefined values (a constant U, a reference without
+energies) are ``null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hetens.rescore.metrics import energy_rmse, force_rmse, quantiles, spearman
+from hetens.rescore.scoring import ReferenceErrors
+
+__all__ = ["build_report", "format_report"]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def build_report(
+    names: Sequence[str],
+    weights,
+    uncertainty,
+    n_atoms,
+    energy_std,
+    errors: ReferenceErrors | None = None,
+) -> dict[str, Any]:
+    """The score summary as a JSON-ready dict.
+
+    Args:
+        names: (M,) member names.
+        weights: (M,) normalised weights.
+        uncertainty: (F,) U, eV/Å.
+        n_atoms: (F,) atom counts.
+        energy_std: (F,) energy spread, eV/atom.
+        errors: errors against reference labels, or ``None``.
+    """
+    u = np.asarray(uncertainty, dtype=float)
+    report: dict[str, Any] = {
+        "n_frames": int(u.size),
+        "n_atoms": int(np.sum(n_atoms)),
+        "members": list(names),
+        "weights": {name: float(w) for name, w in zip(names, weights)},
+        "U_quantiles": quantiles(u),
+        "energy_std_quantiles": quantiles(energy_std),
+    }
+    if errors is None:
+        return report
+    member_force = force_rmse(errors.member_force_sse, errors.n_atoms)
+    member_energy = energy_rmse(errors.member_energy_error)
+    report.update(
+        spearman_rho=spearman(u, errors.eps),
+        spearman_rho_energy=None if np.isnan(errors.energy_error).any() else spearman(energy_std, errors.energy_error),
+        member_force_rmse={n: float(v) for n, v in zip(names, member_force)},
+        member_energy_rmse={n: _finite_or_none(v) for n, v in zip(names, member_energy)},
+        ensemble_force_rmse=float(force_rmse(errors.ensemble_force_sse[:, None], errors.n_atoms)[0]),
+        ensemble_energy_rmse=_finite_or_none(float(np.sqrt(np.mean(errors.energy_error**2)))),
+        eps_quantiles=quantiles(errors.eps),
+    )
+    return report
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable lines for a :func:`build_report` dict."""
+    q = report["U_quantiles"]
+    lines = [
+        f"{report['n_frames']} frames, {report['n_atoms']} atoms, {len(report['members'])} members",
+        "weights: " + ", ".join(f"{n} {w:.3f}" for n, w in report["weights"].items()),
+        "U [eV/A]: min {} | p25 {} | median {} | p75 {} | p95 {} | max {}".format(
+            *(_number(q[k]) for k in ("min", "p25", "p50", "p75", "p95", "max"))
+        ),
+    ]
+    if "spearman_rho" in report:
+        lines.append(
+            f"Spearman rho(U, eps) = {_number(report['spearman_rho'], 3)}; "
+            f"rho(energy spread, energy error) = {_number(report['spearman_rho_energy'], 3)}"
+        )
+        width = max(len("ensemble"), *(len(n) for n in report["members"]))
+        lines.append(f"{'member'.ljust(width)}  force RMSE [eV/A]  energy RMSE [eV/atom]")
+        for name in report["members"]:
+            lines.append(
+                f"{name.ljust(width)}  {_number(report['member_force_rmse'][name]):>17}  "
+                f"{_number(report['member_energy_rmse'][name]):>21}"
+            )
+        lines.append(
+            f"{'ensemble'.ljust(width)}  {_number(report['ensemble_force_rmse']):>17}  "
+            f"{_number(report['ensemble_energy_rmse']):>21}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,559 @@
+"""Rescore structures with the ensemble: live members, or predictions made elsewhere.
+
+- :func:`score_live` streams frames from any ASE-readable files through the
+  members (batched where the family allows, see
+  :mod:`hetens.rescore.batched`) and appends annotated frames to the output
+  as they are done: memory holds one batch of structures, plus three floats
+  per frame for the summary.
+- :func:`score_precomputed` reads M prediction files, checks they align,
+  and computes U for all frames at once (vectorised).
+
+Both write extxyz frames made by :func:`hetens.frames.annotate` (ensemble
+energy/forces/stress as the frame's results, U and friends under ``hetens_``
+keys) and return a :class:`ScoreResult` whose ``report`` is the summary of
+:mod:`hetens.rescore.report`. Extra keys written here:
+
+=========================  ======  ===========================================
+key                        where   meaning
+=========================  ======  ===========================================
+``hetens_source``          info    ``FILE:INDEX`` the frame was read from
+``hetens_eps``             info    with a reference: ``max_i |F_ref - Fbar|``
+                                   (METHOD.md), eV/Å
+``hetens_member_forces``   arrays  with ``keep_member_forces``: (N, 3M)
+                                   member forces, member-major columns
+                                   ``m0x m0y m0z m1x ...``, eV/Å
+``hetens_member_stresses`` info    with ``keep_member_forces``: (6M,) member
+                                   Voigt stresses, eV/Å³ (periodic frames)
+=========================  ======  ===========================================
+
+The output appears only when complete (written beside it, then renamed). If
+the run stops early (a member fails, Ctrl-C), the frames already scored are
+kept in ``OUT.partial.extxyz`` and the error says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetens.atomic_io import ensure_writable
+from hetens.errors import AlignmentError, FrameReadError, MemberFailedError
+from hetens.frames import annotate
+from hetens.rescore.arrays import FrameArrays, PredictionSet, frame_arrays_from_atoms
+from hetens.rescore.precomputed import (
+    DEFAULT_POSITION_TOL,
+    check_alignment,
+    labelled_frame_arrays,
+    load_predictions,
+    read_frame_arrays,
+)
+from hetens.rescore.reading import FrameSource, count_frames, iter_frames
+from hetens.rescore.report import build_report
+from hetens.rescore.scoring import (
+    EnsembleScores,
+    ReferenceErrors,
+    frame_results,
+    reference_errors,
+    score_predictions,
+)
+from hetens.weights import inverse_rmse_weights, normalise_weights
+
+__all__ = [
+    "ScoreResult",
+    "score_live",
+    "score_precomputed",
+    "predict_frames",
+    "predict_file",
+    "resolve_member_weights",
+    "pack_member_forces",
+    "unpack_member_forces",
+    "MEMBER_FORCES_KEY",
+    "MEMBER_STRESSES_KEY",
+    "EPS_KEY",
+    "SOURCE_KEY",
+]
+
+MEMBER_FORCES_KEY = "hetens_member_forces"
+MEMBER_STRESSES_KEY = "hetens_member_stresses"
+EPS_KEY = "hetens_eps"
+SOURCE_KEY = "hetens_source"
+_OUTPUT_SUFFIXES = (".xyz", ".extxyz")
+
+
+@dataclass
+class ScoreResult:
+    """What a scoring run produced.
+
+    Attributes:
+        report: the summary (see :mod:`hetens.rescore.report`), JSON-ready.
+        output: the written file, or ``None``.
+        uncertainty: (F,) U per frame, eV/Å.
+        n_atoms: (F,) atom counts.
+        elapsed_s: wall time of the run, s.
+    """
+
+    report: dict[str, Any]
+    output: Path | None
+    uncertainty: np.ndarray
+    n_atoms: np.ndarray
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def pack_member_forces(member_forces) -> np.ndarray:
+    """(M, N, 3) member forces -> (N, 3M) columns ``m0x m0y m0z m1x ...`` for ``atoms.arrays``."""
+    forces = np.asarray(member_forces, dtype=float)
+    m, n, _ = forces.shape
+    return forces.transpose(1, 0, 2).reshape(n, 3 * m)
+
+
+def unpack_member_forces(array, n_members: int) -> np.ndarray:
+    """(N, 3M) as written by :func:`pack_member_forces` -> (M, N, 3)."""
+    packed = np.asarray(array, dtype=float)
+    if packed.ndim != 2 or packed.shape[1] != 3 * n_members:
+        raise ValueError(f"{MEMBER_FORCES_KEY} must be (N, {3 * n_members}); got {packed.shape}")
+    return packed.reshape(packed.shape[0], n_members, 3).transpose(1, 0, 2)
+
+
+class _Progress:
+    """A tqdm bar on a terminal, a log line every ``interval`` seconds otherwise, or nothing."""
+
+    def __init__(self, total: int | None, mode: str = "auto", interval: float = 30.0, label: str = "scoring"):
+        if mode not in ("auto", "bar", "log", "off"):
+            raise ValueError(f"progress must be auto, bar, log or off; got {mode!r}")
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode, self.total, self.interval, self.label = mode, total, interval, label
+        self.count = 0
+        self.logged = False
+        self.start = self.last = time.perf_counter()
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", desc=label, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.count += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.mode == "log" and time.perf_counter() - self.last >= self.interval:
+            self.last = time.perf_counter()
+            self._log()
+
+    def _log(self) -> None:
+        self.logged = True
+        elapsed = time.perf_counter() - self.start
+        of = f"/{self.total}" if self.total else ""
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        print(f"hetens: {self.label} {self.count}{of} frames, {rate:.2f} frames/s, {elapsed:.0f} s",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.mode == "log" and self.logged:
+            self._log()  # a closing line, when the run was long enough to log at all
+
+
+class _StagedOutput:
+    """Append frames to a hidden file beside ``path``; rename it over ``path`` on success.
+
+    On failure the frames written so far are kept in ``<stem>.partial<suffix>``.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = ensure_writable(path)
+        if self.path.suffix.lower() not in _OUTPUT_SUFFIXES:
+            raise ValueError(f"output {self.path} must be an extxyz file (.extxyz or .xyz)")
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        self.count = 0
+        self.handle = None
+
+    def __enter__(self) -> _StagedOutput:
+        from ase.io.extxyz import write_extxyz
+
+        self._write_extxyz = write_extxyz
+        self.handle = open(self.tmp, "w")
+        return self
+
+    def write(self, atoms) -> None:
+        """Append one frame and flush it to the OS (fsync once, at the end)."""
+        self._write_extxyz(self.handle, [atoms])
+        self.handle.flush()
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+            return
+        if self.count:
+            os.replace(self.tmp, self.partial)
+            note = f"{self.count} frames scored before this were kept in {self.partial}"
+            if isinstance(exc, Exception) and hasattr(exc, "add_note"):
+                exc.add_note(note)
+            print(f"hetens: {note}", file=sys.stderr)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _chunks(items: Iterable[tuple[FrameSource, Any]], size: int) -> Iterator[list[tuple[FrameSource, Any]]]:
+    """Consecutive frames of one file, at most ``size`` at a time."""
+    for _, group in itertools.groupby(items, key=lambda item: item[0].path):
+        while chunk := list(itertools.islice(group, size)):
+            yield chunk
+
+
+def _geometry(chunk: list[tuple[FrameSource, Any]]) -> FrameArrays:
+    sources = [s for s, _ in chunk]
+    return frame_arrays_from_atoms(
+        [a for _, a in chunk],
+        path=sources[0].path,
+        indices=[s.index if s.index is not None else s.position for s in sources],
+    )
+
+
+# -------------------------------------------------------------- live members
+
+
+def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool = True) -> PredictionSet:
+    """Evaluate every member of ``calc`` on a list of ``(source, atoms)``; member arrays out.
+
+    Raises:
+        MemberFailedError: naming the member and the file and frame it failed on.
+    """
+    from hetens.calculator import evaluate_member
+    from hetens.rescore.batched import evaluate_batch
+
+    frames = [atoms for _, atoms in chunk]
+    with_stress = [bool(calc.provides_stress(atoms)) for atoms in frames]
+    energies = np.zeros((len(frames), len(calc.members)))
+    forces, stresses = [], np.full((len(frames), len(calc.members), 6), np.nan)
+    for m, member in enumerate(calc.members):
+        try:
+            outputs = evaluate_batch(member, frames, with_stress, batched=batched)
+        except Exception:
+            # Find the frame: run one by one and name it.
+            for source, atoms in chunk:
+                try:
+                    evaluate_member(member, atoms, calc.provides_stress(atoms))
+                except Exception as exc:
+                    raise MemberFailedError(
+                        f"member {member.name} failed on {source} ({atoms.get_chemical_formula()}): "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+            raise
+        energies[:, m] = [o[0] for o in outputs]
+        forces.append(np.concatenate([o[1] for o in outputs]))
+        for f, output in enumerate(outputs):
+            if output[2] is not None:
+                stresses[f, m] = output[2]
+    return PredictionSet(
+        names=calc.member_names,
+        frames=_geometry(chunk),
+        member_energies=energies,
+        member_forces=np.stack(forces, axis=1),
+        member_stresses=stresses if any(with_stress) else None,
+        sources=[m.spec or m.name for m in calc.members],
+    )
+
+
+def predict_file(
+    calc,
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    index: Any = ":",
+    format: str | None = None,
+    batch_size: int = 16,
+    batched: bool = True,
+    progress: str = "auto",
+) -> PredictionSet:
+    """Every member's predictions on the selected frames of ``paths``, in memory.
+
+    For calibration with live members, where all predictions are needed at
+    once; to score large files use :func:`score_live`, which streams.
+    """
+    from hetens.rescore.arrays import concatenate_predictions
+
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    counts = [count_frames(p, index, format) for p in paths]
+    bar = _Progress(sum(counts) if None not in counts else None, progress, label="predicting")
+    parts = []
+    try:
+        for chunk in _chunks(iter_frames(paths, index, format), batch_size):
+            parts.append(predict_frames(calc, chunk, batched=batched))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if not parts:
+        raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))} (index {index!r})")
+    return concatenate_predictions(parts)
+
+
+def _annotated(atoms, source, predictions, scores, frame, names, *, keep_member_forces, eps=None):
+    results = frame_results(predictions, scores, frame)
+    extra = {SOURCE_KEY: f"{source.path}:{source.index if source.index is not None else source.position}"}
+    if eps is not None:
+        extra[EPS_KEY] = float(eps)
+    out = annotate(atoms, results, names, scores.weights, **extra)
+    if keep_member_forces:
+        out.arrays[MEMBER_FORCES_KEY] = pack_member_forces(results["member_forces"])
+        if "member_stresses" in results:
+            out.info[MEMBER_STRESSES_KEY] = np.asarray(results["member_stresses"], dtype=float).reshape(-1)
+    return out
+
+
+def score_live(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    calc=None,
+    *,
+    index: Any = ":",
+    format: str | None = None,
+    reference: str | os.PathLike | None = None,
+    reference_energy_key: str = "energy",
+    reference_forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+    batch_size: int = 16,
+    batched: bool = True,
+    keep_member_forces: bool = False,
+    progress: str = "auto",
+) -> ScoreResult:
+    """Score every selected frame of ``inputs`` with live members, streaming to ``output``.
+
+    Args:
+        inputs: one or more ASE-readable files.
+        output: extxyz file to write (complete or not at all).
+        calc: a :class:`~hetens.HeterogeneousEnsembleCalculator`; the default
+            offline ensemble when ``None``.
+        index: frame selection applied to each input (ASE syntax).
+        format: ASE format of the inputs, guessed when ``None``.
+        reference: a file with reference (DFT) energies/forces for the same
+            frames; adds errors, eps and rho to the report.
+        reference_energy_key, reference_forces_key: where the reference
+            labels are (``REF_energy``...; default: the calculator results).
+        position_tol: Å, for checking the reference holds the same frames.
+        batch_size: frames evaluated per model call (where batched).
+        batched: use the families' batched paths (``False``: per-frame ASE loop).
+        keep_member_forces: also write each member's forces and stress.
+        progress: ``auto`` (bar on a terminal, a log line every 30 s
+            otherwise), ``bar``, ``log`` or ``off``.
+    """
+    if calc is None:
+        from hetens.ensemble import default_ensemble
+
+        calc = default_ensemble()
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1; got {batch_size}")
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    start = time.perf_counter()
+    counts = [count_frames(p, index, format) for p in paths]
+    total = sum(counts) if all(c is not None for c in counts) else None
+    ref_frames = None
+    if reference is not None:
+        ref_count = count_frames(reference, index)
+        if total is not None and ref_count is not None and ref_count != total:
+            raise AlignmentError(
+                f"reference {reference} holds {ref_count} selected frames but the inputs hold {total}; "
+                "the reference must hold the same frames in the same order"
+            )
+        ref_frames = iter_frames(reference, index)
+    names = calc.member_names
+    u_parts, n_parts, std_parts, error_parts = [], [], [], []
+    bar = _Progress(total, progress)
+    try:
+        with _StagedOutput(output) as out:
+            for chunk in _chunks(iter_frames(paths, index, format), batch_size):
+                predictions = predict_frames(calc, chunk, batched=batched)
+                scores = score_predictions(predictions, calc.weights)
+                eps = None
+                if ref_frames is not None:
+                    errors = _reference_chunk(ref_frames, reference, predictions, scores, len(chunk),
+                                              reference_energy_key, reference_forces_key, position_tol)
+                    error_parts.append(errors)
+                    eps = errors.eps
+                for f, (source, atoms) in enumerate(chunk):
+                    out.write(_annotated(atoms, source, predictions, scores, f, names,
+                                         keep_member_forces=keep_member_forces,
+                                         eps=None if eps is None else eps[f]))
+                u_parts.append(scores.uncertainty)
+                n_parts.append(predictions.frames.n_atoms)
+                std_parts.append(scores.energy_std)
+                bar.update(len(chunk))
+            if ref_frames is not None and next(ref_frames, None) is not None:
+                raise AlignmentError(
+                    f"reference {reference} holds more frames than the inputs; "
+                    "the reference must hold the same frames in the same order"
+                )
+            if not u_parts:
+                raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))} (index {index!r})")
+    finally:
+        bar.close()
+    return _result(names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start)
+
+
+def _reference_chunk(ref_frames, reference, predictions, scores, size, energy_key, forces_key, tol):
+    items = list(itertools.islice(ref_frames, size))
+    if len(items) < size:
+        raise AlignmentError(
+            f"reference {reference} ends before the inputs do (after {predictions.frames.frame_label(len(items))}"
+            " there is no reference frame); it must hold the same frames in the same order"
+        )
+    labels = labelled_frame_arrays(items, str(reference), energy_key=energy_key, forces_key=forces_key,
+                                   require_energy=False)
+    check_alignment(predictions.frames, labels, tol)
+    return reference_errors(predictions, scores, labels)
+
+
+def _result(names, weights, u_parts, n_parts, std_parts, error_parts, output, start) -> ScoreResult:
+    u = np.concatenate(u_parts) if u_parts else np.zeros(0)
+    n_atoms = np.concatenate(n_parts) if n_parts else np.zeros(0, dtype=np.int64)
+    errors = ReferenceErrors.concatenate(error_parts) if error_parts else None
+    report = build_report(names, weights, u, n_atoms, np.concatenate(std_parts) if std_parts else [], errors)
+    elapsed = time.perf_counter() - start
+    report["elapsed_s"] = round(elapsed, 3)
+    report["frames_per_s"] = round(u.size / elapsed, 3) if elapsed > 0 else None
+    report["output"] = str(output) if output else None
+    return ScoreResult(report=report, output=output, uncertainty=u, n_atoms=n_atoms, elapsed_s=elapsed)
+
+
+# ------------------------------------------------------- precomputed members
+
+
+def resolve_member_weights(
+    names: Sequence[str],
+    weights: Sequence[float] | Mapping[str, float] | None = None,
+    force_rmse: Sequence[float] | None = None,
+) -> tuple[list[int], np.ndarray, list[str]]:
+    """Which members to use and their weights.
+
+    A mapping (from a weights file) selects its members by name: members it
+    does not name are dropped (U's reference mean is over the kept members
+    only, as in calibration); a name it has that no member has is an error.
+
+    Returns:
+        (kept member positions, (K,) normalised weights, dropped names).
+    """
+    if weights is not None and force_rmse is not None:
+        raise ValueError("give either weights or force RMSEs, not both")
+    if isinstance(weights, Mapping):
+        unknown = [n for n in weights if n not in names]
+        if unknown:
+            raise ValueError(
+                f"the weights name member(s) {', '.join(unknown)} but the predictions are for "
+                f"{', '.join(names)}; name the files with --names to match"
+            )
+        kept = [i for i, n in enumerate(names) if n in weights]
+        dropped = [n for n in names if n not in weights]
+        return kept, normalise_weights([weights[names[i]] for i in kept], len(kept)), dropped
+    kept = list(range(len(names)))
+    if force_rmse is not None:
+        w = inverse_rmse_weights(force_rmse)
+        if w.size != len(names):
+            raise ValueError(f"{len(force_rmse)} force RMSEs given for {len(names)} members")
+        return kept, w, []
+    return kept, normalise_weights(weights, len(names)), []
+
+
+def score_precomputed(
+    predictions: Sequence[str | os.PathLike] | PredictionSet,
+    output: str | os.PathLike | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    weights: Sequence[float] | Mapping[str, float] | None = None,
+    force_rmse: Sequence[float] | None = None,
+    reference: str | os.PathLike | None = None,
+    index: Any = ":",
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    reference_energy_key: str = "energy",
+    reference_forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+    keep_member_forces: bool = False,
+    jobs: int = 1,
+    progress: str = "auto",
+) -> ScoreResult:
+    """Score predictions made elsewhere: one file per member, the same frames in each.
+
+    Args:
+        predictions: (M,) prediction files, or a loaded :class:`PredictionSet`.
+        output: extxyz file to write, or ``None`` for the summary only.
+        names: (M,) member names (default: file names without suffix).
+        weights: (M,) weights, or name -> weight (e.g. from
+            :func:`hetens.read_weights_file`; unnamed members are dropped).
+        force_rmse: (M,) member force RMSEs, eV/Å (inverse-RMSE weights).
+        reference: reference (DFT) labels for the same frames: adds member
+            errors, eps and rho to the report, ``hetens_eps`` to each frame.
+        index, energy_key, forces_key, reference_energy_key,
+        reference_forces_key, position_tol, jobs: see
+            :func:`hetens.rescore.precomputed.load_predictions`.
+        keep_member_forces: also write each member's forces (and stresses).
+        progress: progress display while writing (see :func:`score_live`).
+
+    Raises:
+        AlignmentError: the files do not hold the same frames (names file and frame).
+    """
+    start = time.perf_counter()
+    if not isinstance(predictions, PredictionSet):
+        predictions = load_predictions(
+            predictions, names, index=index, energy_key=energy_key, forces_key=forces_key,
+            position_tol=position_tol, jobs=jobs,
+        )
+    kept, w, dropped = resolve_member_weights(predictions.names, weights, force_rmse)
+    if dropped:
+        predictions = predictions.subset(kept)
+    scores = score_predictions(predictions, w)
+    errors = None
+    ref_arrays = None
+    if reference is not None:
+        ref_arrays = read_frame_arrays(reference, index, energy_key=reference_energy_key,
+                                       forces_key=reference_forces_key, require_energy=False)
+        check_alignment(predictions.frames, ref_arrays, position_tol)
+        errors = reference_errors(predictions, scores, ref_arrays)
+    out_path = None
+    if output is not None:
+        template = reference if reference is not None else predictions.sources[0] if predictions.sources else None
+        _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress)
+        out_path = Path(output)
+    result = _result(predictions.names, w, [scores.uncertainty], [predictions.frames.n_atoms],
+                     [scores.energy_std], [errors] if errors is not None else [], out_path, start)
+    if dropped:
+        result.report["dropped_members"] = dropped
+        result.notes.append(f"members not in the weights were left out: {', '.join(dropped)}")
+    return result
+
+
+def _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress):
+    """Annotate the template file's frames (keeping their info) or, without one, frames built from arrays."""
+    frames = predictions.frames
+    if template is not None:
+        items = iter_frames(template, index)
+    else:
+        items = ((FrameSource("", i, i), frames.to_atoms(i)) for i in range(frames.n_frames))
+    bar = _Progress(frames.n_frames, progress, label="writing")
+    try:
+        with _StagedOutput(output) as out:
+            for f, (source, atoms) in enumerate(items):
+                if f >= frames.n_frames or len(atoms) != frames.n_atoms[f]:
+                    raise AlignmentError(f"{source} does not match the frames read before; was the file changed?")
+                out.write(_annotated(atoms, source, predictions, scores, f, predictions.names,
+                                     keep_member_forces=keep_member_forces,
+                                     eps=None if errors is None else errors.eps[f]))
+                bar.update(1)
+    finally:
+        bar.close()

@@ -1,0 +1,220 @@
+"""Uncertainty-aware distillation: split scored frames into uMLIP-labelled and DFT-queued sets.
+
+For each threshold U_c, frames with ``U < U_c`` keep uMLIP labels and the
+rest are queued for DFT (METHOD.md). The DFT fraction is counted in atoms,
+``(total atoms - atoms with U < U_c) / total atoms``, and in frames.
+
+With an output folder, each threshold gets ``DIR/Uc_<value>/`` holding
+``umlip_labelled.extxyz`` (energy/forces/stress from the label source as
+the frame's results) and ``needs_dft.extxyz`` (no labels), and every frame
+records ``hetens_label_source``: ``"ensemble"``, the member's name, or
+``"dft"``. Labels from one member need the per-member forces that
+``hetens score --keep-member-forces`` writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetens.atomic_io import atomic_path
+from hetens.errors import FrameReadError
+from hetens.rescore.metrics import dft_fractions
+from hetens.rescore.reading import is_extxyz, iter_frames, scan_extxyz_info
+from hetens.rescore.score import MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, unpack_member_forces
+
+__all__ = ["SelectionResult", "select_frames", "read_scored_u", "threshold_folder", "LABEL_SOURCE_KEY"]
+
+LABEL_SOURCE_KEY = "hetens_label_source"
+UMLIP_FILE = "umlip_labelled.extxyz"
+DFT_FILE = "needs_dft.extxyz"
+
+
+@dataclass
+class SelectionResult:
+    """Per-threshold split of a scored set.
+
+    Attributes:
+        report: JSON-ready dict: ``inputs``, ``n_frames``, ``n_atoms``,
+            ``label_source`` and ``thresholds``, a list with one entry per
+            U_c: ``threshold``, ``n_frames_umlip``, ``n_frames_dft``,
+            ``n_atoms_umlip``, ``n_atoms_dft``, ``dft_fraction_atoms``,
+            ``dft_fraction_frames`` and, with an output folder, ``files``.
+        uncertainty: (F,) U of every frame, eV/Å.
+        n_atoms: (F,) atom counts.
+    """
+
+    report: dict[str, Any]
+    uncertainty: np.ndarray
+    n_atoms: np.ndarray
+
+
+def threshold_folder(out_dir: str | os.PathLike, threshold: float) -> Path:
+    """``out_dir/Uc_<threshold>`` (``%g`` formatting: ``Uc_0.5``, ``Uc_1``)."""
+    return Path(out_dir) / f"Uc_{threshold:g}"
+
+
+def _u_of(info: dict, source) -> float:
+    if "hetens_U" not in info:
+        raise FrameReadError(
+            f"{source} has no hetens_U; select reads files written by 'hetens score' (score this file first)"
+        )
+    return float(info["hetens_U"])
+
+
+def read_scored_u(paths: Sequence[str | os.PathLike], index: Any = ":") -> tuple[np.ndarray, np.ndarray]:
+    """(F,) U and (F,) atom counts of scored files; extxyz reads only comment lines (fast)."""
+    u, n_atoms = [], []
+    for path in paths:
+        if is_extxyz(path):
+            for source, natoms, info in scan_extxyz_info(path, index):
+                u.append(_u_of(info, source))
+                n_atoms.append(natoms)
+        else:
+            for source, atoms in iter_frames(path, index):
+                u.append(_u_of(atoms.info, source))
+                n_atoms.append(len(atoms))
+    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64)
+
+
+def _relabel(atoms, source, label_source: str):
+    """The frame with the label source's energy/forces/stress as its results."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frame = atoms.copy()
+    frame.info[LABEL_SOURCE_KEY] = label_source
+    if label_source == "ensemble":
+        if atoms.calc is None or "forces" not in atoms.calc.results:
+            raise FrameReadError(f"{source} carries no ensemble energy/forces; was it written by 'hetens score'?")
+        frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
+        return frame
+    members = str(atoms.info.get("hetens_members", "")).split(",")
+    if label_source not in members:
+        raise ValueError(
+            f"--label-source {label_source!r} is not a member of the ensemble that scored {source}; "
+            f"members: {', '.join(members)}"
+        )
+    if MEMBER_FORCES_KEY not in atoms.arrays:
+        raise FrameReadError(
+            f"{source} has no per-member forces ({MEMBER_FORCES_KEY}); labels from one member need them: "
+            "rescore with 'hetens score --keep-member-forces'"
+        )
+    m = members.index(label_source)
+    energies = np.atleast_1d(np.asarray(atoms.info["hetens_member_energies"], dtype=float))
+    results = {
+        "energy": float(energies[m]),
+        "free_energy": float(energies[m]),
+        "forces": unpack_member_forces(atoms.arrays[MEMBER_FORCES_KEY], len(members))[m],
+    }
+    if MEMBER_STRESSES_KEY in atoms.info:
+        results["stress"] = np.asarray(atoms.info[MEMBER_STRESSES_KEY], dtype=float).reshape(len(members), 6)[m]
+    frame.calc = SinglePointCalculator(frame, **results)
+    return frame
+
+
+def _queued(atoms):
+    """The frame without labels, marked for DFT."""
+    frame = atoms.copy()
+    frame.calc = None
+    frame.info[LABEL_SOURCE_KEY] = "dft"
+    return frame
+
+
+def select_frames(
+    scored: str | os.PathLike | Sequence[str | os.PathLike],
+    thresholds: Sequence[float],
+    *,
+    out_dir: str | os.PathLike | None = None,
+    label_source: str = "ensemble",
+    index: Any = ":",
+) -> SelectionResult:
+    """Split scored frames at each threshold U_c; optionally write the two sets per threshold.
+
+    Args:
+        scored: file(s) written by ``hetens score``.
+        thresholds: (K,) values of U_c in eV/Å; frames with ``U < U_c`` are
+            uMLIP-labelled.
+        out_dir: folder for ``Uc_<value>/umlip_labelled.extxyz`` and
+            ``Uc_<value>/needs_dft.extxyz`` (created; files written atomically).
+        label_source: ``"ensemble"`` (weighted mean, default) or a member name.
+        index: frame selection applied to each file.
+    """
+    paths = [scored] if isinstance(scored, (str, os.PathLike)) else list(scored)
+    uc = np.asarray(list(thresholds), dtype=float)
+    if uc.size == 0:
+        raise ValueError("give at least one threshold U_c")
+    if np.any(~np.isfinite(uc)) or np.any(uc < 0):
+        raise ValueError(f"thresholds must be finite and >= 0 eV/A; got {uc.tolist()}")
+    files: list[dict[str, str]] | None = None
+    if out_dir is None:
+        u, n_atoms = read_scored_u(paths, index)
+    else:
+        u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source)
+    if u.size == 0:
+        raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))}")
+    counts = dft_fractions(u, n_atoms, uc)
+    entries = []
+    for k, threshold in enumerate(uc):
+        entry = {"threshold": float(threshold)}
+        entry.update({key: _plain(values[k]) for key, values in counts.items()})
+        if files is not None:
+            entry["files"] = files[k]
+        entries.append(entry)
+    report = {
+        "inputs": [str(p) for p in paths],
+        "n_frames": int(u.size),
+        "n_atoms": int(n_atoms.sum()),
+        "label_source": label_source,
+        "thresholds": entries,
+    }
+    if out_dir is not None:
+        with atomic_path(Path(out_dir) / "selection.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return SelectionResult(report=report, uncertainty=u, n_atoms=n_atoms)
+
+
+def _plain(value) -> int | float:
+    return int(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else float(value)
+
+
+def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str):
+    from ase.io.extxyz import write_extxyz
+
+    folders = [threshold_folder(out_dir, t) for t in uc]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    files = [{"umlip_labelled": str(f / UMLIP_FILE), "needs_dft": str(f / DFT_FILE)} for f in folders]
+    u, n_atoms = [], []
+    with contextlib.ExitStack() as stack:
+        handles = []
+        for entry in files:
+            pair = {}
+            for kind, path in entry.items():
+                tmp = stack.enter_context(atomic_path(path))
+                pair[kind] = stack.enter_context(open(tmp, "w"))
+            handles.append(pair)
+        for source, atoms in iter_frames(paths, index):
+            value = _u_of(atoms.info, source)
+            u.append(value)
+            n_atoms.append(len(atoms))
+            labelled = queued = None
+            for threshold, pair in zip(uc, handles):
+                if value < threshold:
+                    if labelled is None:
+                        labelled = _relabel(atoms, source, label_source)
+                    write_extxyz(pair["umlip_labelled"], [labelled])
+                else:
+                    if queued is None:
+                        queued = _queued(atoms)
+                    write_extxyz(pair["needs_dft"], [queued])
+        for pair in handles:
+            for handle in pair.values():
+                handle.flush()
+    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64), files
