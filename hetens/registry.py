@@ -95,6 +95,8 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("mace", "medium", "PBE+U", "MPtrj (MACE-MP-0)"),
     KnownModel("mace", "large", "PBE+U", "MPtrj (MACE-MP-0)"),
     KnownModel("mace", "medium-mpa-0", "PBE+U", "MPtrj + sAlex (MACE-MPA-0)"),
+    KnownModel("mace", "medium-0b3", "PBE+U", "MPtrj (MACE-MP-0b3)"),
+    KnownModel("mace", "small-omat-0", "PBE+U", "OMat24 (MACE-OMAT-0)"),
     KnownModel("mace", "medium-omat-0", "PBE+U", "OMat24 (MACE-OMAT-0)"),
     KnownModel("mace", "mace-matpes-pbe-0", "PBE", "MatPES-PBE"),
     KnownModel("mace", "mace-matpes-r2scan-0", "r2SCAN", "MatPES-r2SCAN"),
@@ -103,8 +105,8 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
                heads=_UMA_TASKS, default_head="omat"),
     KnownModel("fairchem", "uma-m-1p1", "PBE+U", "OMat24, OMol25, OC20, ODAC23, OMC25",
                heads=_UMA_TASKS, default_head="omat"),
-    KnownModel("fairchem", "esen-30m-oam", "PBE+U", "OMat24 + sAlex + MPtrj"),
-    KnownModel("fairchem", "esen-30m-omat", "PBE+U", "OMat24"),
+    # The paper's eSEN-30M-OAM/OMAT and eqV2 checkpoints are fairchem-core 1.x files:
+    # not in fairchem 2.x's pretrained list, and its load_predict_unit does not read them.
     # matgl (M3GNet / TensorNet / CHGNet on MatPES, and the MP-2021 M3GNet).
     KnownModel("matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
     KnownModel("matgl", "TensorNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),

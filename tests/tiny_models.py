@@ -106,8 +106,13 @@ def tiny_fairchem_checkpoint(folder: str | Path, seed: int = 0) -> Path:
                 "always_use_pbc": False,
             },
             "heads": {
-                d: {"module": "fairchem.core.models.uma.escn_md.MLP_EFS_Head", "prefix": d}
-                for d in datasets
+                "efs": {
+                    # UMA's layout: one energy head, its outputs routed per dataset.
+                    "module": "fairchem.core.models.uma.escn_moe.DatasetSpecificSingleHeadWrapper",
+                    "head_cls": "fairchem.core.models.uma.escn_md.MLP_EFS_Head",
+                    "dataset_names": list(datasets),
+                    "head_kwargs": {"wrap_property": False},
+                }
             },
             "pass_through_head_outputs": True,
             "otf_graph": True,
@@ -142,7 +147,7 @@ def _fairchem_task(dataset: str, prop: str) -> dict:
         "normalizer": {
             "_target_": "fairchem.core.modules.normalization.normalizer.Normalizer",
             "mean": 0.0,
-            "rmsd": 3.0,
+            "rmsd": 30.0,
         },
         "datasets": [dataset],
     }
@@ -157,7 +162,7 @@ def _fairchem_task(dataset: str, prop: str) -> dict:
 
 
 def tiny_matgl_model(folder: str | Path, seed: int = 0) -> Path:
-    """A one-block TensorNet (8 units, cutoff 4 Å) in a ``Potential``, saved with ``Potential.save``."""
+    """A one-block TensorNet (16 units, cutoff 4 Å) in a ``Potential``, saved with ``Potential.save``."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / "tiny_matgl"
     if (path / "model.json").exists():
@@ -171,16 +176,15 @@ def tiny_matgl_model(folder: str | Path, seed: int = 0) -> Path:
             torch.manual_seed(seed)
             graph_model = TensorNet(
                 element_types=TINY_ELEMENTS,
-                units=8,
+                units=16,
                 nblocks=1,
                 num_rbf=8,
                 cutoff=4.0,
-                rbf_type="SphericalBessel",
-                use_smooth=True,
+                rbf_type="Gaussian",
                 is_intensive=False,
             )
             potential = Potential(
-                model=graph_model, data_std=20.0, element_refs=np.array(_REFERENCE_ENERGIES)
+                model=graph_model, data_std=50.0, element_refs=np.array(_REFERENCE_ENERGIES)
             )
         potential.save(path)
     return path

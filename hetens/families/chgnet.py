@@ -2,12 +2,14 @@
 
 0.3.0, 0.2.0 and r2scan ship inside the chgnet wheel; a local ``.pth.tar``
 file loads with ``CHGNet.from_file``. CHGNet returns float32 arrays and
-stress already converted to eV/Å³.
+stress already converted to eV/Å³, but as a 3x3 matrix: the calculator made
+here returns ASE's (6,) Voigt vector (``Atoms.get_stress`` warns otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from pathlib import Path
 
@@ -26,7 +28,6 @@ def weights_status(model: str) -> str:
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     """A ``CHGNetCalculator`` for a shipped model name or a local checkpoint."""
     from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
 
     # CHGNet prints "CHGNet will run on cpu" from its loaders; keep stdout clean.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -34,8 +35,25 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             network = CHGNet.from_file(str(Path(model).expanduser()))
         else:
             network = CHGNet.load(model_name=model, use_device=device, verbose=False)
-        return CHGNetCalculator(network, use_device=device, **options)
+        return _voigt_calculator_class()(network, use_device=device, **options)
 
 
 def versions() -> dict[str, str]:
     return package_versions("chgnet", "torch", "pymatgen")
+
+
+@functools.cache
+def _voigt_calculator_class():
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    class VoigtCHGNetCalculator(CHGNetCalculator):
+        """CHGNet's calculator with stress as ASE's (6,) Voigt vector, eV/Å³."""
+
+        def calculate(self, atoms=None, properties=None, system_changes=None, task="efsm") -> None:
+            super().calculate(atoms, properties, system_changes, task)
+            stress = self.results.get("stress")
+            if stress is not None and getattr(stress, "shape", None) == (3, 3):
+                self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+    return VoigtCHGNetCalculator

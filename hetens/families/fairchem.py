@@ -19,7 +19,9 @@ calculator returned here does that on a copy, so input atoms stay unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 from pathlib import Path
 
 from hetens.errors import UnknownModelError, WeightsUnavailableError
@@ -94,7 +96,9 @@ def _hub_unit(spec: str, model: str, settings, device: str):
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return pretrained_mlip.get_predict_unit(model, inference_settings=settings, device=device)
+        return pretrained_mlip.get_predict_unit(
+            model, inference_settings=settings, device=device, cache_dir=pretrained_mlip.CACHE_DIR
+        )
     except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
         raise WeightsUnavailableError(f"could not download the weights of {spec}: {exc}. {_HOW}") from exc
 
@@ -145,11 +149,13 @@ def _calculator_class():
 
         Upstream validation writes ``charge``/``spin`` defaults into
         ``atoms.info``; here that happens on the copy, and the caller's atoms
-        are remembered for ``check_state``.
+        are remembered for ``check_state``. The neighbour list may initialise
+        NVIDIA warp, which prints a banner to stdout: it goes to stderr.
         """
 
         def calculate(self, atoms, properties, system_changes) -> None:
-            super().calculate(atoms.copy(), properties, system_changes)
+            with contextlib.redirect_stdout(sys.stderr):
+                super().calculate(atoms.copy(), properties, system_changes)
             self.atoms = atoms.copy()
 
     return InfoPreservingFAIRChemCalculator

@@ -13,7 +13,9 @@ sign (positive under tension). MatGL models have no heads and no options.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import warnings
 from pathlib import Path
 
@@ -36,11 +38,10 @@ def weights_status(model: str) -> str:
     from huggingface_hub import try_to_load_from_cache
 
     with preserved_torch_state():
-        from matgl.config import MATGL_CACHE
-        from matgl.utils.io import HF_MATGL_ORG
+        from matgl.utils import io as matgl_io  # the cache and hub organisation load_model uses
 
-    repo = model if "/" in model else f"{HF_MATGL_ORG}/{model}"
-    found = [try_to_load_from_cache(repo, name, cache_dir=MATGL_CACHE) for name in _FILES]
+    repo = model if "/" in model else f"{matgl_io.HF_MATGL_ORG}/{model}"
+    found = [try_to_load_from_cache(repo, name, cache_dir=matgl_io.MATGL_CACHE) for name in _FILES]
     return "cached" if all(isinstance(f, str) for f in found) else "download"
 
 
@@ -91,15 +92,16 @@ def _calculator_class():
     from matgl.ext.ase import PESCalculator
 
     class QuietPESCalculator(PESCalculator):
-        """matgl's calculator without its per-call torch performance warning.
+        """matgl's calculator, keeping stdout clean and without a warning about matgl's own code.
 
-        matgl builds a tensor from ``atoms.get_cell()`` (a ``Cell``, not an
-        array), which makes torch warn that this is slow on every new process;
-        the warning is about matgl's code, not the user's input.
+        - matgl builds a tensor from ``atoms.get_cell()`` (a ``Cell``, not an
+          array), which makes torch warn once per process that this is slow;
+        - its neighbour list initialises NVIDIA warp on first use, which prints
+          a banner to stdout (sent to stderr here, so piped output stays clean).
         """
 
         def calculate(self, atoms=None, properties=None, system_changes=None) -> None:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
                 warnings.filterwarnings(
                     "ignore", message="Creating a tensor from a list of numpy.ndarrays", category=UserWarning
                 )

@@ -1,0 +1,406 @@
+"""One conformance check that every model family passes, through ``hetens.load_member``.
+
+sevenn and chgnet run their shipped weights; mace, fairchem and matgl run tiny
+models built in code (tests/tiny_models.py) through their official loaders,
+offline. A family whose package is missing is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.calculator import BaseCalculator
+from ase.stress import voigt_6_to_full_3x3_stress
+from tiny_models import tiny_fairchem_checkpoint, tiny_mace_model, tiny_matgl_model
+
+import hetens
+from hetens.errors import UnknownModelError, WeightsUnavailableError
+from hetens.families import FAMILIES
+
+# ---------------------------------------------------------------- tolerances
+#: Central-difference steps along unit directions: positions (Å) and strain.
+POSITION_STEP = 2e-3
+STRAIN_STEP = 1e-3
+#: Random directions checked per structure (2 energy evaluations each).
+DIRECTIONS = 2
+#: |dE/da - (-F.d)| <= FORCE_FD_ATOL + FORCE_FD_RTOL * |F|, eV/Å. float32 models
+#: (sevenn, chgnet, fairchem, matgl) limit this: energy round-off ~1e-6 eV / 2h.
+FORCE_FD_ATOL = 2e-3
+FORCE_FD_RTOL = 1e-2
+#: Same for stress: |dE/da / V - sigma:D| <= STRESS_FD_ATOL + STRESS_FD_RTOL * |sigma|,
+#: eV/Å³ (2e-4 eV/Å³ = 0.03 GPa; GPa instead of eV/Å³ is off by a factor 160).
+STRESS_FD_ATOL = 2e-4
+STRESS_FD_RTOL = 1e-2
+#: Energy invariance (translation, lattice-vector shift, cell choice), eV per atom.
+ENERGY_ATOL_PER_ATOM = 1e-4
+#: Forces that must agree (invariance) or vanish (by symmetry), eV/Å.
+FORCE_ATOL = 1e-3
+
+SHIPPED = {"sevenn": "sevenn:7net-0", "chgnet": "chgnet:0.3.0"}
+TINY = {"mace": tiny_mace_model, "fairchem": tiny_fairchem_checkpoint, "matgl": tiny_matgl_model}
+ALL_FAMILIES = (*SHIPPED, *TINY)
+#: What users pass offline for the hub families (the registry's names).
+HUB_NAMES = {
+    "mace": "mace:medium-omat-0",
+    "fairchem": "fairchem:uma-s-1p1",
+    "matgl": "matgl:TensorNet-MatPES-PBE-v2025.1-PES",
+}
+
+
+def require_family(family: str) -> None:
+    info = FAMILIES[family]
+    if not info.installed:
+        pytest.skip(f"{family}: package(s) {', '.join(info.packages)} not installed "
+                    f"(pip install 'hetens[{info.extra}]')")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny_models")
+
+
+def member_spec(family: str, folder) -> str:
+    """The spec that loads ``family``'s test model: shipped weights or a tiny model file."""
+    if family in SHIPPED:
+        return SHIPPED[family]
+    path = TINY[family](folder)
+    head = "@omat" if family == "fairchem" else ""
+    return f"{family}:{path}{head}@level=PBE+U"
+
+
+@pytest.fixture(scope="session")
+def members(tiny_dir):
+    """Members loaded once per session, by family; loaded on first use."""
+    cache = {}
+
+    def get(family: str):
+        require_family(family)
+        if family not in cache:
+            cache[family] = hetens.load_member(member_spec(family, tiny_dir), device="cpu")
+        return cache[family]
+
+    return get
+
+
+def probe_cell():
+    """WMo in a sheared 2-atom bcc cell, rattled: no symmetry left, off-diagonal stress."""
+    atoms = bulk("W", "bcc", a=3.17, cubic=True)
+    atoms[1].symbol = "Mo"
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.03, 0.0], [0.0, 1.02, -0.04], [0.05, 0.0, 0.98]]),
+                   scale_atoms=True)
+    atoms.rattle(0.08, seed=7)
+    return atoms
+
+
+def energy(calc, atoms) -> float:
+    return float(calc.get_potential_energy(atoms))
+
+
+def strained(atoms, eps):
+    """A copy of ``atoms`` with cell -> cell (1 + eps), atoms following; eps (3, 3) symmetric."""
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return out
+
+
+def snapshot(atoms) -> dict:
+    return {
+        "positions": atoms.positions.copy(), "numbers": atoms.numbers.copy(),
+        "cell": atoms.cell.array.copy(), "pbc": atoms.pbc.copy(), "info": dict(atoms.info),
+        "arrays": sorted(atoms.arrays), "calc": atoms.calc,
+    }
+
+
+def assert_unchanged(atoms, before: dict, family: str) -> None:
+    after = snapshot(atoms)
+    for key in ("positions", "numbers", "cell", "pbc"):
+        np.testing.assert_array_equal(after[key], before[key], err_msg=f"{family} changed atoms.{key}")
+    assert after["info"] == before["info"], f"{family} changed atoms.info: {after['info']}"
+    assert after["arrays"] == before["arrays"], f"{family} added arrays {after['arrays']}"
+    assert after["calc"] is before["calc"], f"{family} attached a calculator to the input atoms"
+
+
+# ---------------------------------------------------------------- interference
+
+
+def test_members_do_not_interfere_in_one_process(members):
+    """Five families loaded one after another in one process: each member's energy right
+    after its own load equals its energy inside the ensemble after all loads, shipped
+    models keep their reference energies (FIELD_NOTES: rattled 54-atom W), and no load
+    leaks torch's default dtype, the weights-only env variable, ASE's shared property
+    list or the global random state."""
+    import torch
+
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=42)
+    reference = {"sevenn": -687.26, "chgnet": -687.76}  # eV, FIELD_NOTES
+    dtype = torch.get_default_dtype()
+    env = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    shared_properties = list(BaseCalculator.implemented_properties)
+    numpy_state = np.random.get_state()[1].copy()
+
+    # chgnet after mace: MACE once broke CHGNet loaded later in the same process.
+    order = [f for f in ("sevenn", "mace", "chgnet", "fairchem", "matgl") if FAMILIES[f].installed]
+    loaded, alone = [], {}
+    for family in order:
+        member = members(family)  # first use in the session: loaded now
+        alone[family] = energy(member.calculator, atoms.copy())
+        loaded.append(member)
+        assert torch.get_default_dtype() == dtype, f"loading {family} changed torch's default dtype"
+        assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == env, f"loading {family} leaked the env"
+        assert BaseCalculator.implemented_properties == shared_properties, (
+            f"loading {family} changed ASE's class-level implemented_properties")
+        np.testing.assert_array_equal(np.random.get_state()[1], numpy_state,
+                                      err_msg=f"loading {family} reseeded NumPy's global generator")
+    for family, value in reference.items():
+        if family in alone:
+            assert alone[family] == pytest.approx(value, abs=0.01), family
+
+    calc = hetens.HeterogeneousEnsembleCalculator(loaded)
+    probe = atoms.copy()
+    probe.calc = calc
+    assert np.isfinite(probe.get_potential_energy())
+    assert np.isfinite(probe.get_forces()).all()
+    assert np.isfinite(probe.get_stress()).all()
+    assert np.isfinite(calc.results["uncertainty"])
+    # float32 sums may differ in the last bit between calls; interference would show far above.
+    np.testing.assert_allclose(calc.results["member_energies"], [alone[f] for f in order],
+                               rtol=0, atol=ENERGY_ATOL_PER_ATOM)
+    assert torch.get_default_dtype() == dtype
+
+
+# ---------------------------------------------------------------- conformance
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_family_conformance(family, members):
+    """Shapes, conservative forces and stress, invariances, one-atom cell, no input mutation,
+    recomputation on change: the same checks for every family."""
+    calc = members(family).calculator
+    atoms = probe_cell()
+    before = snapshot(atoms)
+
+    e0 = energy(calc, atoms)
+    forces = np.asarray(calc.get_forces(atoms))
+    assert np.isfinite(e0)
+    assert forces.shape == (len(atoms), 3) and np.issubdtype(forces.dtype, np.floating)
+    assert np.isfinite(forces).all()
+    check_forces_are_gradient(calc, atoms, forces, family)
+    if "stress" in calc.implemented_properties:
+        stress = np.asarray(calc.get_stress(atoms))
+        assert stress.shape == (6,) and np.issubdtype(stress.dtype, np.floating)
+        check_stress_is_strain_derivative(calc, atoms, stress, family)
+    check_invariances(calc, atoms, e0, forces, family)
+    check_one_atom_cell(calc, family)
+    check_recomputes_on_change(calc, atoms, e0, forces, family)
+    assert_unchanged(atoms, before, family)
+
+
+def check_forces_are_gradient(calc, atoms, forces, family):
+    """-F . d equals the central difference of E along random unit directions d of all 3N coordinates."""
+    rng = np.random.default_rng(11)
+    tol = FORCE_FD_ATOL + FORCE_FD_RTOL * np.linalg.norm(forces)
+    for _ in range(DIRECTIONS):
+        d = rng.normal(size=forces.shape)
+        d /= np.linalg.norm(d)
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions += POSITION_STEP * d
+        minus.positions -= POSITION_STEP * d
+        fd = (energy(calc, plus) - energy(calc, minus)) / (2 * POSITION_STEP)
+        analytic = -np.sum(forces * d)
+        assert abs(fd - analytic) <= tol, (
+            f"{family}: -F.d = {analytic:.6f} eV/A but the energy's finite difference gives {fd:.6f} "
+            f"(tolerance {tol:.1e})")
+
+
+def check_stress_is_strain_derivative(calc, atoms, stress, family):
+    """V sigma:D equals the central difference of E along random symmetric strains D
+    (cell -> cell (1 + a D)), so the stress is (1/V) dE/deps in eV/A^3 with ASE's sign."""
+    rng = np.random.default_rng(12)
+    volume = atoms.get_volume()
+    sigma = voigt_6_to_full_3x3_stress(stress)
+    tol = (STRESS_FD_ATOL + STRESS_FD_RTOL * np.linalg.norm(sigma)) * volume
+    for _ in range(DIRECTIONS):
+        d = rng.normal(size=(3, 3))
+        d = (d + d.T) / np.linalg.norm(d + d.T)
+        fd = (energy(calc, strained(atoms, STRAIN_STEP * d)) - energy(calc, strained(atoms, -STRAIN_STEP * d)))
+        fd /= 2 * STRAIN_STEP
+        analytic = volume * np.sum(sigma * d)
+        assert abs(fd - analytic) <= tol, (
+            f"{family}: V sigma:D = {analytic:.6f} eV but the energy's finite difference gives {fd:.6f} "
+            f"(tolerance {tol:.1e}; stress in GPa, or the opposite sign convention?)")
+
+
+def check_invariances(calc, atoms, e0, forces, family):
+    n = len(atoms)
+    moved = atoms.copy()
+    moved.translate([0.37, -0.21, 0.55])
+    assert energy(calc, moved) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM * n), f"{family}: translation"
+    np.testing.assert_allclose(calc.get_forces(moved), forces, atol=FORCE_ATOL, err_msg=f"{family}: translation")
+
+    image = atoms.copy()
+    image.positions[0] += image.cell[0] - 2 * image.cell[2]
+    assert energy(calc, image) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM * n), f"{family}: lattice shift"
+    np.testing.assert_allclose(calc.get_forces(image), forces, atol=FORCE_ATOL, err_msg=f"{family}: lattice shift")
+
+
+def check_one_atom_cell(calc, family):
+    """A one-atom periodic cell works, has zero force, and the same energy per atom as
+    the equivalent two-atom cell (periodic images counted right)."""
+    one = bulk("W", "bcc", a=3.17)
+    two = bulk("W", "bcc", a=3.17, cubic=True)
+    e1 = energy(calc, one)
+    assert np.isfinite(e1)
+    f1 = np.asarray(calc.get_forces(one))
+    assert f1.shape == (1, 3)
+    np.testing.assert_allclose(f1, 0.0, atol=FORCE_ATOL, err_msg=f"{family}: force in a one-atom bcc cell")
+    if "stress" in calc.implemented_properties:
+        assert np.isfinite(calc.get_stress(one)).all() and calc.get_stress(one).shape == (6,)
+    assert e1 == pytest.approx(energy(calc, two) / 2, abs=ENERGY_ATOL_PER_ATOM), f"{family}: 1- vs 2-atom cell"
+
+
+def check_recomputes_on_change(calc, atoms, e0, forces, family):
+    """Results follow the atoms: moving an atom of the same Atoms object in place changes
+    them, and moving it back restores them."""
+    work = atoms.copy()
+    assert energy(calc, work) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM)
+    work.positions[1] += [0.05, -0.03, 0.02]
+    e1 = energy(calc, work)
+    f1 = np.asarray(calc.get_forces(work))
+    assert e1 != e0 and not np.allclose(f1, forces), f"{family}: results did not change with the positions"
+    work.positions[1] -= [0.05, -0.03, 0.02]
+    assert energy(calc, work) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM), family
+
+
+# ---------------------------------------------------------------- loaders
+
+
+@pytest.mark.parametrize("family", tuple(HUB_NAMES))
+def test_hub_name_offline_fails_fast_with_a_clear_error(family):
+    """HF_HUB_OFFLINE=1 (conftest): an uncached hub model raises at once, saying what to do."""
+    require_family(family)
+    spec = HUB_NAMES[family]
+    adapter = FAMILIES[family].adapter()
+    if adapter.weights_status(spec.split(":", 1)[1]) != "download":
+        pytest.skip(f"{spec} is cached on this machine")
+    with pytest.raises(WeightsUnavailableError) as caught:
+        hetens.load_member(spec, device="cpu")
+    message = str(caught.value)
+    assert spec in message and "cannot be reached" in message
+    assert f"{family}:/path/to/weights" in message
+
+
+def fake_hub_cache(cache_dir, repo_id: str, files: dict) -> None:
+    """Lay ``files`` (path in repo -> local file) out as huggingface_hub's cache does."""
+    import shutil
+
+    commit = "0" * 40
+    repo = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    for name, source in files.items():
+        target = repo / "snapshots" / commit / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+
+
+@pytest.mark.parametrize("family", tuple(HUB_NAMES))
+def test_cached_hub_weights_load_offline_through_the_family_loader(family, tiny_dir, tmp_path, monkeypatch):
+    """A hub name whose weights are in the family's own cache loads offline through the
+    family's download path (mace_mp, fairchem's pretrained loader, matgl.load_model):
+    the tiny model stands in for the real weights in a cache folder made here."""
+    require_family(family)
+    spec = HUB_NAMES[family]
+    name = spec.split(":", 1)[1]
+    if family == "mace":
+        from hetens.families.mace import _cache_path
+
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        _cache_path(name).parent.mkdir(parents=True)
+        _cache_path(name).write_bytes(tiny_mace_model(tiny_dir).read_bytes())
+    elif family == "fairchem":
+        from fairchem.core.calculate import pretrained_mlip
+
+        monkeypatch.setattr(pretrained_mlip, "CACHE_DIR", str(tmp_path))
+        entry = pretrained_mlip._MODEL_CKPTS.checkpoints[name]
+        refs = tmp_path / "refs.yaml"
+        refs.write_text("omat_elem_refs: {74: -12.9}\nrefs: {omat: {W: -12.9}}\n")
+        fake_hub_cache(tmp_path, entry.repo_id, {
+            f"{entry.subfolder}/{entry.filename}": tiny_fairchem_checkpoint(tiny_dir),
+            **{f"{r['subfolder']}/{r['filename']}": refs for r in (entry.atom_refs, entry.form_elem_refs)},
+        })
+    else:
+        from matgl.utils import io as matgl_io
+
+        monkeypatch.setattr(matgl_io, "MATGL_CACHE", tmp_path)
+        folder = tiny_matgl_model(tiny_dir)
+        fake_hub_cache(tmp_path, f"{matgl_io.HF_MATGL_ORG}/{name}", {f: folder / f for f in ("model.pt", "state.pt", "model.json")})
+
+    assert FAMILIES[family].adapter().weights_status(name) == "cached"
+    member = hetens.load_member(spec, device="cpu")
+    reference = hetens.load_member(member_spec(family, tiny_dir), device="cpu")
+    atoms = probe_cell()
+    assert energy(member.calculator, atoms) == pytest.approx(energy(reference.calculator, atoms), abs=1e-6)
+
+
+def test_registry_names_are_the_loaders_own(tiny_dir):
+    """Every registry name of a hub family is a name that family's loader knows, and
+    ``hetens models`` reports a weights status for every registry model."""
+    from hetens.models_table import model_rows
+    from hetens.registry import KNOWN_MODELS, models_of_family
+
+    if FAMILIES["mace"].installed:
+        from mace.calculators.foundations_models import mace_mp_urls
+
+        assert {m.name for m in models_of_family("mace")} <= set(mace_mp_urls)
+    if FAMILIES["fairchem"].installed:
+        from fairchem.core.calculate.pretrained_mlip import available_models
+
+        assert {m.name for m in models_of_family("fairchem")} <= set(available_models)
+
+    rows = {row.spec: row for row in model_rows()}
+    assert set(rows) == {m.spec for m in KNOWN_MODELS}
+    for model in KNOWN_MODELS:
+        status = rows[model.spec].weights
+        if not FAMILIES[model.family].installed:
+            assert status.startswith("not installed")
+        elif model.source == "wheel":
+            assert status == "shipped", model.spec
+        else:
+            assert status in ("cached", "download"), model.spec
+    for family, build in TINY.items():
+        if FAMILIES[family].installed:
+            assert FAMILIES[family].adapter().weights_status(str(build(tiny_dir))) == "local file"
+
+
+def test_adapter_options_and_heads(tiny_dir):
+    """Heads pick fairchem tasks; bad heads, options and dtypes are refused with the choices."""
+    require_family("fairchem")
+    require_family("mace")
+    require_family("matgl")
+    atoms = probe_cell()
+    fairchem = tiny_fairchem_checkpoint(tiny_dir)
+    omat = hetens.load_member(f"fairchem:{fairchem}@omat", device="cpu").calculator
+    omol = hetens.load_member(f"fairchem:{fairchem}@omol", device="cpu").calculator
+    assert energy(omat, atoms) != pytest.approx(energy(omol, atoms), abs=1e-3)
+    with pytest.raises(UnknownModelError, match="omat"):
+        hetens.load_member(f"fairchem:{fairchem}", device="cpu")
+    with pytest.raises(UnknownModelError, match="no task 'oc20'"):
+        hetens.load_member(f"fairchem:{fairchem}@oc20", device="cpu")
+
+    mace = tiny_mace_model(tiny_dir)
+    single = hetens.load_member(f"mace:{mace}@dtype=float32", device="cpu").calculator
+    double = hetens.load_member(f"mace:{mace}", device="cpu").calculator
+    assert energy(single, atoms) == pytest.approx(energy(double, atoms), abs=1e-4)
+    with pytest.raises(ValueError, match="dtype must be one of float32, float64"):
+        hetens.load_member(f"mace:{mace}@dtype=float16", device="cpu")
+    with pytest.raises(UnknownModelError, match="no head 'omat'"):
+        hetens.load_member(f"mace:{mace}@omat", device="cpu")
+    with pytest.raises(ValueError, match="unknown option"):
+        hetens.load_member(f"mace:{mace}@cutoff=5", device="cpu")
+    with pytest.raises(UnknownModelError, match="no heads"):
+        hetens.load_member(f"matgl:{tiny_matgl_model(tiny_dir)}@PBE", device="cpu")
