@@ -31,6 +31,8 @@ _EXPORTS = {
     "read_weights_file": "hetens.weights",
     "parse_spec": "hetens.spec",
     "KNOWN_MODELS": "hetens.registry",
+    "load_ensemble_file": "hetens.ensemble_file",
+    "IsolatedCalculator": "hetens.workers.isolated",
 }
 
 __all__ = ["__version__", *_EXPORTS]

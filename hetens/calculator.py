@@ -24,6 +24,7 @@ from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
 from hetens.errors import MemberFailedError, MixedReferenceError
 from hetens.member import Member, as_member
 from hetens.weights import resolve_weights
+from hetens.workers.pool import assign_threads, as_worker_spec, close_workers, evaluate_members, start_workers
 
 __all__ = ["HeterogeneousEnsembleCalculator", "evaluate_member", "check_levels_of_theory"]
 
@@ -157,6 +158,14 @@ class HeterogeneousEnsembleCalculator(Calculator):
         allow_mixed_reference: allow members of different levels of theory
             (PBE+U and r2SCAN, say) to be averaged. Off by default.
         device: device for members given as specs (``"auto"``: CUDA if present).
+        parallel: evaluate members concurrently: members given as specs run in
+            worker processes under this interpreter (members given as objects
+            stay in this process and run while the workers compute). Members
+            with their own interpreter (``@python=``) are workers anyway.
+        lazy: start worker processes at the first calculation (default) rather
+            than now. Either way they start together and stop on :meth:`close`,
+            ``with`` exit, garbage collection or interpreter exit. See
+            :mod:`hetens.workers`.
     """
 
     implemented_properties = (
@@ -175,9 +184,13 @@ class HeterogeneousEnsembleCalculator(Calculator):
         force_rmse: Sequence[float] | None = None,
         allow_mixed_reference: bool = False,
         device: str = "auto",
+        parallel: bool = False,
+        lazy: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if parallel:
+            members = [as_worker_spec(item) for item in members]
         loaded = [as_member(item, device=device) for item in members]
         if not loaded:
             raise ValueError("an ensemble needs at least one member; got an empty list")
@@ -188,6 +201,9 @@ class HeterogeneousEnsembleCalculator(Calculator):
         check_levels_of_theory(self.members, allow_mixed_reference)
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
+        assign_threads(self.members)
+        if not lazy:
+            start_workers(self.members)
 
     @property
     def member_names(self) -> list[str]:
@@ -204,16 +220,13 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        start_workers(self.members)
         with_stress = self.provides_stress(atoms)
         if "stress" in properties and not with_stress:
             raise PropertyNotImplementedError(self._why_no_stress(atoms))
         info_changed = "info" in system_changes
-        energies, forces, stresses = [], [], []
-        for member in self.members:
-            energy, member_forces, stress = evaluate_member(member, atoms, with_stress, info_changed)
-            energies.append(energy)
-            forces.append(member_forces)
-            stresses.append(stress)
+        outputs = evaluate_members(self.members, atoms, with_stress, info_changed)
+        energies, forces, stresses = (list(column) for column in zip(*outputs))
         self.results = combine_predictions(
             energies,
             np.stack(forces),
@@ -236,6 +249,16 @@ class HeterogeneousEnsembleCalculator(Calculator):
             if "stress" not in getattr(m.calculator, "implemented_properties", ())
         ]
         return f"stress is not available: member(s) {', '.join(missing)} do not provide it"
+
+    def close(self) -> None:
+        """Stop the worker processes of isolated members; in-process members are left alone."""
+        close_workers(self.members)
+
+    def __enter__(self) -> HeterogeneousEnsembleCalculator:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def get_uncertainty(self, atoms=None) -> float:
         """U in eV/Å for ``atoms`` (computing if needed)."""

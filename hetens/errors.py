@@ -17,6 +17,9 @@ __all__ = [
     "MemberFailedError",
     "FrameReadError",
     "AlignmentError",
+    "WorkerError",
+    "WorkerTimeoutError",
+    "EnvironmentBuildError",
 ]
 
 
@@ -64,4 +67,31 @@ class AlignmentError(HetensError, ValueError):
     frames in the same order (frame count, atom count, species, positions, cell).
 
     The message names the file, the frame and what differs.
+    """
+
+
+class WorkerError(MemberFailedError):
+    """Raised when the worker process of an isolated member (see :mod:`hetens.workers`)
+    cannot start, exits or is killed, or breaks the protocol.
+
+    The message names the member, the interpreter, the exit status and the
+    worker's last stderr lines. The next use of the member starts a new worker.
+    """
+
+
+class WorkerTimeoutError(WorkerError, TimeoutError):
+    """Raised when an isolated member's worker does not answer within its timeout
+    (``timeout`` for a calculation, ``start_timeout`` for loading the model).
+
+    The worker is stopped before this is raised, so nothing keeps running.
+    """
+
+
+class EnvironmentBuildError(HetensError, OSError):
+    """Raised by ``hetens env create`` (:func:`hetens.envs.create_environment`) when a
+    step fails (creating the venv, a pip install, the final import check).
+
+    The message names the step, the command and its last output lines; the
+    half-built environment is left in place for inspection and must be removed
+    before trying again.
     """

@@ -77,7 +77,9 @@ class Member:
         }
 
 
-def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
+def load_member(
+    spec: str | MemberSpec, device: str = "auto", *, python: str | None = None, **worker_options: Any
+) -> Member:
     """Load a pretrained model as an ensemble member through its family's official loader.
 
     Args:
@@ -86,9 +88,18 @@ def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
             ``mace:/path/model.model@level=PBE+U``, ``fairchem:uma-s-1p1@omat``.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``... A
             ``device=`` option in the spec wins.
+        python: run the member in its own worker process under this interpreter
+            (another virtual environment's ``bin/python``, say); the spec option
+            ``@python=PATH`` does the same. See :mod:`hetens.workers`.
+        **worker_options: options of :class:`hetens.workers.IsolatedCalculator`
+            (``threads``, ``timeout``, ``start_timeout``, ``env``, ``lazy``); any
+            of them runs the member in a worker, under this interpreter unless
+            ``python`` is given.
 
     Returns:
-        A :class:`Member` with the calculator and its metadata.
+        A :class:`Member` with the calculator and its metadata. A member in a
+        worker has an :class:`~hetens.workers.IsolatedCalculator`; its
+        ``versions`` are those of its environment, filled once the worker runs.
 
     Raises:
         MemberSpecError: the spec is malformed.
@@ -102,7 +113,10 @@ def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
     options = dict(parsed.options)
     level = options.pop("level", None)
     display_name = options.pop("name", None) or parsed.label
-    resolved_device = resolve_device(options.pop("device", device))
+    requested_device = options.pop("device", device)
+    worker = _pop_worker_options(options, parsed, python, worker_options)
+    # A worker resolves "auto" itself: its environment may see a GPU this one does not.
+    resolved_device = "auto" if worker and requested_device in (None, "auto") else resolve_device(requested_device)
 
     if known is None:
         _check_local_weights(parsed)
@@ -111,8 +125,16 @@ def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
     model_name = known.name if known else parsed.model
     head = parsed.head or (known.default_head if known else None)
 
-    adapter = family.adapter()
-    calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)
+    if worker:
+        from hetens.workers.isolated import IsolatedCalculator
+
+        worker_spec = str(MemberSpec(parsed.family, parsed.model, parsed.head, options))
+        calculator = IsolatedCalculator(worker_spec, device=resolved_device, member_name=display_name, **worker)
+        versions = calculator.versions  # the same dict, filled when the worker is ready
+    else:
+        adapter = family.adapter()
+        calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)
+        versions = adapter.versions()
     return Member(
         calculator=calculator,
         name=display_name,
@@ -121,8 +143,24 @@ def load_member(spec: str | MemberSpec, device: str = "auto") -> Member:
         training_data=known.training_data if known else "unknown",
         spec=str(parsed),
         device=resolved_device,
-        versions=adapter.versions(),
+        versions=versions,
     )
+
+
+def _pop_worker_options(
+    options: dict[str, str], parsed: MemberSpec, python: str | None, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Worker settings from the spec's options (removed from ``options``) and the arguments.
+
+    Empty when the member runs in this process.
+    """
+    from hetens.workers.isolated import pop_worker_options
+
+    found = pop_worker_options(options, str(parsed))
+    found.update(given)
+    if python is not None:
+        found["python"] = python
+    return found
 
 
 def _check_local_weights(parsed: MemberSpec) -> None:

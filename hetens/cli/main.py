@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from hetens._version import __version__
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("models",)
+SUBCOMMANDS = ("models", "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

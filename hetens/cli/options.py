@@ -7,11 +7,12 @@ from typing import Any
 
 
 def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
-    """``--models``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``, ``--allow-mixed-reference``."""
+    """``--models``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``,
+    ``--allow-mixed-reference``, ``--ensemble-file``, ``--parallel``."""
     group = parser.add_argument_group("ensemble")
     group.add_argument(
         "--models", nargs="+", metavar="SPEC",
-        help="member specs FAMILY:MODEL[@HEAD] (default: the offline ensemble "
+        help="member specs FAMILY:MODEL[@HEAD][@python=ENV/bin/python] (default: the offline ensemble "
         "sevenn:7net-0 sevenn:7net-l3i5 sevenn:7net-mf-0@PBE chgnet:0.3.0 chgnet:0.2.0)",
     )
     weights = group.add_mutually_exclusive_group()
@@ -22,6 +23,11 @@ def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     group.add_argument("--allow-mixed-reference", action="store_true",
                        help="allow averaging members of different levels of theory (PBE+U with r2SCAN)")
+    group.add_argument("--ensemble-file", metavar="TOML",
+                       help="members with their Python environments, devices and weights "
+                       "(see docs/workers.md); instead of --models")
+    group.add_argument("--parallel", action="store_true",
+                       help="evaluate members concurrently, each in its own worker process")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +41,8 @@ def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
     from hetens.ensemble import DEFAULT_MEMBERS
     from hetens.weights import read_weights_file
 
+    if getattr(args, "ensemble_file", None):
+        return _ensemble_from_file(args, **kwargs)
     weights: Any = args.weights
     members = list(args.models or DEFAULT_MEMBERS)
     if getattr(args, "weights_file", None):
@@ -47,5 +55,27 @@ def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
         force_rmse=args.force_rmse,
         allow_mixed_reference=args.allow_mixed_reference,
         device=args.device,
+        parallel=getattr(args, "parallel", False),
         **kwargs,
     )
+
+
+def _ensemble_from_file(args: argparse.Namespace, **kwargs: Any):
+    """``--ensemble-file``: the file's members; weight, device and parallel options given here win."""
+    from hetens.ensemble_file import load_ensemble_file
+    from hetens.weights import read_weights_file
+
+    if args.models:
+        raise ValueError("give the members either with --models or with --ensemble-file, not both")
+    overrides: dict[str, Any] = dict(kwargs)
+    if args.weights_file:
+        overrides["weights"] = read_weights_file(args.weights_file)
+    elif args.weights or args.force_rmse:
+        overrides["weights"], overrides["force_rmse"] = args.weights, args.force_rmse
+    if args.device != "auto":
+        overrides["device"] = args.device
+    if args.parallel:
+        overrides["parallel"] = True
+    if args.allow_mixed_reference:
+        overrides["allow_mixed_reference"] = True
+    return load_ensemble_file(args.ensemble_file, **overrides)

@@ -36,6 +36,10 @@ __all__ = [
     "decode_body",
     "read_message",
     "write_message",
+    "atoms_payload",
+    "atoms_from_payload",
+    "payload_info",
+    "jsonable",
 ]
 
 #: Bumped whenever a message's meaning changes; client and worker must agree.
@@ -61,6 +65,15 @@ class Message:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def jsonable(value: Any) -> Any:
+    """``json.dumps`` hook: numpy scalars and arrays as numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
 def encode(kind: str, fields: Mapping[str, Any] | None = None,
            arrays: Mapping[str, np.ndarray] | None = None) -> bytes:
     """One frame holding ``kind``, JSON-serialisable ``fields`` and numeric ``arrays``.
@@ -70,7 +83,7 @@ def encode(kind: str, fields: Mapping[str, Any] | None = None,
     """
     descriptors, chunks, offset = [], [], 0
     for name, value in (arrays or {}).items():
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value)
         if array.dtype.kind not in "biufc":
             raise TypeError(f"array {name!r} has dtype {array.dtype}; only numeric arrays can be sent")
         data = array.tobytes()
@@ -78,7 +91,7 @@ def encode(kind: str, fields: Mapping[str, Any] | None = None,
                             "offset": offset, "nbytes": len(data)})
         chunks.append(data)
         offset += len(data)
-    header = json.dumps({"kind": kind, **(fields or {}), "arrays": descriptors}).encode()
+    header = json.dumps({"kind": kind, **(fields or {}), "arrays": descriptors}, default=jsonable).encode()
     return b"".join([_PREFIX.pack(MAGIC, len(header), offset), header, *chunks])
 
 
@@ -135,3 +148,56 @@ def write_message(stream: BinaryIO, kind: str, fields: Mapping[str, Any] | None 
     """Write one message to a blocking binary stream and flush it."""
     stream.write(encode(kind, fields, arrays))
     stream.flush()
+
+
+#: ``atoms.info`` keys with this prefix are hetens' own annotations and do not travel.
+_INFO_PREFIX = "hetens_"
+_STRUCTURE_ARRAYS = ("numbers", "positions")
+
+
+def atoms_payload(atoms: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The fields and arrays that describe ``atoms`` exactly, for a ``calculate`` message.
+
+    Sent: atomic numbers, positions (N, 3) Å, cell (3, 3) Å and pbc as raw
+    arrays; every other numeric per-atom array (``initial_magmoms``, ``tags``,
+    ``momenta``...); and the ``atoms.info`` entries that are JSON-serialisable
+    (``charge``, ``spin``...; numpy values become numbers and lists), except
+    hetens' own ``hetens_*`` keys. Other info entries are left out.
+    """
+    arrays = {
+        "numbers": atoms.arrays["numbers"],
+        "positions": atoms.arrays["positions"],
+        "cell": np.asarray(atoms.cell.array, dtype=np.float64),
+        "pbc": np.asarray(atoms.pbc, dtype=bool),
+    }
+    for name, value in atoms.arrays.items():
+        if name not in _STRUCTURE_ARRAYS and value.dtype.kind in "biufc":
+            arrays[f"array:{name}"] = value
+    return {"info": payload_info(atoms.info)}, arrays
+
+
+def payload_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``atoms.info`` entries that travel: JSON-serialisable ones, not ``hetens_*``."""
+    kept = {}
+    for key, value in info.items():
+        if str(key).startswith(_INFO_PREFIX):
+            continue
+        try:
+            json.dumps(value, default=jsonable)
+        except (TypeError, ValueError):
+            continue
+        kept[str(key)] = value
+    return kept
+
+
+def atoms_from_payload(fields: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
+    """The :class:`ase.Atoms` that :func:`atoms_payload` described (needs ase)."""
+    from ase import Atoms
+
+    atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"], cell=arrays["cell"],
+                  pbc=arrays["pbc"])
+    for name, value in arrays.items():
+        if name.startswith("array:"):
+            atoms.set_array(name[len("array:"):], np.array(value))
+    atoms.info.update(fields.get("info", {}))
+    return atoms
