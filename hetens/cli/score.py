@@ -52,6 +52,8 @@ def add_parser(subparsers) -> None:
     add_ensemble_options(parser)
     parser.add_argument("--batch-size", type=int, default=16,
                         help="frames per model call for members that evaluate batches (default 16)")
+    parser.add_argument("--max-batch-atoms", type=int, default=4096,
+                        help="atoms per model call at most, to bound (GPU) memory (default 4096)")
     parser.add_argument("--no-batch", action="store_true", help="evaluate frame by frame through ASE")
     parser.add_argument("--keep-member-forces", action="store_true",
                         help="also write each member's forces (arrays hetens_member_forces, N x 3M) and "
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 args.files, args.output, calc, index=args.index, format=args.format,
                 reference=args.reference, reference_energy_key=args.ref_energy_key,
                 reference_forces_key=args.ref_forces_key, position_tol=args.position_tol,
-                batch_size=args.batch_size, batched=not args.no_batch,
+                batch_size=args.batch_size, max_batch_atoms=args.max_batch_atoms, batched=not args.no_batch,
                 keep_member_forces=args.keep_member_forces, progress=args.progress,
             )
     except MemberFailedError as exc:

@@ -15,6 +15,7 @@ one so that the error names the structure that caused it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -77,10 +78,10 @@ def _chgnet_batch(calc, frames):
     return out
 
 
-#: family -> (module prefix of the calculator class it applies to, batched function)
-_BATCHED: dict[str, tuple[str, _RawBatch]] = {
-    "sevenn": ("sevenn.", _sevenn_batch),
-    "chgnet": ("chgnet.", _chgnet_batch),
+#: family -> (module and name of the package's ASE calculator class, batched function)
+_BATCHED: dict[str, tuple[str, str, _RawBatch]] = {
+    "sevenn": ("sevenn.calculator", "SevenNetCalculator", _sevenn_batch),
+    "chgnet": ("chgnet.model.dynamics", "CHGNetCalculator", _chgnet_batch),
 }
 
 
@@ -88,9 +89,17 @@ def _batched_function(member: Member) -> _RawBatch | None:
     entry = _BATCHED.get(member.family)
     if entry is None:
         return None
-    prefix, function = entry
-    # Only the package's own calculator: a user's subclass may compute differently.
-    return function if type(member.calculator).__module__.startswith(prefix) else None
+    module_name, class_name, function = entry
+    module = sys.modules.get(module_name)  # loaded with the member; never imported here
+    package_class = getattr(module, class_name, None)
+    calc = member.calculator
+    if package_class is None or not isinstance(calc, package_class):
+        return None
+    # The package's own calculator, or hetens' adapter subclass of it (which only
+    # reshapes outputs); a user's subclass may compute differently: per frame.
+    if type(calc) is not package_class and type(calc).__module__ != f"hetens.families.{member.family}":
+        return None
+    return function
 
 
 def has_batched_path(member: Member) -> bool:

@@ -94,7 +94,7 @@ def plot_u_vs_error(u, eps, path: str | os.PathLike, *, title: str | None = None
     if u.size > _DENSITY_ABOVE:
         mesh = ax.hexbin(x, y, xscale="log", yscale="log", gridsize=60, mincnt=1, cmap="viridis",
                          norm=LogNorm(), extent=(np.log10(low), np.log10(high), np.log10(low), np.log10(high)))
-        figure.colorbar(mesh, ax=ax, label="frames per bin")
+        figure.colorbar(mesh, ax=ax, label="frames per bin", shrink=0.8)
     else:
         ax.scatter(x, y, s=14, alpha=0.7, color="tab:blue", edgecolors="none")
         ax.set_xscale("log")

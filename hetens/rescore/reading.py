@@ -121,7 +121,7 @@ def iter_frames(
         numbers = _file_indices(selection)
         frames = iread(str(path), index=selection, format=format)
         for position in itertools.count():
-            file_index = next(numbers)
+            file_index = next(numbers, None)
             source = FrameSource(str(path), file_index, position)
             try:
                 atoms = next(frames)
@@ -202,6 +202,16 @@ def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
             yield frame, natoms, comment
 
 
+def _forward_range(selection: slice | int) -> tuple[int, int | None, int] | None:
+    """``(start, stop, step)`` when the selection can be decided frame by frame, else ``None``."""
+    if isinstance(selection, int):
+        return (selection, selection + 1, 1) if selection >= 0 else None
+    start, stop, step = selection.start or 0, selection.stop, selection.step or 1
+    if start >= 0 and step > 0 and (stop is None or stop >= 0):
+        return start, stop, step
+    return None
+
+
 def scan_extxyz_info(
     path: str | os.PathLike, index: Any = ":"
 ) -> Iterator[tuple[FrameSource, int, dict[str, Any]]]:
@@ -209,33 +219,25 @@ def scan_extxyz_info(
 
     Reads only each frame's comment line (parsed as ASE does), so it is many
     times faster than building ``Atoms``; use it to read ``hetens_U`` and
-    friends back from a large scored file.
+    friends back from a large scored file. Frames come in the order
+    :func:`iter_frames` gives them.
     """
     from ase.io.extxyz import key_val_str_to_dict
 
     path = Path(path)
     _check_readable(path)
     selection = parse_index(index)
-    if isinstance(selection, slice) and (selection.start or 0) >= 0 and (selection.step or 1) > 0 and (
-        selection.stop is None or selection.stop >= 0
-    ):
-        wanted = None  # selection is a simple forward range: decide frame by frame
-    else:
-        total = count_frames(path)
-        wanted = set(range(*slice(selection, selection + 1 or None).indices(total))) if isinstance(
-            selection, int
-        ) else set(range(*selection.indices(total)))
-    position = 0
-    for frame, natoms, comment in _extxyz_headers(path):
-        if wanted is None:
-            start, stop, step = selection.start or 0, selection.stop, selection.step or 1
-            if frame < start or (stop is not None and frame >= stop) or (frame - start) % step:
-                continue
-        elif frame not in wanted:
-            continue
+    forward = _forward_range(selection)
+    if forward is not None:
+        start, stop, step = forward
+        within = itertools.takewhile(lambda h: stop is None or h[0] < stop, _extxyz_headers(path))
+        headers = (h for h in within if h[0] >= start and (h[0] - start) % step == 0)
+    else:  # negative indices or steps: ASE's slicing semantics on the list of headers
+        every = list(_extxyz_headers(path))
+        headers = [every[selection]] if isinstance(selection, int) else every[selection]
+    for position, (frame, natoms, comment) in enumerate(headers):
         try:
             info = key_val_str_to_dict(comment.strip()) if comment.strip() else {}
         except Exception as exc:
             raise FrameReadError(f"cannot read {path} frame {frame}: bad comment line: {exc}") from exc
         yield FrameSource(str(path), frame, position), natoms, info
-        position += 1

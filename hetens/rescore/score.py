@@ -206,17 +206,32 @@ class _StagedOutput:
             os.replace(self.tmp, self.partial)
             note = f"{self.count} frames scored before this were kept in {self.partial}"
             if isinstance(exc, Exception) and hasattr(exc, "add_note"):
-                exc.add_note(note)
-            print(f"hetens: {note}", file=sys.stderr)
+                exc.add_note(note)  # Python >= 3.11; the CLI prints notes
+            else:
+                print(f"hetens: {note}", file=sys.stderr)
         else:
             self.tmp.unlink(missing_ok=True)
 
 
-def _chunks(items: Iterable[tuple[FrameSource, Any]], size: int) -> Iterator[list[tuple[FrameSource, Any]]]:
-    """Consecutive frames of one file, at most ``size`` at a time."""
-    for _, group in itertools.groupby(items, key=lambda item: item[0].path):
-        while chunk := list(itertools.islice(group, size)):
+def _chunks(
+    items: Iterable[tuple[FrameSource, Any]], size: int, max_atoms: int | None = None
+) -> Iterator[list[tuple[FrameSource, Any]]]:
+    """Consecutive frames of one file: at most ``size`` frames and (beyond the first) ``max_atoms`` atoms."""
+    chunk: list[tuple[FrameSource, Any]] = []
+    atoms_in_chunk = 0
+    for item in items:
+        n = len(item[1])
+        if chunk and (
+            len(chunk) == size
+            or item[0].path != chunk[0][0].path
+            or (max_atoms is not None and atoms_in_chunk + n > max_atoms)
+        ):
             yield chunk
+            chunk, atoms_in_chunk = [], 0
+        chunk.append(item)
+        atoms_in_chunk += n
+    if chunk:
+        yield chunk
 
 
 def _geometry(chunk: list[tuple[FrameSource, Any]]) -> FrameArrays:
@@ -234,43 +249,75 @@ def _geometry(chunk: list[tuple[FrameSource, Any]]) -> FrameArrays:
 def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool = True) -> PredictionSet:
     """Evaluate every member of ``calc`` on a list of ``(source, atoms)``; member arrays out.
 
+    Members with a batched path (:mod:`hetens.rescore.batched`) take the
+    whole chunk in one call; the others run frame by frame as the ensemble
+    calculator runs them (isolated members in their worker processes,
+    concurrently).
+
     Raises:
         MemberFailedError: naming the member and the file and frame it failed on.
     """
-    from hetens.calculator import evaluate_member
-    from hetens.rescore.batched import evaluate_batch
+    from hetens.rescore.batched import evaluate_batch, has_batched_path
+    from hetens.workers.pool import evaluate_members, start_workers
 
     frames = [atoms for _, atoms in chunk]
+    members = calc.members
     with_stress = [bool(calc.provides_stress(atoms)) for atoms in frames]
-    energies = np.zeros((len(frames), len(calc.members)))
-    forces, stresses = [], np.full((len(frames), len(calc.members), 6), np.nan)
-    for m, member in enumerate(calc.members):
+    in_batches = [m for m, member in enumerate(members) if batched and has_batched_path(member)]
+    one_by_one = [m for m in range(len(members)) if m not in in_batches]
+    outputs: list[list] = [[] for _ in members]
+    start_workers(members)
+    for m in in_batches:
         try:
-            outputs = evaluate_batch(member, frames, with_stress, batched=batched)
-        except Exception:
-            # Find the frame: run one by one and name it.
-            for source, atoms in chunk:
-                try:
-                    evaluate_member(member, atoms, calc.provides_stress(atoms))
-                except Exception as exc:
-                    raise MemberFailedError(
-                        f"member {member.name} failed on {source} ({atoms.get_chemical_formula()}): "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-            raise
-        energies[:, m] = [o[0] for o in outputs]
-        forces.append(np.concatenate([o[1] for o in outputs]))
-        for f, output in enumerate(outputs):
+            outputs[m] = evaluate_batch(members[m], frames, with_stress)
+        except Exception as exc:
+            _name_failing_frame(members[m], chunk, with_stress, exc)
+    for (source, atoms), flag in zip(chunk, with_stress):
+        group = [members[m] for m in one_by_one]
+        try:
+            results = evaluate_members(group, atoms, flag) if group else []
+        except Exception as exc:
+            for member in group:  # name the member that fails on this frame
+                _name_failing_frame(member, [(source, atoms)], [flag], None)
+            raise MemberFailedError(
+                f"evaluating {source} ({atoms.get_chemical_formula()}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        for m, result in zip(one_by_one, results):
+            outputs[m].append(result)
+    energies = np.array([[o[0] for o in member_outputs] for member_outputs in outputs]).T
+    forces = np.stack([np.concatenate([o[1] for o in member_outputs]) for member_outputs in outputs], axis=1)
+    stresses = np.full((len(frames), len(members), 6), np.nan)
+    for m, member_outputs in enumerate(outputs):
+        for f, output in enumerate(member_outputs):
             if output[2] is not None:
                 stresses[f, m] = output[2]
     return PredictionSet(
         names=calc.member_names,
         frames=_geometry(chunk),
         member_energies=energies,
-        member_forces=np.stack(forces, axis=1),
+        member_forces=forces,
         member_stresses=stresses if any(with_stress) else None,
-        sources=[m.spec or m.name for m in calc.members],
+        sources=[m.spec or m.name for m in members],
     )
+
+
+def _name_failing_frame(member, chunk, with_stress, error: Exception | None) -> None:
+    """Re-run ``member`` frame by frame to raise an error naming the frame; else re-raise ``error``.
+
+    With ``error=None``, returns when every frame succeeds.
+    """
+    from hetens.calculator import evaluate_member
+
+    for (source, atoms), flag in zip(chunk, with_stress):
+        try:
+            evaluate_member(member, atoms, flag)
+        except Exception as exc:
+            raise MemberFailedError(
+                f"member {member.name} failed on {source} ({atoms.get_chemical_formula()}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    if error is not None:
+        raise error
 
 
 def predict_file(
@@ -295,7 +342,7 @@ def predict_file(
     bar = _Progress(sum(counts) if None not in counts else None, progress, label="predicting")
     parts = []
     try:
-        for chunk in _chunks(iter_frames(paths, index, format), batch_size):
+        for chunk in _chunks(iter_frames(paths, index, format), batch_size, 4096):
             parts.append(predict_frames(calc, chunk, batched=batched))
             bar.update(len(chunk))
     finally:
@@ -330,6 +377,7 @@ def score_live(
     reference_forces_key: str = "forces",
     position_tol: float = DEFAULT_POSITION_TOL,
     batch_size: int = 16,
+    max_batch_atoms: int = 4096,
     batched: bool = True,
     keep_member_forces: bool = False,
     progress: str = "auto",
@@ -349,6 +397,8 @@ def score_live(
             labels are (``REF_energy``...; default: the calculator results).
         position_tol: Å, for checking the reference holds the same frames.
         batch_size: frames evaluated per model call (where batched).
+        max_batch_atoms: atoms per model call at most (a larger frame goes alone),
+            to bound memory (GPU memory above all) on big cells.
         batched: use the families' batched paths (``False``: per-frame ASE loop).
         keep_member_forces: also write each member's forces and stress.
         progress: ``auto`` (bar on a terminal, a log line every 30 s
@@ -378,7 +428,7 @@ def score_live(
     bar = _Progress(total, progress)
     try:
         with _StagedOutput(output) as out:
-            for chunk in _chunks(iter_frames(paths, index, format), batch_size):
+            for chunk in _chunks(iter_frames(paths, index, format), batch_size, max_batch_atoms):
                 predictions = predict_frames(calc, chunk, batched=batched)
                 scores = score_predictions(predictions, calc.weights)
                 eps = None
