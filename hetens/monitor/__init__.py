@@ -1,0 +1,43 @@
+"""Live uncertainty monitoring for ASE MD and relaxations.
+
+- :class:`UncertaintyLogger`, :class:`FlagWriter`, :class:`HaltOnUncertainty`,
+  :class:`TrajectoryWriter`: observers for ``dyn.attach(observer, interval=n)``;
+  they read the U the ensemble already computed and never run a model.
+- :class:`UncertaintyMonitor`: the three in one, with tiered thresholds.
+- :func:`run_monitored`: run the dynamics and get a :class:`RunOutcome`
+  (completed, or halted at step s with U) instead of a traceback.
+- :func:`read_log`, :func:`plot_log`: the CSV log back, and a PNG of it.
+
+See ``docs/monitoring.md``.
+"""
+
+from __future__ import annotations
+
+from hetens.errors import UncertaintyHalt
+from hetens.monitor.csvlog import COLUMNS, read_log
+from hetens.monitor.observation import Observation, ensemble_results
+from hetens.monitor.observers import (
+    FlagWriter,
+    HaltOnUncertainty,
+    TrajectoryWriter,
+    UncertaintyLogger,
+    UncertaintyMonitor,
+)
+from hetens.monitor.plot import plot_log
+from hetens.monitor.run import RunOutcome, run_monitored
+
+__all__ = [
+    "COLUMNS",
+    "FlagWriter",
+    "HaltOnUncertainty",
+    "Observation",
+    "RunOutcome",
+    "TrajectoryWriter",
+    "UncertaintyHalt",
+    "UncertaintyLogger",
+    "UncertaintyMonitor",
+    "ensemble_results",
+    "plot_log",
+    "read_log",
+    "run_monitored",
+]

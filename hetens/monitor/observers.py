@@ -1,0 +1,362 @@
+"""Observers that watch U during any ASE dynamics (MD or optimizer).
+
+Attach them as ASE expects::
+
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.01 / units.fs)
+    with UncertaintyLogger(dyn, "u.csv") as log, FlagWriter(dyn, "flagged.extxyz", 0.5) as flag:
+        dyn.attach(log, interval=1)
+        dyn.attach(flag, interval=1)
+        dyn.attach(HaltOnUncertainty(dyn, 1.0, save_to="halt.extxyz"), interval=1)
+        dyn.run(1000)
+
+Each reads the U that the ensemble computed for the current step (see
+:mod:`hetens.monitor.observation`); none evaluates a model. :class:`UncertaintyMonitor`
+combines the three with tiered thresholds (log always, flag above
+``flag_above``, halt above ``halt_above``) and reads the results once per step.
+
+Every observer takes ``atoms`` (default: the dynamics' structure, unwrapped
+from a cell filter) and ``calc`` (default ``atoms.calc``; give the ensemble
+when it is wrapped in another calculator).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from hetens.atomic_io import append_frame, ensure_writable, write_frames_atomic
+from hetens.errors import UncertaintyHalt
+from hetens.monitor.csvlog import COLUMNS, format_row
+from hetens.monitor.observation import DynamicsView, Observation, annotate_state, underlying_atoms
+
+__all__ = [
+    "UncertaintyLogger",
+    "FlagWriter",
+    "TrajectoryWriter",
+    "HaltOnUncertainty",
+    "UncertaintyMonitor",
+]
+
+
+class _Observer:
+    """Shared plumbing: a weak view of the dynamics, the atoms, ``__call__`` -> ``record``."""
+
+    def __init__(self, dyn, atoms=None, calc=None) -> None:
+        self.view = DynamicsView(dyn)
+        self.atoms = underlying_atoms(dyn.atoms if atoms is None else atoms)
+        self.calc = calc
+
+    def observe(self) -> Observation:
+        """Read the current step (raises if the ensemble has no current results)."""
+        return Observation.read(self.view, self.atoms, self.calc)
+
+    def __call__(self) -> None:
+        self.record(self.observe())
+
+    def record(self, obs: Observation) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release files; nothing to do for observers without one."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _check_threshold(name: str, value: float) -> float:
+    value = float(value)
+    if not value > 0:  # also refuses NaN
+        raise ValueError(f"{name} must be a positive U in eV/A; got {value}")
+    return value
+
+
+def _text_output(target: str | os.PathLike | IO[str], mode: str) -> tuple[IO[str], bool]:
+    """An open text handle for ``target`` and whether we own it (and must close it)."""
+    if mode not in ("w", "a"):
+        raise ValueError(f"mode must be 'w' (overwrite) or 'a' (append); got {mode!r}")
+    if hasattr(target, "write"):
+        return target, False  # type: ignore[return-value]
+    if str(target) == "-":
+        return sys.stdout, False
+    path = ensure_writable(target)
+    return open(path, mode, newline="", encoding="utf-8"), True
+
+
+class UncertaintyLogger(_Observer):
+    """One CSV row per observed step; each row is flushed as it is written.
+
+    Columns (see :mod:`hetens.monitor.csvlog`): ``step, time[fs], U[eV/A],
+    max_u[eV/A], energy[eV], energy_std[eV/atom], T[K], most_deviating``.
+    Read it back with :func:`hetens.monitor.read_log`.
+
+    Args:
+        dyn: the ASE dynamics or optimizer (kept as a weak reference).
+        logfile: path, ``"-"`` for stdout, or an open text handle (left open).
+        atoms, calc: see the module docstring.
+        mode: ``"w"`` overwrites, ``"a"`` appends (the header is written only
+            to an empty file).
+    """
+
+    def __init__(self, dyn, logfile: str | os.PathLike | IO[str], atoms=None, *, calc=None, mode: str = "w"):
+        super().__init__(dyn, atoms, calc)
+        self.path = None if hasattr(logfile, "write") or str(logfile) == "-" else Path(logfile)
+        self._handle, self._owned = _text_output(logfile, mode)
+        self._writer = csv.writer(self._handle, lineterminator="\n")
+        self.rows = 0
+        if not (mode == "a" and self.path is not None and self.path.stat().st_size > 0):
+            self._writer.writerow(COLUMNS)
+            self._handle.flush()
+
+    def record(self, obs: Observation) -> None:
+        self._writer.writerow(format_row(obs))
+        self._handle.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        if self._owned and not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+
+class _FrameAppender:
+    """An extxyz file that annotated frames are appended to, each flushed and fsynced."""
+
+    def __init__(self, filename: str | os.PathLike, mode: str) -> None:
+        if mode not in ("w", "a"):
+            raise ValueError(f"mode must be 'w' (overwrite) or 'a' (append); got {mode!r}")
+        self.path = ensure_writable(filename)
+        if self.path.suffix.lower() not in (".extxyz", ".xyz"):
+            raise ValueError(
+                f"{self.path}: frames with U are written as extended XYZ; use a .extxyz (or .xyz) "
+                "name (ASE's .traj format drops the per-atom uncertainty array)"
+            )
+        # Created (or emptied) now, so a file left by an earlier run is never mistaken for this one's.
+        self._handle = open(self.path, mode, encoding="utf-8")
+        self.frames = 0
+
+    def append(self, frame) -> None:
+        append_frame(self._handle, frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+
+class FlagWriter(_Observer):
+    """Append frames whose U exceeds ``threshold`` to an extxyz file, ready for DFT.
+
+    Each frame carries the ensemble energy/forces/stress (as ASE results) and
+    ``hetens_U``, per-atom ``hetens_u``, ``hetens_energy_std``,
+    ``hetens_member_energies``, ``hetens_step`` and ``hetens_time_fs`` (see
+    :mod:`hetens.frames`); ``ase.io.read(path, ":")`` reads them back.
+
+    Args:
+        dyn: the ASE dynamics or optimizer.
+        filename: ``.extxyz`` file, created (emptied) now.
+        threshold: U in eV/Å; frames with ``U > threshold`` are flagged.
+        atoms, calc: see the module docstring.
+        min_spacing: at least this many steps (``dyn.nsteps``) between two
+            flagged frames, so a long excursion does not write near-duplicates;
+            0 flags every observed frame above the threshold.
+        mode: ``"w"`` or ``"a"``.
+    """
+
+    def __init__(self, dyn, filename: str | os.PathLike, threshold: float, atoms=None, *,
+                 calc=None, min_spacing: int = 0, mode: str = "w"):
+        super().__init__(dyn, atoms, calc)
+        self.threshold = _check_threshold("the flag threshold", threshold)
+        if int(min_spacing) < 0:
+            raise ValueError(f"min_spacing must be >= 0 steps; got {min_spacing}")
+        self.min_spacing = int(min_spacing)
+        self.last_flagged_step: int | None = None
+        self._out = _FrameAppender(filename, mode)
+        self.path = self._out.path
+
+    @property
+    def flagged(self) -> int:
+        """How many frames were written."""
+        return self._out.frames
+
+    def should_flag(self, step: int, uncertainty: float) -> bool:
+        """Whether a frame at ``step`` with this U is flagged (above threshold, far enough from the last)."""
+        if not uncertainty > self.threshold:
+            return False
+        return self.last_flagged_step is None or step - self.last_flagged_step >= self.min_spacing
+
+    def record(self, obs: Observation) -> None:
+        if self.should_flag(obs.step, obs.uncertainty):
+            self._out.append(obs.frame(hetens_flag_threshold=self.threshold))
+            self.last_flagged_step = obs.step
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class TrajectoryWriter(_Observer):
+    """Append every observed frame, annotated with U, to an extxyz trajectory (flushed).
+
+    Attach with the interval you want frames at: ``dyn.attach(writer, interval=10)``.
+    """
+
+    def __init__(self, dyn, filename: str | os.PathLike, atoms=None, *, calc=None, mode: str = "w"):
+        super().__init__(dyn, atoms, calc)
+        self._out = _FrameAppender(filename, mode)
+        self.path = self._out.path
+
+    @property
+    def frames(self) -> int:
+        return self._out.frames
+
+    def record(self, obs: Observation) -> None:
+        self._out.append(obs.frame())
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class HaltOnUncertainty(_Observer):
+    """Stop the dynamics by raising :class:`~hetens.errors.UncertaintyHalt` when U is too high.
+
+    Halts at the ``consecutive``-th observation in a row with
+    ``U > threshold``. The exception carries the offending frame and the last
+    observed frame with ``U <= threshold`` (both annotated); with ``save_to``
+    both are also written there (extxyz, ``hetens_role`` = ``"last_safe"`` /
+    ``"offending"``). Run the dynamics with
+    :func:`hetens.monitor.run_monitored` to get an outcome instead of a
+    traceback.
+
+    Args:
+        dyn: the ASE dynamics or optimizer.
+        threshold: U in eV/Å.
+        atoms, calc: see the module docstring.
+        consecutive: observations in a row above the threshold before halting.
+        save_to: extxyz file for the two frames, written atomically on halt.
+    """
+
+    def __init__(self, dyn, threshold: float, atoms=None, *, calc=None, consecutive: int = 1,
+                 save_to: str | os.PathLike | None = None):
+        super().__init__(dyn, atoms, calc)
+        self.threshold = _check_threshold("the halt threshold", threshold)
+        if int(consecutive) < 1:
+            raise ValueError(f"consecutive must be >= 1 observation; got {consecutive}")
+        self.consecutive = int(consecutive)
+        self.save_to = None if save_to is None else ensure_writable(save_to)
+        self.streak = 0
+        self._last_safe: tuple[Any, Any, Any, int, float | None] | None = None
+
+    def update(self, uncertainty: float) -> bool:
+        """Count one observation; whether it is the one that halts."""
+        self.streak = self.streak + 1 if uncertainty > self.threshold else 0
+        return self.streak >= self.consecutive
+
+    def record(self, obs: Observation) -> None:
+        if not self.update(obs.uncertainty):
+            if self.streak == 0:
+                # Cheap: a copy of the atoms and a reference to the results dict
+                # (the calculator replaces it, never mutates it); annotated only on halt.
+                self._last_safe = (obs.atoms.copy(), dict(obs.results), obs.calc, obs.step, obs.time_fs)
+            return
+        offending = obs.frame(hetens_role="offending", hetens_halt_threshold=self.threshold)
+        last_safe = None
+        if self._last_safe is not None:
+            atoms, results, calc, step, time_fs = self._last_safe
+            last_safe = annotate_state(atoms, results, calc, step, time_fs, hetens_role="last_safe",
+                                       hetens_halt_threshold=self.threshold)
+        if self.save_to is not None:
+            write_frames_atomic(self.save_to, [f for f in (last_safe, offending) if f is not None],
+                                format="extxyz")
+        raise UncertaintyHalt(
+            obs.step, obs.uncertainty, self.threshold, consecutive=self.streak, time_fs=obs.time_fs,
+            atoms=offending, last_safe=last_safe, saved_to=self.save_to,
+        )
+
+
+class UncertaintyMonitor(_Observer):
+    """Log, flag and halt in one observer, with tiered thresholds.
+
+    Every observed step is logged (when ``log`` is given); frames with
+    ``U > flag_above`` are appended to ``flagged``; ``halt_above`` stops the
+    run (after ``halt_consecutive`` observations in a row). The results are
+    read once per step and handed to each part in that order, so the halting
+    step is logged and, when above ``flag_above``, flagged before the halt.
+
+    Args:
+        dyn: the ASE dynamics or optimizer.
+        atoms, calc: see the module docstring.
+        log: CSV path (or handle) for :class:`UncertaintyLogger`; ``None``: no log.
+        flag_above, flagged: threshold (eV/Å) and extxyz path for :class:`FlagWriter`.
+        flag_spacing: minimum steps between flagged frames.
+        halt_above, halt_consecutive, halt_file: for :class:`HaltOnUncertainty`.
+        trajectory, trajectory_interval: optional annotated extxyz trajectory,
+            one frame every ``trajectory_interval`` steps (``dyn.nsteps``).
+
+    Attributes:
+        history: U (eV/Å) of every observed step, in order.
+        last: the latest :class:`Observation` (``None`` before the first).
+    """
+
+    def __init__(self, dyn, atoms=None, *, calc=None,
+                 log: str | os.PathLike | IO[str] | None = None,
+                 flag_above: float | None = None, flagged: str | os.PathLike | None = None,
+                 flag_spacing: int = 0,
+                 halt_above: float | None = None, halt_consecutive: int = 1,
+                 halt_file: str | os.PathLike | None = None,
+                 trajectory: str | os.PathLike | None = None, trajectory_interval: int = 1,
+                 mode: str = "w"):
+        super().__init__(dyn, atoms, calc)
+        if (flag_above is None) != (flagged is None):
+            raise ValueError("give both flag_above (U threshold, eV/A) and flagged (extxyz path), or neither")
+        if int(trajectory_interval) < 1:
+            raise ValueError(f"trajectory_interval must be >= 1 step; got {trajectory_interval}")
+        self.trajectory_interval = int(trajectory_interval)
+        self.history: list[float] = []
+        self.last: Observation | None = None
+        self.logger = self.flagger = self.halter = self.trajectory = None
+        parts: list[_Observer] = []
+        try:
+            if log is not None:
+                self.logger = UncertaintyLogger(dyn, log, self.atoms, calc=calc, mode=mode)
+                parts.append(self.logger)
+            if flag_above is not None:
+                self.flagger = FlagWriter(dyn, flagged, flag_above, self.atoms, calc=calc,
+                                          min_spacing=flag_spacing, mode=mode)
+                parts.append(self.flagger)
+            if trajectory is not None:
+                self.trajectory = TrajectoryWriter(dyn, trajectory, self.atoms, calc=calc, mode=mode)
+                parts.append(self.trajectory)
+            if halt_above is not None:
+                self.halter = HaltOnUncertainty(dyn, halt_above, self.atoms, calc=calc,
+                                                consecutive=halt_consecutive, save_to=halt_file)
+        except BaseException:
+            for part in parts:
+                part.close()
+            raise
+        self._parts = parts
+
+    @property
+    def flagged(self) -> int:
+        return self.flagger.flagged if self.flagger else 0
+
+    def record(self, obs: Observation) -> None:
+        self.last = obs
+        self.history.append(obs.uncertainty)
+        if self.logger:
+            self.logger.record(obs)
+        if self.flagger:
+            self.flagger.record(obs)
+        if self.trajectory and obs.step % self.trajectory_interval == 0:
+            self.trajectory.record(obs)
+        if self.halter:
+            self.halter.record(obs)
+
+    def close(self) -> None:
+        for part in self._parts:
+            part.close()

@@ -1,0 +1,75 @@
+"""A PNG of U (and temperature) against time from an uncertainty log.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global
+backend switch), imported only when a plot is made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hetens.atomic_io import atomic_path
+from hetens.monitor.csvlog import read_log
+
+__all__ = ["plot_log"]
+
+
+def plot_log(
+    log: str | os.PathLike,
+    png: str | os.PathLike | None = None,
+    *,
+    flag_above: float | None = None,
+    halt_above: float | None = None,
+    halted_at: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot U and max per-atom u (top) and temperature (bottom, MD only) from a log.
+
+    Args:
+        log: an uncertainty CSV written by :class:`~hetens.monitor.UncertaintyLogger`.
+        png: output path; default: the log's path with ``.png``.
+        flag_above, halt_above: thresholds (eV/Å) drawn as dashed lines.
+        halted_at: step (``dyn.nsteps``) at which the run halted, marked with a cross.
+        title: figure title; default: the log's file name.
+
+    Returns:
+        The PNG path (written atomically).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = read_log(log)
+    png = Path(png) if png is not None else Path(log).with_suffix(".png")
+    has_time = data["time_fs"].size > 0 and np.isfinite(data["time_fs"]).all()
+    has_t = data["T"].size > 0 and np.isfinite(data["T"]).any()
+    x = data["time_fs"] if has_time else data["step"].astype(float)
+    xlabel = "time [fs]" if has_time else "optimizer step"
+
+    fig = Figure(figsize=(8, 5.5 if has_t else 4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 if has_t else 1, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    ax.plot(x, data["U"], color="C0", lw=1.5, label="U")
+    ax.plot(x, data["max_u"], color="C0", lw=0.8, ls=":", alpha=0.8, label="max per-atom u")
+    if flag_above is not None:
+        ax.axhline(flag_above, color="C1", ls="--", lw=1, label=f"flag above {flag_above:g}")
+    if halt_above is not None:
+        ax.axhline(halt_above, color="C3", ls="--", lw=1, label=f"halt above {halt_above:g}")
+    if halted_at is not None and halted_at in set(data["step"].tolist()):
+        i = int(np.flatnonzero(data["step"] == halted_at)[-1])
+        ax.plot([x[i]], [data["U"][i]], "x", color="C3", ms=10, mew=2, label=f"halted (step {halted_at})")
+    ax.set_ylabel("U [eV/Å]")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title if title is not None else Path(log).name, fontsize=10)
+    if has_t:
+        axes[1].plot(x, data["T"], color="C2", lw=1.2)
+        axes[1].set_ylabel("T [K]")
+        axes[1].grid(alpha=0.3)
+    axes[-1].set_xlabel(xlabel)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png")
+    return png

@@ -1,0 +1,167 @@
+"""Run dynamics under uncertainty monitoring and get an outcome, not a traceback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hetens.errors import UncertaintyHalt
+
+__all__ = ["RunOutcome", "run_monitored"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a monitored run ended.
+
+    Attributes:
+        status: ``"completed"`` (all steps done, or an optimizer stopped on
+            its own) or ``"halted"`` (U crossed the halt threshold).
+        steps_done: steps taken in this call (``dyn.nsteps`` difference).
+        observed: steps the monitor observed.
+        u_min, u_median, u_max: U statistics over the observed steps, eV/Å
+            (NaN when nothing was observed).
+        flagged: frames written by the flagger.
+        converged: for optimizers, whether the forces converged; ``None`` for MD.
+        wall_s: wall-clock seconds of the run.
+        halt: the :class:`~hetens.errors.UncertaintyHalt` that stopped the run
+            (step, U, threshold, frames), or ``None``.
+    """
+
+    status: str
+    steps_done: int
+    observed: int = 0
+    u_min: float = float("nan")
+    u_median: float = float("nan")
+    u_max: float = float("nan")
+    flagged: int = 0
+    converged: bool | None = None
+    wall_s: float = 0.0
+    halt: UncertaintyHalt | None = field(default=None, repr=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def halted(self) -> bool:
+        return self.status == "halted"
+
+    @property
+    def halted_at(self) -> int | None:
+        """``dyn.nsteps`` of the halting step, or ``None``."""
+        return self.halt.step if self.halt else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "steps_done": self.steps_done,
+            "observed": self.observed,
+            "u_min": _json_float(self.u_min),
+            "u_median": _json_float(self.u_median),
+            "u_max": _json_float(self.u_max),
+            "flagged": self.flagged,
+            "converged": self.converged,
+            "wall_s": round(self.wall_s, 3),
+        }
+        if self.halt is not None:
+            out.update(
+                halted_at=self.halt.step,
+                halt_time_fs=self.halt.time_fs,
+                halt_U=self.halt.uncertainty,
+                halt_threshold=self.halt.threshold,
+                halt_file=str(self.halt.saved_to) if self.halt.saved_to else None,
+            )
+        return out
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [f"steps done     {self.steps_done} ({self.wall_s:.1f} s, {self.observed} observed)"]
+        if self.observed:
+            lines.append(
+                f"U [eV/A]       min {self.u_min:.4f}  median {self.u_median:.4f}  max {self.u_max:.4f}"
+            )
+        lines.append(f"frames flagged {self.flagged}")
+        if self.halt is not None:
+            where = f"step {self.halt.step}" + (
+                f" (t = {self.halt.time_fs:.1f} fs)" if self.halt.time_fs is not None else ""
+            )
+            lines.append(
+                f"outcome        HALTED at {where}: U = {self.halt.uncertainty:.4f} eV/A > "
+                f"{self.halt.threshold:.4f}"
+            )
+            if self.halt.saved_to:
+                lines.append(f"halt frames    {self.halt.saved_to} (last_safe, offending)")
+        else:
+            extra = "" if self.converged is None else (" (converged)" if self.converged else " (not converged)")
+            lines.append(f"outcome        completed{extra}")
+        return "\n".join(lines)
+
+
+def _json_float(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+def run_monitored(
+    dyn,
+    steps: int,
+    monitor=None,
+    *,
+    interval: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> RunOutcome:
+    """Run ``dyn`` for ``steps`` steps; return how it ended instead of raising on a halt.
+
+    Args:
+        dyn: any ASE dynamics or optimizer whose atoms carry an ensemble.
+        steps: steps to run (optimizers may stop earlier when converged).
+        monitor: an :class:`~hetens.monitor.UncertaintyMonitor` (or any
+            observer); attached with ``interval`` unless it already is. Its
+            ``history`` and ``flagged`` feed the outcome's statistics.
+        interval: observation interval in steps, when attaching ``monitor``.
+        progress: called with the number of steps done after every step.
+
+    Returns:
+        :class:`RunOutcome`. :class:`~hetens.errors.UncertaintyHalt` raised
+        by any attached observer becomes ``status="halted"``; other errors
+        (a member failing, say) propagate, with everything written so far
+        already flushed by the observers.
+    """
+    if int(steps) < 0:
+        raise ValueError(f"steps must be >= 0; got {steps}")
+    if monitor is not None and not any(obs[0] is monitor for obs in dyn.observers):
+        dyn.attach(monitor, interval=interval)
+    start = int(dyn.nsteps)
+    history = getattr(monitor, "history", None)
+    seen = len(history) if history is not None else 0
+    halt = None
+    converged = None
+    t0 = time.perf_counter()
+    try:
+        for converged in dyn.irun(steps=int(steps)):
+            if progress is not None:
+                progress(int(dyn.nsteps) - start)
+    except UncertaintyHalt as exc:
+        halt = exc
+    wall = time.perf_counter() - t0
+    values = np.asarray(history[seen:] if history is not None else [], dtype=float)
+    from ase.md.md import MolecularDynamics
+
+    is_md = isinstance(dyn, MolecularDynamics)
+    return RunOutcome(
+        status="halted" if halt is not None else "completed",
+        steps_done=int(dyn.nsteps) - start,
+        observed=int(values.size),
+        u_min=float(values.min()) if values.size else float("nan"),
+        u_median=float(np.median(values)) if values.size else float("nan"),
+        u_max=float(values.max()) if values.size else float("nan"),
+        flagged=int(getattr(monitor, "flagged", 0) or 0),
+        converged=None if is_md or halt is not None else bool(converged),
+        wall_s=wall,
+        halt=halt,
+    )
