@@ -220,6 +220,9 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        # Members see the bare structure: constraints act on the ensemble's forces
+        # through ASE, and some members choke on them (pymatgen warns on FixCom).
+        atoms.set_constraint()
         start_workers(self.members)
         with_stress = self.provides_stress(atoms)
         if "stress" in properties and not with_stress:

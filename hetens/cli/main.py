@@ -14,9 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from hetens._version import __version__
+from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("models", "env")
+SUBCOMMANDS = ("md", "models", "score", "calibrate", "select", "plot", "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hetens: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError, KeyError) as exc:
+    except (HetensError, ValueError, OSError, ImportError, KeyError) as exc:
         if args.debug:
             raise
         print(f"hetens {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -1,0 +1,144 @@
+"""``hetens md STRUCTURE``: monitored MD with the ensemble (the main job).
+
+Exit codes: 0 completed, 3 halted by uncertainty, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hetens.cli.options import add_ensemble_options, add_json_option, ensemble_from_args
+
+EXIT_HALTED = 3
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "md", help="run MD with the ensemble, logging U; flag and halt on high U",
+        description="Molecular dynamics with a heterogeneous ensemble, watched by the universal "
+        "uncertainty U: every observed step is logged (CSV), frames above --flag-above are "
+        "written for DFT, and the run stops when U exceeds --halt-above. Exit code 0 when the run "
+        "completes, 3 when it was halted by uncertainty, 2 for bad input.",
+    )
+    parser.add_argument("structure", help="any ASE-readable structure file")
+    parser.add_argument("--index", default="-1", help="frame of STRUCTURE to start from (default: last)")
+    add_ensemble_options(parser)
+    md = parser.add_argument_group("dynamics")
+    md.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
+    md.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
+    md.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
+    md.add_argument("--ensemble", choices=("langevin", "nve", "berendsen"), default="langevin",
+                    help="thermostat (default langevin)")
+    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
+    md.add_argument("--seed", type=int, default=0, help="seed for velocities and thermostat noise")
+    md.add_argument("--interval", type=int, default=1, help="observe U every N steps (default 1)")
+    out = parser.add_argument_group("monitoring and output")
+    out.add_argument("--log", default="hetens-md.csv", help="CSV log of U per step (default hetens-md.csv)")
+    out.add_argument("--traj", help="extxyz trajectory with U per frame")
+    out.add_argument("--traj-interval", type=int, default=10, help="steps between trajectory frames (default 10)")
+    out.add_argument("--flag-above", type=float, metavar="U", help="write frames with U above this (eV/A)")
+    out.add_argument("--flagged", help="extxyz for flagged frames (default: LOG stem + .flagged.extxyz)")
+    out.add_argument("--flag-spacing", type=int, default=0, help="minimum steps between flagged frames")
+    out.add_argument("--halt-above", type=float, metavar="U", help="stop when U exceeds this (eV/A)")
+    out.add_argument("--halt-consecutive", type=int, default=1,
+                     help="observations in a row above --halt-above before stopping (default 1)")
+    out.add_argument("--halt-file", help="extxyz for the last safe and offending frames "
+                     "(default: LOG stem + .halt.extxyz)")
+    out.add_argument("--no-plot", action="store_true", help="do not write the PNG plot of U")
+    out.add_argument("--print-every", type=int, default=10,
+                     help="when not on a terminal, print a progress line every N steps (default 10)")
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def _beside(log: Path, suffix: str) -> Path:
+    return log.with_name(log.stem + suffix)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
+    from hetens.monitor.dynamics import make_md
+    from hetens.rescore.reading import iter_frames
+
+    human = sys.stderr if args.json else sys.stdout
+    for name in ("steps", "traj_interval", "interval", "print_every", "halt_consecutive"):
+        if getattr(args, name) < (0 if name == "steps" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'steps' else '>= 1'}")
+    frames = [atoms for _, atoms in iter_frames(args.structure, args.index)]
+    if not frames:
+        raise ValueError(f"{args.structure}: no frame selected by --index {args.index}")
+    atoms = frames[-1]
+    atoms.calc = None
+    log = Path(args.log)
+    flagged = Path(args.flagged) if args.flagged else _beside(log, ".flagged.extxyz")
+    halt_file = Path(args.halt_file) if args.halt_file else _beside(log, ".halt.extxyz")
+
+    calc = ensemble_from_args(args)
+    atoms.calc = calc
+    print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
+          f"{len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
+    dyn = make_md(atoms, timestep_fs=args.timestep, temperature_K=args.temperature,
+                  ensemble=args.ensemble, friction_per_fs=args.friction, seed=args.seed)
+    with UncertaintyMonitor(
+        dyn, log=log,
+        flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
+        flag_spacing=args.flag_spacing,
+        halt_above=args.halt_above, halt_consecutive=args.halt_consecutive,
+        halt_file=halt_file if args.halt_above is not None else None,
+        trajectory=args.traj, trajectory_interval=args.traj_interval,
+    ) as monitor, _Progress(args.steps, monitor, args.print_every, human) as progress:
+        outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval, progress=progress)
+    calc.close()
+
+    print(outcome.summary(), file=human)
+    print(f"log            {log}", file=human)
+    if args.flag_above is not None:
+        print(f"flagged        {flagged}", file=human)
+    if args.traj:
+        print(f"trajectory     {args.traj}", file=human)
+    png = None
+    if not args.no_plot and outcome.observed:
+        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
+                       halted_at=outcome.halted_at,
+                       title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K")
+        print(f"plot           {png}", file=human)
+    if args.json:
+        summary = outcome.as_dict() | {"log": str(log), "plot": str(png) if png else None,
+                                       "members": calc.member_names,
+                                       "weights": [float(w) for w in calc.weights]}
+        print(json.dumps(summary))
+    return EXIT_HALTED if outcome.halted else 0
+
+
+class _Progress:
+    """tqdm bar with the current U on a terminal; a plain line every N steps otherwise."""
+
+    def __init__(self, total: int, monitor, every: int, stream) -> None:
+        self.total, self.monitor, self.every, self.stream = total, monitor, every, stream
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: int) -> None:
+        last = self.monitor.last
+        u = f"{last.uncertainty:.4f}" if last else "-"
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            temp = f"{last.temperature:.0f}K" if last and last.temperature is not None else ""
+            self.bar.set_postfix_str(f"U={u} eV/A {temp}", refresh=False)
+        elif done % self.every == 0 or done == self.total:
+            temp = f"  T {last.temperature:7.1f} K" if last and last.temperature is not None else ""
+            time = f"  t {last.time_fs:8.1f} fs" if last and last.time_fs is not None else ""
+            print(f"step {done:>6}/{self.total}{time}  U {u} eV/A{temp}", file=self.stream, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
