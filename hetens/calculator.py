@@ -23,6 +23,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
 from hetens.errors import MemberFailedError, MixedReferenceError
 from hetens.member import Member, as_member
+from hetens.validation import DEFAULT_MIN_DISTANCE, check_structure
 from hetens.weights import resolve_weights
 from hetens.workers.pool import assign_threads, as_worker_spec, close_workers, evaluate_members, start_workers
 
@@ -166,6 +167,11 @@ class HeterogeneousEnsembleCalculator(Calculator):
             than now. Either way they start together and stop on :meth:`close`,
             ``with`` exit, garbage collection or interpreter exit. See
             :mod:`hetens.workers`.
+        min_distance: atoms closer than this (Å) make the structure invalid:
+            :class:`~hetens.errors.InvalidStructureError` before any model
+            runs (as do an empty structure, non-finite positions and a
+            periodic direction without a cell vector). ``None`` skips the
+            distance check.
     """
 
     implemented_properties = (
@@ -186,6 +192,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         device: str = "auto",
         parallel: bool = False,
         lazy: bool = True,
+        min_distance: float | None = DEFAULT_MIN_DISTANCE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -201,6 +208,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         check_levels_of_theory(self.members, allow_mixed_reference)
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
+        self.min_distance = min_distance
         assign_threads(self.members)
         if not lazy:
             start_workers(self.members)
@@ -220,6 +228,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        check_structure(atoms, min_distance=self.min_distance or 0.0)
         # Members see the bare structure: constraints act on the ensemble's forces
         # through ASE, and some members choke on them (pymatgen warns on FixCom).
         atoms.set_constraint()

@@ -1,0 +1,59 @@
+"""Bad structures are refused with a clear error before any model runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from hetens import HeterogeneousEnsembleCalculator
+from hetens.errors import InvalidStructureError
+from hetens.validation import check_elements, check_structure
+
+
+def test_good_structures_pass():
+    check_structure(bulk("W", "bcc", a=3.17))  # one atom, periodic
+    check_structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]))  # molecule, no cell
+
+
+@pytest.mark.parametrize(
+    ("atoms", "message"),
+    [
+        (Atoms(), "no atoms"),
+        (Atoms("W2", positions=[[0, 0, 0], [np.nan, 0, 0]], cell=[3, 3, 3], pbc=True),
+         r"atom 1 \(W\) has a non-finite position"),
+        (Atoms("W2", positions=[[0, 0, 0], [1.5, 0, 0]], pbc=True),
+         "periodic along axis a but that cell vector is zero"),
+        (Atoms("WMo", positions=[[0, 0, 0], [0.05, 0, 0]], cell=[3, 3, 3], pbc=True),
+         r"atoms 0 \(W\) and 1 \(Mo\) are 0.050 A apart"),
+        (Atoms("W2", positions=[[0.0, 0, 0], [2.95, 0, 0]], cell=[3, 3, 3], pbc=True),
+         "0.050 A apart"),  # across the periodic boundary
+    ],
+)
+def test_bad_structures(atoms, message):
+    with pytest.raises(InvalidStructureError, match=message):
+        check_structure(atoms, label="frame 3 of x.extxyz")
+    assert issubclass(InvalidStructureError, ValueError)
+
+
+def test_label_and_elements():
+    atoms = bulk("W", "bcc", a=3.17).repeat(2)
+    atoms.numbers[0] = 92
+    with pytest.raises(InvalidStructureError, match="frame 7: .*member m1 does not support element.* U"):
+        check_elements(atoms, {"m0": None, "m1": range(1, 84)}, label="frame 7")
+
+
+def test_calculator_refuses_before_any_member_runs(sevenn_member):
+    calls = []
+    original = sevenn_member.calculator.calculate
+    calc = HeterogeneousEnsembleCalculator([sevenn_member])
+    sevenn_member.calculator.calculate = lambda *a, **k: (calls.append(1), original(*a, **k))
+    try:
+        atoms = Atoms("W2", positions=[[0, 0, 0], [0.01, 0, 0]], cell=[3, 3, 3], pbc=True)
+        atoms.calc = calc
+        with pytest.raises(InvalidStructureError, match="0.010 A apart"):
+            atoms.get_potential_energy()
+        assert calls == []
+    finally:
+        del sevenn_member.calculator.calculate
