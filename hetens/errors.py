@@ -20,6 +20,8 @@ __all__ = [
     "WorkerError",
     "WorkerTimeoutError",
     "EnvironmentBuildError",
+    "UncertaintyHalt",
+    "InvalidStructureError",
 ]
 
 
@@ -94,4 +96,52 @@ class EnvironmentBuildError(HetensError, OSError):
     The message names the step, the command and its last output lines; the
     half-built environment is left in place for inspection and must be removed
     before trying again.
+    """
+
+
+class UncertaintyHalt(HetensError):
+    """Raised by an uncertainty observer (:mod:`hetens.monitor`) to stop MD or a relaxation.
+
+    ASE dynamics have no stop signal, so a halt is this exception propagating
+    out of ``dyn.run()``; :func:`hetens.monitor.run_monitored` catches it and
+    returns the outcome instead. Raised when U exceeded ``threshold`` (for
+    ``consecutive`` observations in a row).
+
+    Attributes:
+        step: the dynamics' step count (``dyn.nsteps``) of the offending frame.
+        uncertainty: U of the offending frame, eV/Å.
+        threshold: the halt threshold, eV/Å.
+        consecutive: how many observations in a row were above it.
+        time_fs: simulation time of the offending frame in fs (``None`` for optimizers).
+        atoms: the offending frame, annotated (:func:`hetens.frames.annotate`).
+        last_safe: the last observed frame with U at or below the threshold,
+            annotated, or ``None`` if there was none.
+        saved_to: the file both frames were written to, or ``None``.
+    """
+
+    def __init__(self, step, uncertainty, threshold, *, consecutive=1, time_fs=None,
+                 atoms=None, last_safe=None, saved_to=None):
+        self.step = int(step)
+        self.uncertainty = float(uncertainty)
+        self.threshold = float(threshold)
+        self.consecutive = int(consecutive)
+        self.time_fs = time_fs
+        self.atoms = atoms
+        self.last_safe = last_safe
+        self.saved_to = saved_to
+        streak = f" for {self.consecutive} observations in a row" if self.consecutive > 1 else ""
+        when = f"step {self.step}" + (f" (t = {time_fs:.1f} fs)" if time_fs is not None else "")
+        saved = f"; last safe and offending frames saved to {saved_to}" if saved_to else ""
+        super().__init__(
+            f"halted at {when}: U = {self.uncertainty:.4g} eV/A exceeded the halt threshold "
+            f"{self.threshold:.4g} eV/A{streak}{saved}"
+        )
+
+
+class InvalidStructureError(HetensError, ValueError):
+    """Raised before any model runs when a structure cannot be evaluated.
+
+    Empty, non-finite positions, a periodic direction without a cell vector,
+    atoms on top of each other, or an element no member supports; the
+    message names the atoms or elements at fault.
     """
