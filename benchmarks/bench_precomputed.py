@@ -43,17 +43,29 @@ def best_of(repeats, fn):
 def synthetic_set(frames: int, members: int, atoms: int) -> PredictionSet:
     rng = np.random.default_rng(0)
     total = frames * atoms
-    geometry = FrameArrays("", np.full(frames, atoms), np.full(total, 74), rng.normal(size=(total, 3)),
-                           np.tile(np.eye(3) * 15.0, (frames, 1, 1)), np.ones((frames, 3), dtype=bool))
-    return PredictionSet([f"m{k}" for k in range(members)], geometry, rng.normal(size=(frames, members)),
-                         rng.normal(size=(total, members, 3)))
+    geometry = FrameArrays(
+        "",
+        np.full(frames, atoms),
+        np.full(total, 74),
+        rng.normal(size=(total, 3)),
+        np.tile(np.eye(3) * 15.0, (frames, 1, 1)),
+        np.ones((frames, 3), dtype=bool),
+    )
+    return PredictionSet(
+        [f"m{k}" for k in range(members)],
+        geometry,
+        rng.normal(size=(frames, members)),
+        rng.normal(size=(total, members, 3)),
+    )
 
 
 def per_frame_loop(predictions: PredictionSet) -> None:
     offsets = predictions.frames.offsets
     for f in range(predictions.n_frames):
         rows = slice(offsets[f], offsets[f + 1])
-        combine_predictions(predictions.member_energies[f], predictions.member_forces[rows].transpose(1, 0, 2))
+        combine_predictions(
+            predictions.member_energies[f], predictions.member_forces[rows].transpose(1, 0, 2)
+        )
 
 
 def write_file(path: Path, frames: int, atoms: int) -> None:
@@ -69,7 +81,9 @@ def write_file(path: Path, frames: int, atoms: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--atoms", type=int, default=100)
@@ -100,8 +114,10 @@ def main() -> None:
             paths.append(Path(tmp) / f"pred{k}.extxyz")
             shutil.copy(path, paths[-1])
         t_load = best_of(1, lambda: load_predictions(paths, jobs=args.jobs))
-        print(f"load_predictions, {args.files} files, jobs={args.jobs}: {t_load:.3f} s "
-              f"({t_load / args.files:.3f} s per file, alignment checks included)")
+        print(
+            f"load_predictions, {args.files} files, jobs={args.jobs}: {t_load:.3f} s "
+            f"({t_load / args.files:.3f} s per file, alignment checks included)"
+        )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,9 @@ def test_score_live_streams_annotated_frames(tmp_path, pair):
         assert got.get_potential_energy() == pytest.approx(reference.get_potential_energy(), abs=ENERGY_ATOL)
         np.testing.assert_allclose(got.get_forces(), reference.get_forces(), atol=FORCE_ATOL)
         np.testing.assert_allclose(got.get_stress(), reference.get_stress(), atol=STRESS_ATOL)
-        np.testing.assert_allclose(got.arrays["hetens_u"], pair.get_atomic_uncertainty(reference), atol=FORCE_ATOL)
+        np.testing.assert_allclose(
+            got.arrays["hetens_u"], pair.get_atomic_uncertainty(reference), atol=FORCE_ATOL
+        )
         members = unpack_member_forces(got.arrays["hetens_member_forces"], 2)
         np.testing.assert_allclose(members, pair.results["member_forces"], atol=FORCE_ATOL)
     assert result.report["U_quantiles"]["max"] == pytest.approx(max(a.info["hetens_U"] for a in scored))
@@ -143,8 +145,25 @@ def test_score_cli_live_json(tmp_path, capsys):
     path = tmp_path / "cells.extxyz"
     write(path, _cells()[:2])
     out = tmp_path / "scored.extxyz"
-    code = main(["score", str(path), "-o", str(out), "--models", "sevenn:7net-0", "chgnet:0.3.0",
-                 "--weights", "3", "1", "--device", "cpu", "--json", "--progress", "off"])
+    code = main(
+        [
+            "score",
+            str(path),
+            "-o",
+            str(out),
+            "--models",
+            "sevenn:7net-0",
+            "chgnet:0.3.0",
+            "--weights",
+            "3",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            "--progress",
+            "off",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -153,3 +172,11 @@ def test_score_cli_live_json(tmp_path, capsys):
     assert report["n_frames"] == 2 and report["n_atoms"] == 6
     assert len(read(out, ":")) == 2
     assert "wrote 2 frames" in captured.err
+
+
+def test_batches_are_split_by_atom_count():
+    from hetens.rescore.batched import _groups
+
+    # Consecutive frames share a call while their atoms fit; a bigger frame runs alone.
+    assert _groups([2, 4, 8, 16, 100, 2, 2, 200, 2], 128) == [[0, 1, 2, 3], [4, 5, 6], [7], [8]]
+    assert _groups([2, 4, 8], None) == [[0, 1, 2]]

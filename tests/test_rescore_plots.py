@@ -50,8 +50,10 @@ def test_plot_cli_from_scored_file(tmp_path, capsys):
     assert code == 0
     written = json.loads(capsys.readouterr().out)
     assert set(written) == {"error", "hist", "fraction", "trajectory"}
-    assert all(_is_png(tmp_path / "figs" / name) for name in
-               ("u_vs_error.png", "u_histogram.png", "dft_fraction.png", "u_trajectory.png"))
+    assert all(
+        _is_png(tmp_path / "figs" / name)
+        for name in ("u_vs_error.png", "u_histogram.png", "dft_fraction.png", "u_trajectory.png")
+    )
     # eps recomputed from --reference equals the hetens_eps stored by score.
     stored = load_plot_data([scored])
     recomputed = load_plot_data([scored], reference=ref)

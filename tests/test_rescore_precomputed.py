@@ -19,7 +19,7 @@ from ase.io import read, write
 from hetens.cli.main import main
 from hetens.combine import combine_predictions
 from hetens.errors import AlignmentError, FrameReadError
-from hetens.rescore.calibrate import calibrate, write_weights_file
+from hetens.rescore.calibrate import calibrate
 from hetens.rescore.metrics import conformal_factor, coverage, dft_fractions, spearman
 from hetens.rescore.precomputed import _read_with_ase, load_predictions, read_frame_arrays
 from hetens.rescore.score import score_precomputed, unpack_member_forces
@@ -63,8 +63,12 @@ def write_synthetic(tmp_path, n_frames: int = 12, energy_spread: float = 0.01, r
             forces = base_forces[f].copy()
             forces[0, 0] += OFFSETS[m] * scales[f]
             stress = np.full(6, 0.01 * m) if frame.pbc.all() else None
-            frame.calc = SinglePointCalculator(frame, energy=base_energy[f] + energy_spread * m, forces=forces,
-                                               **({"stress": stress} if stress is not None else {}))
+            frame.calc = SinglePointCalculator(
+                frame,
+                energy=base_energy[f] + energy_spread * m,
+                forces=forces,
+                **({"stress": stress} if stress is not None else {}),
+            )
             out.append(frame)
         path = tmp_path / f"model{m}.extxyz"
         write(path, out)
@@ -111,7 +115,9 @@ def test_reader_index_and_custom_keys(tmp_path):
     assert arrays.indices.tolist() == [1, 3, 5]
     np.testing.assert_allclose(arrays.energy, [-1.5, -4.5, -7.5])
     np.testing.assert_allclose(arrays.forces[: arrays.n_atoms[0]], 1.0)
-    with pytest.raises(FrameReadError, match=r"dft.extxyz frame 0 has no energy under 'energy'.*--energy-key"):
+    with pytest.raises(
+        FrameReadError, match=r"dft.extxyz frame 0 has no energy under 'energy'.*--energy-key"
+    ):
         read_frame_arrays(path)
 
 
@@ -162,7 +168,9 @@ def test_alignment_errors_name_file_and_frame(tmp_path):
     with pytest.raises(AlignmentError, match=r"short.extxyz holds 5 frames but .*model0.extxyz holds 6"):
         load_predictions([paths[0], short])
     species = _rewrite(paths[1], tmp_path / "species.extxyz", swap_species)
-    with pytest.raises(AlignmentError, match=r"species.extxyz frame 4: atom 1 is Mo but W in .*model0.extxyz frame 4"):
+    with pytest.raises(
+        AlignmentError, match=r"species.extxyz frame 4: atom 1 is Mo but W in .*model0.extxyz frame 4"
+    ):
         load_predictions([paths[0], species, paths[2]])
     moved = _rewrite(paths[2], tmp_path / "moved.extxyz", move_atom)
     with pytest.raises(AlignmentError, match=r"moved.extxyz frame 2: atom 5 \(W\) is 0.05 A from"):
@@ -217,7 +225,9 @@ def test_vectorised_scores_equal_combine_predictions(tmp_path, rng):
         rows = slice(predictions.frames.offsets[f], predictions.frames.offsets[f + 1])
         stresses = predictions.member_stresses[f]
         expected = combine_predictions(
-            predictions.member_energies[f], predictions.member_forces[rows].transpose(1, 0, 2), weights,
+            predictions.member_energies[f],
+            predictions.member_forces[rows].transpose(1, 0, 2),
+            weights,
             stresses if np.isfinite(stresses).all() else None,
         )
         got = frame_results(predictions, scores, f)
@@ -265,14 +275,43 @@ def test_score_cli_json(tmp_path, capsys):
         forces[-1, 2] += 0.1 * (f + 1)
         atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=forces)
     write(ref, frames)
-    code = main(["score", "--precomputed", *paths, "--names", "a", "b", "c", "--weights", "1", "1", "2",
-                 "--reference", ref, "-o", str(tmp_path / "s.extxyz"), "--json", "--progress", "off"])
+    code = main(
+        [
+            "score",
+            "--precomputed",
+            *paths,
+            "--names",
+            "a",
+            "b",
+            "c",
+            "--weights",
+            "1",
+            "1",
+            "2",
+            "--reference",
+            ref,
+            "-o",
+            str(tmp_path / "s.extxyz"),
+            "--json",
+            "--progress",
+            "off",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)  # exactly one JSON object on stdout
     assert "Spearman" in captured.err
-    for key in ("n_frames", "n_atoms", "members", "weights", "U_quantiles", "spearman_rho",
-                "member_force_rmse", "member_energy_rmse", "spearman_rho_energy"):
+    for key in (
+        "n_frames",
+        "n_atoms",
+        "members",
+        "weights",
+        "U_quantiles",
+        "spearman_rho",
+        "member_force_rmse",
+        "member_energy_rmse",
+        "spearman_rho_energy",
+    ):
         assert key in report
     assert report["members"] == ["a", "b", "c"]
     assert report["weights"] == pytest.approx({"a": 0.25, "b": 0.25, "c": 0.5})
@@ -360,8 +399,20 @@ def test_calibrate_ranks_members_and_scans_top_n(tmp_path):
 def test_calibrate_cli_writes_weights_file_for_score(tmp_path, capsys):
     paths, ref = _calibration_set(tmp_path)
     out = tmp_path / "weights.json"
-    code = main(["calibrate", "--reference", ref, "--precomputed", *paths, "-o", str(out), "--json",
-                 "--coverage", "0.8"])
+    code = main(
+        [
+            "calibrate",
+            "--reference",
+            ref,
+            "--precomputed",
+            *paths,
+            "-o",
+            str(out),
+            "--json",
+            "--coverage",
+            "0.8",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     saved = json.loads(out.read_text())
@@ -412,8 +463,19 @@ def test_select_reports_and_writes_label_sources(tmp_path, capsys):
     score_precomputed(paths, scored, keep_member_forces=True, progress="off")
     u = expected_u(12)
     thresholds = [0.2, 0.5]
-    code = main(["select", str(scored), "--threshold", *map(str, thresholds), "--json",
-                 "--out-dir", str(tmp_path / "sel"), "--label-source", "model1"])
+    code = main(
+        [
+            "select",
+            str(scored),
+            "--threshold",
+            *map(str, thresholds),
+            "--json",
+            "--out-dir",
+            str(tmp_path / "sel"),
+            "--label-source",
+            "model1",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     n_atoms = np.array([len(a) for a in frames])
@@ -449,7 +511,9 @@ def test_select_ensemble_labels_and_missing_member_forces(tmp_path):
     labelled = read(result.report["thresholds"][0]["files"]["umlip_labelled"], ":")
     assert [a.info["hetens_label_source"] for a in labelled] == ["ensemble"] * 6
     np.testing.assert_allclose(labelled[2].get_forces(), base_forces[2], atol=1e-7)
-    with pytest.raises(FrameReadError, match=r"scored.extxyz frame 0 has no per-member forces.*--keep-member-forces"):
+    with pytest.raises(
+        FrameReadError, match=r"scored.extxyz frame 0 has no per-member forces.*--keep-member-forces"
+    ):
         select_frames(scored, [10.0], out_dir=tmp_path / "sel2", label_source="model0")
     assert not (tmp_path / "sel2" / "Uc_10" / "umlip_labelled.extxyz").exists()
     with pytest.raises(ValueError, match="'mace' is not a member.*model0, model1, model2"):

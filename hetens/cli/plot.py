@@ -11,7 +11,8 @@ from hetens.cli.options import add_json_option
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "plot", help="figures: U vs true error, histogram of U, DFT fraction vs U_c, U along a trajectory",
+        "plot",
+        help="figures: U vs true error, histogram of U, DFT fraction vs U_c, U along a trajectory",
         description="Draw PNG figures from files written by 'hetens score': U against the true max "
         "force error (log-log density with y = x, 10x, 0.1x guides and Spearman rho; needs "
         "hetens_eps in the frames or --reference), the histogram of U, the DFT fraction against the "
@@ -22,10 +23,23 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--reference", metavar="REF", help="reference forces for the U-vs-error plot")
     parser.add_argument("--ref-energy-key", default="energy", help=argparse.SUPPRESS)
     parser.add_argument("--ref-forces-key", default="forces", help="reference forces key (default: forces)")
-    parser.add_argument("--threshold", "--thresholds", dest="thresholds", nargs="+", type=float, default=[],
-                        metavar="U_c", help="thresholds to mark, eV/A")
-    parser.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
-                        help="which figures: error hist fraction trajectory (default: all that apply)")
+    parser.add_argument(
+        "--threshold",
+        "--thresholds",
+        dest="thresholds",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="U_c",
+        help="thresholds to mark, eV/A",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=None,
+        metavar="KIND",
+        help="which figures: error hist fraction trajectory (default: all that apply)",
+    )
     parser.add_argument("--prefix", default="", help="prefix of the PNG file names")
     parser.add_argument("--index", default=":", metavar="SEL", help="frames of each file (ASE syntax)")
     add_json_option(parser)
@@ -35,8 +49,13 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from hetens.rescore.plots import PLOT_KINDS, load_plot_data, make_plots
 
-    data = load_plot_data(args.scored, reference=args.reference, reference_energy_key=args.ref_energy_key,
-                          reference_forces_key=args.ref_forces_key, index=args.index)
+    data = load_plot_data(
+        args.scored,
+        reference=args.reference,
+        reference_energy_key=args.ref_energy_key,
+        reference_forces_key=args.ref_forces_key,
+        index=args.index,
+    )
     kinds = args.kinds or PLOT_KINDS
     written = make_plots(data, args.out_dir, kinds=kinds, thresholds=args.thresholds, prefix=args.prefix)
     human = sys.stderr if args.json else sys.stdout

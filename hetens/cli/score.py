@@ -11,55 +11,106 @@ from hetens.cli.options import add_ensemble_options, add_json_option, ensemble_f
 
 def add_reading_options(parser: argparse.ArgumentParser, *, predictions: bool) -> None:
     """``--index``, reference label keys, ``--position-tol`` (and prediction keys)."""
-    parser.add_argument("--index", default=":", metavar="SEL",
-                        help="frames of each file, ASE syntax: ':' (all, default), '-1', '0:100', '::10'")
+    parser.add_argument(
+        "--index",
+        default=":",
+        metavar="SEL",
+        help="frames of each file, ASE syntax: ':' (all, default), '-1', '0:100', '::10'",
+    )
     if predictions:
-        parser.add_argument("--energy-key", default="energy",
-                            help="where prediction files keep the energy: 'energy' (calculator result, "
-                            "default) or an info key")
-        parser.add_argument("--forces-key", default="forces",
-                            help="where prediction files keep the forces: 'forces' (default) or an arrays key")
-    parser.add_argument("--ref-energy-key", default="energy",
-                        help="reference energy key, e.g. REF_energy (default: the calculator result)")
-    parser.add_argument("--ref-forces-key", default="forces",
-                        help="reference forces key, e.g. REF_forces (default: the calculator result)")
-    parser.add_argument("--position-tol", type=float, default=1e-3, metavar="A",
-                        help="largest atom displacement between files still taken as the same frame "
-                        "(default 0.001 A)")
+        parser.add_argument(
+            "--energy-key",
+            default="energy",
+            help="where prediction files keep the energy: 'energy' (calculator result, "
+            "default) or an info key",
+        )
+        parser.add_argument(
+            "--forces-key",
+            default="forces",
+            help="where prediction files keep the forces: 'forces' (default) or an arrays key",
+        )
+    parser.add_argument(
+        "--ref-energy-key",
+        default="energy",
+        help="reference energy key, e.g. REF_energy (default: the calculator result)",
+    )
+    parser.add_argument(
+        "--ref-forces-key",
+        default="forces",
+        help="reference forces key, e.g. REF_forces (default: the calculator result)",
+    )
+    parser.add_argument(
+        "--position-tol",
+        type=float,
+        default=1e-3,
+        metavar="A",
+        help="largest atom displacement between files still taken as the same frame (default 0.001 A)",
+    )
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "score", help="rescore structures: ensemble energy/forces/stress, U, per-atom u",
+        "score",
+        help="rescore structures: ensemble energy/forces/stress, U, per-atom u",
         description="Rescore every frame of FILE... with the ensemble (live members), or combine "
         "predictions made elsewhere (--precomputed, one file per member). Each output frame carries "
         "the ensemble energy, forces and stress as its results, and U (hetens_U), the energy spread "
         "and the per-atom uncertainty (hetens_u).",
     )
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="structures to score (extxyz, ASE trajectory or database, OUTCAR, vasprun.xml...)")
-    parser.add_argument("-o", "--output", metavar="OUT.extxyz", help="scored frames (extxyz); required with FILE")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="structures to score (extxyz, ASE trajectory or database, OUTCAR, vasprun.xml...)",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="OUT.extxyz", help="scored frames (extxyz); required with FILE"
+    )
     parser.add_argument("--format", help="ASE format of FILE (guessed from the name by default)")
     pre = parser.add_argument_group("precomputed predictions")
-    pre.add_argument("--precomputed", nargs="+", metavar="PRED",
-                     help="one file per member with its energy and forces for the same frames, same order")
-    pre.add_argument("--names", nargs="+", metavar="NAME", help="member names for PRED files (default: file names)")
+    pre.add_argument(
+        "--precomputed",
+        nargs="+",
+        metavar="PRED",
+        help="one file per member with its energy and forces for the same frames, same order",
+    )
+    pre.add_argument(
+        "--names", nargs="+", metavar="NAME", help="member names for PRED files (default: file names)"
+    )
     pre.add_argument("--jobs", type=int, default=1, help="read PRED files in this many processes (default 1)")
-    parser.add_argument("--reference", metavar="REF",
-                        help="reference (DFT) energies/forces for the same frames: adds member errors, "
-                        "Spearman rho(U, eps) and hetens_eps per frame")
+    parser.add_argument(
+        "--reference",
+        metavar="REF",
+        help="reference (DFT) energies/forces for the same frames: adds member errors, "
+        "Spearman rho(U, eps) and hetens_eps per frame",
+    )
     add_reading_options(parser, predictions=True)
     add_ensemble_options(parser)
-    parser.add_argument("--batch-size", type=int, default=16,
-                        help="frames per model call for members that evaluate batches (default 16)")
-    parser.add_argument("--max-batch-atoms", type=int, default=4096,
-                        help="atoms per model call at most, to bound (GPU) memory (default 4096)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="frames per model call for members that evaluate batches (default 16)",
+    )
+    parser.add_argument(
+        "--max-batch-atoms",
+        type=int,
+        default=4096,
+        help="atoms per model call at most, to bound (GPU) memory (default 4096)",
+    )
     parser.add_argument("--no-batch", action="store_true", help="evaluate frame by frame through ASE")
-    parser.add_argument("--keep-member-forces", action="store_true",
-                        help="also write each member's forces (arrays hetens_member_forces, N x 3M) and "
-                        "stresses, needed by 'select --label-source MEMBER'")
-    parser.add_argument("--progress", choices=("auto", "bar", "log", "off"), default="auto",
-                        help="progress bar on a terminal, a log line every 30 s otherwise (auto)")
+    parser.add_argument(
+        "--keep-member-forces",
+        action="store_true",
+        help="also write each member's forces (arrays hetens_member_forces, N x 3M) and "
+        "stresses, needed by 'select --label-source MEMBER'",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "log", "off"),
+        default="auto",
+        help="progress bar on a terminal, a log line every 30 s otherwise (auto)",
+    )
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -70,8 +121,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if not args.precomputed and not args.files:
         raise ValueError("give structure FILEs to score, or --precomputed PRED files")
     if args.precomputed:
-        if args.models:
-            raise ValueError("--models runs live members; with --precomputed, name members with --names")
+        if args.models or getattr(args, "ensemble_file", None):
+            raise ValueError(
+                "--models/--ensemble-file run live members; with --precomputed, name members with --names"
+            )
     else:
         if not args.output:
             raise ValueError("live scoring needs -o OUT.extxyz for the scored frames")
@@ -97,21 +150,39 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.precomputed:
             result = score_precomputed(
-                args.precomputed, args.output, names=args.names, weights=_precomputed_weights(args),
-                force_rmse=args.force_rmse, reference=args.reference, index=args.index,
-                energy_key=args.energy_key, forces_key=args.forces_key,
-                reference_energy_key=args.ref_energy_key, reference_forces_key=args.ref_forces_key,
-                position_tol=args.position_tol, keep_member_forces=args.keep_member_forces,
-                jobs=args.jobs, progress=args.progress,
+                args.precomputed,
+                args.output,
+                names=args.names,
+                weights=_precomputed_weights(args),
+                force_rmse=args.force_rmse,
+                reference=args.reference,
+                index=args.index,
+                energy_key=args.energy_key,
+                forces_key=args.forces_key,
+                reference_energy_key=args.ref_energy_key,
+                reference_forces_key=args.ref_forces_key,
+                position_tol=args.position_tol,
+                keep_member_forces=args.keep_member_forces,
+                jobs=args.jobs,
+                progress=args.progress,
             )
         else:
             calc = ensemble_from_args(args)
             result = score_live(
-                args.files, args.output, calc, index=args.index, format=args.format,
-                reference=args.reference, reference_energy_key=args.ref_energy_key,
-                reference_forces_key=args.ref_forces_key, position_tol=args.position_tol,
-                batch_size=args.batch_size, max_batch_atoms=args.max_batch_atoms, batched=not args.no_batch,
-                keep_member_forces=args.keep_member_forces, progress=args.progress,
+                args.files,
+                args.output,
+                calc,
+                index=args.index,
+                format=args.format,
+                reference=args.reference,
+                reference_energy_key=args.ref_energy_key,
+                reference_forces_key=args.ref_forces_key,
+                position_tol=args.position_tol,
+                batch_size=args.batch_size,
+                max_batch_atoms=args.max_batch_atoms,
+                batched=not args.no_batch,
+                keep_member_forces=args.keep_member_forces,
+                progress=args.progress,
             )
     except MemberFailedError as exc:
         print(f"hetens score: error: {exc}", file=sys.stderr)
@@ -123,8 +194,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(result.report), file=human)
     if result.output is not None:
         rate = result.report.get("frames_per_s")
-        print(f"wrote {result.report['n_frames']} frames to {result.output}"
-              + (f" ({rate:.2f} frames/s)" if rate else ""), file=human)
+        print(
+            f"wrote {result.report['n_frames']} frames to {result.output}"
+            + (f" ({rate:.2f} frames/s)" if rate else ""),
+            file=human,
+        )
     if args.json:
         print(json.dumps(result.report))
     return 0

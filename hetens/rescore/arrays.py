@@ -200,9 +200,12 @@ def concatenate_predictions(parts: Sequence[PredictionSet]) -> PredictionSet:
     if all(s is None for s in stresses):
         member_stresses = None
     else:
-        member_stresses = np.concatenate([
-            s if s is not None else np.full((p.n_frames, len(names), 6), np.nan) for p, s in zip(parts, stresses)
-        ])
+        member_stresses = np.concatenate(
+            [
+                s if s is not None else np.full((p.n_frames, len(names), 6), np.nan)
+                for p, s in zip(parts, stresses)
+            ]
+        )
     return PredictionSet(
         names=list(names),
         frames=concatenate_frames([p.frames for p in parts]),

@@ -23,7 +23,7 @@ import numpy as np
 from hetens.calculator import _checked_outputs, evaluate_member
 from hetens.member import Member
 
-__all__ = ["evaluate_batch", "has_batched_path", "MemberOutput"]
+__all__ = ["evaluate_batch", "has_batched_path", "MemberOutput", "CPU_BATCH_ATOMS"]
 
 #: One frame's member output: energy (eV), forces (N, 3) eV/Å, stress (6,) eV/Å³ or None.
 MemberOutput = tuple[float, np.ndarray, "np.ndarray | None"]
@@ -56,7 +56,9 @@ def _sevenn_batch(calc, frames):
     energies = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
     forces = np.split(output[KEY.PRED_FORCE].detach().cpu().numpy(), np.cumsum(sizes)[:-1])
     # Same sign and Voigt reordering as SevenNetCalculator.output_to_results.
-    stresses = (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(frames), 6)[:, [0, 1, 2, 4, 5, 3]]
+    stresses = (
+        (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(frames), 6)[:, [0, 1, 2, 4, 5, 3]]
+    )
     return list(zip(energies, forces, stresses))
 
 
@@ -66,9 +68,7 @@ def _chgnet_batch(calc, frames):
 
     model = calc.model
     graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(atoms)) for atoms in frames]
-    predictions = model.predict_graph(
-        [g.to(calc.device) for g in graphs], task="efs", batch_size=len(graphs)
-    )
+    predictions = model.predict_graph([g.to(calc.device) for g in graphs], task="efs", batch_size=len(graphs))
     if isinstance(predictions, dict):
         predictions = [predictions]
     out = []
@@ -107,12 +107,39 @@ def has_batched_path(member: Member) -> bool:
     return _batched_function(member) is not None
 
 
+#: Most atoms per batched call on a CPU. Measured with benchmarks/bench_batched.py
+#: (2 cores): batches of 2-16-atom cells ran 1.8-4x faster than the per-frame
+#: loop, batches of 100-atom cells about 2x slower (for SevenNet and CHGNet
+#: alike), so on a CPU only small frames are batched, up to this many atoms.
+CPU_BATCH_ATOMS = 128
+
+
+def _on_cpu(member: Member) -> bool:
+    device = getattr(member.calculator, "device", None) or member.device or "cpu"
+    return str(device).startswith("cpu")
+
+
+def _groups(sizes: Sequence[int], max_atoms: int | None) -> list[list[int]]:
+    """Consecutive frame indices, each group at most ``max_atoms`` atoms (a bigger frame alone)."""
+    groups: list[list[int]] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if groups and (max_atoms is None or total + size <= max_atoms):
+            groups[-1].append(index)
+            total += size
+        else:
+            groups.append([index])
+            total = size
+    return groups
+
+
 def evaluate_batch(
     member: Member,
     frames: Sequence,
     with_stress: Sequence[bool] | bool = False,
     *,
     batched: bool = True,
+    max_atoms: int | None = None,
 ) -> list[MemberOutput]:
     """Run ``member`` on every structure of ``frames``.
 
@@ -123,6 +150,9 @@ def evaluate_batch(
             for that frame; ``None`` is returned in its place otherwise.
         batched: use the family's batched path when it has one; ``False``
             forces the per-frame ASE loop (for benchmarks and checks).
+        max_atoms: most atoms per model call; ``None`` means
+            :data:`CPU_BATCH_ATOMS` on a CPU and no limit on a GPU. A frame
+            with more atoms runs on its own.
 
     Returns:
         One ``(energy, forces, stress)`` per frame: energy in eV, forces
@@ -137,8 +167,19 @@ def evaluate_batch(
     if len(flags) != len(frames):
         raise ValueError(f"with_stress has {len(flags)} flags for {len(frames)} frames")
     function = _batched_function(member) if batched else None
-    if function is None or len(frames) < 2:
+    if function is None:
         return [evaluate_member(member, atoms, flag) for atoms, flag in zip(frames, flags)]
+    if max_atoms is None and _on_cpu(member):
+        max_atoms = CPU_BATCH_ATOMS
+    outputs: list[MemberOutput] = []
+    for group in _groups([len(a) for a in frames], max_atoms):
+        outputs += _run_group(member, function, [frames[i] for i in group], [flags[i] for i in group])
+    return outputs
+
+
+def _run_group(member: Member, function: _RawBatch, frames: list, flags: list[bool]) -> list[MemberOutput]:
+    if len(frames) == 1:
+        return [evaluate_member(member, frames[0], flags[0])]
     try:
         raw = function(member.calculator, frames)
     except Exception:

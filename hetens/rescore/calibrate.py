@@ -36,7 +36,9 @@ from hetens.weights import inverse_rmse_weights
 __all__ = ["CalibrationResult", "calibrate", "write_weights_file", "BOUND_TARGET"]
 
 #: What the conformal bound bounds.
-BOUND_TARGET = "max_i |F_ref[i] - F_ensemble[i]|: the max force error of the weighted-mean forces hetens returns"
+BOUND_TARGET = (
+    "max_i |F_ref[i] - F_ensemble[i]|: the max force error of the weighted-mean forces hetens returns"
+)
 
 
 @dataclass
@@ -126,7 +128,9 @@ def calibrate(
     rmse_e = energy_rmse(errors.member_energy_error)
     if np.any(rmse_f <= 0):
         zero = names[int(np.argmin(rmse_f))]
-        raise ValueError(f"member {zero} reproduces the reference forces exactly; is its file the reference itself?")
+        raise ValueError(
+            f"member {zero} reproduces the reference forces exactly; is its file the reference itself?"
+        )
     order = np.argsort(rmse_f, kind="stable")
 
     scan, best = [], None
@@ -137,8 +141,10 @@ def calibrate(
         scores = score_predictions(subset, weights)
         sub_errors = reference_errors(subset, scores, reference)
         rho = spearman(scores.uncertainty, sub_errors.eps)
-        rho_energy = None if np.isnan(sub_errors.energy_error).any() else spearman(
-            scores.energy_std, sub_errors.energy_error
+        rho_energy = (
+            None
+            if np.isnan(sub_errors.energy_error).any()
+            else spearman(scores.energy_std, sub_errors.energy_error)
         )
         scan.append({"n": n, "members": subset.names, "rho": rho, "rho_energy": rho_energy})
         if rho is not None and (best is None or rho > best[0]):
@@ -158,7 +164,9 @@ def calibrate(
         top_n_scan=scan,
         chosen_n=chosen_n,
         weights={name: float(w) for name, w in zip(subset.names, weights)},
-        calibration=_conformal(scores.uncertainty, sub_errors.ensemble_eps, coverage_target, held_out_fraction, seed),
+        calibration=_conformal(
+            scores.uncertainty, sub_errors.ensemble_eps, coverage_target, held_out_fraction, seed
+        ),
         n_frames=predictions.n_frames,
         n_atoms=int(predictions.frames.n_atoms.sum()),
         sources=dict(zip(names, predictions.sources)) if predictions.sources else {},
@@ -198,12 +206,17 @@ def write_weights_file(result: CalibrationResult, path: str | os.PathLike) -> Pa
 def format_calibration(result: CalibrationResult) -> str:
     """Human-readable summary of a :class:`CalibrationResult`."""
     width = max(len(n) for n in result.members)
-    lines = [f"{result.n_frames} reference frames, {result.n_atoms} atoms", "",
-             f"{'member'.ljust(width)}  force RMSE [eV/A]  energy RMSE [eV/atom]"]
+    lines = [
+        f"{result.n_frames} reference frames, {result.n_atoms} atoms",
+        "",
+        f"{'member'.ljust(width)}  force RMSE [eV/A]  energy RMSE [eV/atom]",
+    ]
     for name in result.members:
         energy = result.energy_rmse[name]
-        lines.append(f"{name.ljust(width)}  {result.force_rmse[name]:>17.4f}  "
-                     f"{'n/a' if energy is None else f'{energy:.4f}':>21}")
+        lines.append(
+            f"{name.ljust(width)}  {result.force_rmse[name]:>17.4f}  "
+            f"{'n/a' if energy is None else f'{energy:.4f}':>21}"
+        )
     lines += ["", "top-N scan (members sorted by force RMSE):"]
     for entry in result.top_n_scan:
         rho = "n/a" if entry["rho"] is None else f"{entry['rho']:.3f}"

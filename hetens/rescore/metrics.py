@@ -86,7 +86,9 @@ def quantiles(values) -> dict[str, float]:
     return out
 
 
-def split_frames(n_frames: int, held_out_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_frames(
+    n_frames: int, held_out_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Random split of ``range(n_frames)`` into calibration and held-out indices (sorted)."""
     if not 0 < held_out_fraction < 1:
         raise ValueError(f"held_out_fraction must be between 0 and 1; got {held_out_fraction}")
@@ -175,6 +177,8 @@ def dft_fractions(u, n_atoms, thresholds) -> dict[str, np.ndarray]:
             "n_frames_dft": n_frames - n_umlip,
             "n_atoms_umlip": atoms_umlip,
             "n_atoms_dft": total_atoms - atoms_umlip,
-            "dft_fraction_atoms": (total_atoms - atoms_umlip) / total_atoms if total_atoms else np.full(uc.shape, np.nan),
+            "dft_fraction_atoms": (total_atoms - atoms_umlip) / total_atoms
+            if total_atoms
+            else np.full(uc.shape, np.nan),
             "dft_fraction_frames": (n_frames - n_umlip) / n_frames if n_frames else np.full(uc.shape, np.nan),
         }

@@ -92,8 +92,17 @@ def plot_u_vs_error(u, eps, path: str | os.PathLike, *, title: str | None = None
     low, high = min(x.min(), y.min()) / 1.5, max(x.max(), y.max()) * 1.5
     figure, ax = _figure()
     if u.size > _DENSITY_ABOVE:
-        mesh = ax.hexbin(x, y, xscale="log", yscale="log", gridsize=60, mincnt=1, cmap="viridis",
-                         norm=LogNorm(), extent=(np.log10(low), np.log10(high), np.log10(low), np.log10(high)))
+        mesh = ax.hexbin(
+            x,
+            y,
+            xscale="log",
+            yscale="log",
+            gridsize=60,
+            mincnt=1,
+            cmap="viridis",
+            norm=LogNorm(),
+            extent=(np.log10(low), np.log10(high), np.log10(low), np.log10(high)),
+        )
         figure.colorbar(mesh, ax=ax, label="frames per bin", shrink=0.8)
     else:
         ax.scatter(x, y, s=14, alpha=0.7, color="tab:blue", edgecolors="none")
@@ -128,7 +137,9 @@ def plot_u_histogram(u, path: str | os.PathLike, *, thresholds: Sequence[float] 
     if _wide(u):
         floor = _positive_floor(u)
         bins = np.logspace(np.log10(floor), np.log10(u.max() * 1.05), 40)
-        ax.hist(np.maximum(u, floor), bins=bins, color="tab:blue", alpha=0.85, edgecolor="white", linewidth=0.5)
+        ax.hist(
+            np.maximum(u, floor), bins=bins, color="tab:blue", alpha=0.85, edgecolor="white", linewidth=0.5
+        )
         ax.set_xscale("log")
     else:
         n_bins = int(np.clip(np.histogram_bin_edges(u, bins="auto").size - 1, 5, 60))
@@ -151,14 +162,27 @@ def plot_dft_fraction(u, n_atoms, path: str | os.PathLike, *, thresholds: Sequen
     curves = dft_fractions(u, n_atoms, grid)
     figure, ax = _figure(5.6, 3.8)
     ax.plot(grid, 100 * curves["dft_fraction_atoms"], color="tab:blue", lw=1.8, label="DFT share of atoms")
-    ax.plot(grid, 100 * curves["dft_fraction_frames"], color="tab:orange", lw=1.2, ls="--",
-            label="DFT share of frames")
+    ax.plot(
+        grid,
+        100 * curves["dft_fraction_frames"],
+        color="tab:orange",
+        lw=1.2,
+        ls="--",
+        label="DFT share of frames",
+    )
     if len(thresholds):
         marks = dft_fractions(u, n_atoms, thresholds)
-        ax.scatter(thresholds, 100 * marks["dft_fraction_atoms"], color="tab:red", zorder=3, s=22, label="U_c given")
+        ax.scatter(
+            thresholds, 100 * marks["dft_fraction_atoms"], color="tab:red", zorder=3, s=22, label="U_c given"
+        )
         for threshold, value in zip(thresholds, marks["dft_fraction_atoms"]):
-            ax.annotate(f"{100 * value:.1f} %", (threshold, 100 * value), textcoords="offset points",
-                        xytext=(5, 5), fontsize=8)
+            ax.annotate(
+                f"{100 * value:.1f} %",
+                (threshold, 100 * value),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
     ax.set_xscale("log")
     ax.set_ylim(-3, 103)
     ax.set_xlabel("threshold U_c [eV/Å]  (frames with U < U_c: uMLIP labels)")
@@ -244,7 +268,9 @@ def _eps_from_reference(frames, reference, index, energy_key, forces_key) -> np.
     from hetens.rescore.score import MEMBER_FORCES_KEY, unpack_member_forces
     from hetens.uncertainty import max_force_error, reference_forces
 
-    labels = read_frame_arrays(reference, index, energy_key=energy_key, forces_key=forces_key, require_energy=False)
+    labels = read_frame_arrays(
+        reference, index, energy_key=energy_key, forces_key=forces_key, require_energy=False
+    )
     check_alignment(frame_arrays_from_atoms(frames, path="scored file"), labels)
     eps = np.empty(len(frames))
     for f, atoms in enumerate(frames):
@@ -283,12 +309,16 @@ def make_plots(
     if "error" in kinds and data.eps is not None:
         written["error"] = plot_u_vs_error(data.uncertainty, data.eps, folder / f"{prefix}u_vs_error.png")
     if "hist" in kinds:
-        written["hist"] = plot_u_histogram(data.uncertainty, folder / f"{prefix}u_histogram.png", thresholds=thresholds)
+        written["hist"] = plot_u_histogram(
+            data.uncertainty, folder / f"{prefix}u_histogram.png", thresholds=thresholds
+        )
     if "fraction" in kinds:
-        written["fraction"] = plot_dft_fraction(data.uncertainty, data.n_atoms, folder / f"{prefix}dft_fraction.png",
-                                                thresholds=thresholds)
+        written["fraction"] = plot_dft_fraction(
+            data.uncertainty, data.n_atoms, folder / f"{prefix}dft_fraction.png", thresholds=thresholds
+        )
     if "trajectory" in kinds:
         max_u = None if np.isnan(data.max_u).any() else data.max_u
-        written["trajectory"] = plot_u_trajectory(data.uncertainty, folder / f"{prefix}u_trajectory.png",
-                                                  max_u=max_u, thresholds=thresholds)
+        written["trajectory"] = plot_u_trajectory(
+            data.uncertainty, folder / f"{prefix}u_trajectory.png", max_u=max_u, thresholds=thresholds
+        )
     return written

@@ -81,7 +81,9 @@ def read_frame_arrays(
             arrays = None
         if arrays is not None:
             return _finish(arrays, energy_key, forces_key, require_energy)
-    return _finish(_read_with_ase(path, index, energy_key, forces_key, format), energy_key, forces_key, require_energy)
+    return _finish(
+        _read_with_ase(path, index, energy_key, forces_key, format), energy_key, forces_key, require_energy
+    )
 
 
 def _finish(arrays: dict, energy_key: str, forces_key: str, require_energy: bool) -> FrameArrays:
@@ -143,9 +145,17 @@ def _read_with_ase(path: Path, index: Any, energy_key: str, forces_key: str, for
 
 
 def labelled_frame_arrays(
-    items, path: str = "", *, energy_key: str = "energy", forces_key: str = "forces", require_energy: bool = True
+    items,
+    path: str = "",
+    *,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    require_energy: bool = True,
 ) -> FrameArrays:
-    """:class:`FrameArrays` with labels from ``(FrameSource, Atoms)`` pairs (see :func:`read_frame_arrays`)."""
+    """:class:`FrameArrays` with labels from ``(FrameSource, Atoms)`` pairs.
+
+    Keys and checks as in :func:`read_frame_arrays`.
+    """
     arrays = _collect(items, path, energy_key, forces_key)
     if arrays is None:
         raise FrameReadError(f"{path or 'input'} holds no frames")
@@ -226,9 +236,7 @@ def _selected(n_frames: int, selection: slice | int) -> list[int]:
 # Frame header (comment line): cell, pbc, energy, stress, Properties.
 _Header = tuple  # (cell (3, 3), pbc (3,), energy or nan, stress (6,) or nans, properties string)
 _DEFAULT_PROPERTIES = "species:S:1:pos:R:3"
-_TOKEN = re.compile(
-    r"""([^\s="'{}\[\]]+)=("[^"]*"|'[^']*'|\{[^}]*\}|\[[^\]]*\]|[^\s"'{}\[\]]+)"""
-)
+_TOKEN = re.compile(r"""([^\s="'{}\[\]]+)=("[^"]*"|'[^']*'|\{[^}]*\}|\[[^\]]*\]|[^\s"'{}\[\]]+)""")
 _BOOLS = {"T": True, "F": False, "True": True, "False": False, "true": True, "false": False}
 
 
@@ -285,7 +293,9 @@ def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, force
     table = _frame_table(lines, path)
     chosen = _selected(len(table), selection)
     if not chosen:
-        raise FrameReadError(f"{path} holds no frames in the selection {selection!r} ({len(table)} frames in all)")
+        raise FrameReadError(
+            f"{path} holds no frames in the selection {selection!r} ({len(table)} frames in all)"
+        )
     n_frames = len(chosen)
     n_atoms = np.array([table[f][1] for f in chosen], dtype=np.int64)
     cells = np.zeros((n_frames, 3, 3))
@@ -320,16 +330,22 @@ def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, force
         if "pos" not in columns or not ({"species", "Z"} & columns.keys()):
             raise _UseASE()
         block = [
-            line for k in members for line in lines[table[chosen[k]][0] + 2: table[chosen[k]][0] + 2 + n_atoms[k]]
+            line
+            for k in members
+            for line in lines[table[chosen[k]][0] + 2 : table[chosen[k]][0] + 2 + n_atoms[k]]
         ]
         rows = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in members])
         text = "\n".join(block)
-        wanted = [("pos", 3)] + ([(forces_key, 3)] if forces_key in columns else []) + (
-            [("Z", 1)] if "Z" in columns else []
+        wanted = (
+            [("pos", 3)]
+            + ([(forces_key, 3)] if forces_key in columns else [])
+            + ([("Z", 1)] if "Z" in columns else [])
         )
         if any(columns[name][1] != count for name, count in wanted):
             raise _UseASE()
-        usecols = [c for name, _ in wanted for c in range(columns[name][0], columns[name][0] + columns[name][1])]
+        usecols = [
+            c for name, _ in wanted for c in range(columns[name][0], columns[name][0] + columns[name][1])
+        ]
         try:
             values = np.loadtxt(io.StringIO(text), usecols=usecols, dtype=float, ndmin=2, comments=None)
             positions[rows] = values[:, 0:3]
@@ -418,7 +434,8 @@ def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_
     if bad.size:
         f = int(bad[0])
         raise AlignmentError(
-            f"{other.frame_label(f)} has {other.n_atoms[f]} atoms but {base.frame_label(f)} has {base.n_atoms[f]}; {hint}"
+            f"{other.frame_label(f)} has {other.n_atoms[f]} atoms but {base.frame_label(f)} "
+            f"has {base.n_atoms[f]}; {hint}"
         )
     from ase.data import chemical_symbols
 
@@ -428,7 +445,8 @@ def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_
         row = int(bad[0])
         f = int(frame_of_atom[row])
         raise AlignmentError(
-            f"{other.frame_label(f)}: atom {row - base.offsets[f]} is {chemical_symbols[other.numbers[row]]} but "
+            f"{other.frame_label(f)}: atom {row - base.offsets[f]} is "
+            f"{chemical_symbols[other.numbers[row]]} but "
             f"{chemical_symbols[base.numbers[row]]} in {base.frame_label(f)}; {hint}"
         )
     bad = np.flatnonzero((other.pbc != base.pbc).any(axis=1))
@@ -443,17 +461,21 @@ def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_
     if bad.size:
         f = int(bad[0])
         raise AlignmentError(
-            f"{other.frame_label(f)}: the cell differs from {base.frame_label(f)} by up to {cell_gap[f]:.3g} A "
+            f"{other.frame_label(f)}: the cell differs from {base.frame_label(f)} "
+            f"by up to {cell_gap[f]:.3g} A "
             f"(tolerance {tol} A); {hint}"
         )
-    delta = _minimum_image(other.positions - base.positions, base.cells[frame_of_atom], base.pbc[frame_of_atom])
+    delta = _minimum_image(
+        other.positions - base.positions, base.cells[frame_of_atom], base.pbc[frame_of_atom]
+    )
     distance = np.sqrt((delta**2).sum(axis=1))
     bad = np.flatnonzero(distance > tol)
     if bad.size:
         row = int(bad[0])
         f = int(frame_of_atom[row])
         raise AlignmentError(
-            f"{other.frame_label(f)}: atom {row - base.offsets[f]} ({chemical_symbols[base.numbers[row]]}) is "
+            f"{other.frame_label(f)}: atom {row - base.offsets[f]} "
+            f"({chemical_symbols[base.numbers[row]]}) is "
             f"{distance[row]:.3g} A from its position in {base.frame_label(f)} (tolerance {tol} A); {hint}. "
             "If the files only differ by the precision positions were written with, raise --position-tol."
         )
@@ -544,4 +566,3 @@ def load_predictions(
         member_stresses=stresses,
         sources=paths,
     )
-

@@ -195,7 +195,8 @@ def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
                 natoms = int(line)
             except ValueError:
                 raise FrameReadError(
-                    f"{path} frame {frame}: expected an atom count on the first line, got {line.strip()[:60]!r}"
+                    f"{path} frame {frame}: expected an atom count on the first line, "
+                    f"got {line.strip()[:60]!r}"
                 ) from None
             comment = handle.readline()
             collections.deque(itertools.islice(handle, natoms), maxlen=0)

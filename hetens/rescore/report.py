@@ -61,7 +61,9 @@ def build_report(
     member_energy = energy_rmse(errors.member_energy_error)
     report.update(
         spearman_rho=spearman(u, errors.eps),
-        spearman_rho_energy=None if np.isnan(errors.energy_error).any() else spearman(energy_std, errors.energy_error),
+        spearman_rho_energy=None
+        if np.isnan(errors.energy_error).any()
+        else spearman(energy_std, errors.energy_error),
         member_force_rmse={n: float(v) for n, v in zip(names, member_force)},
         member_energy_rmse={n: _finite_or_none(v) for n, v in zip(names, member_energy)},
         ensemble_force_rmse=float(force_rmse(errors.ensemble_force_sse[:, None], errors.n_atoms)[0]),

@@ -58,7 +58,6 @@ from hetens.rescore.precomputed import (
 from hetens.rescore.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.report import build_report
 from hetens.rescore.scoring import (
-    EnsembleScores,
     ReferenceErrors,
     frame_results,
     reference_errors,
@@ -157,8 +156,11 @@ class _Progress:
         elapsed = time.perf_counter() - self.start
         of = f"/{self.total}" if self.total else ""
         rate = self.count / elapsed if elapsed > 0 else 0.0
-        print(f"hetens: {self.label} {self.count}{of} frames, {rate:.2f} frames/s, {elapsed:.0f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"hetens: {self.label} {self.count}{of} frames, {rate:.2f} frames/s, {elapsed:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -433,14 +435,31 @@ def score_live(
                 scores = score_predictions(predictions, calc.weights)
                 eps = None
                 if ref_frames is not None:
-                    errors = _reference_chunk(ref_frames, reference, predictions, scores, len(chunk),
-                                              reference_energy_key, reference_forces_key, position_tol)
+                    errors = _reference_chunk(
+                        ref_frames,
+                        reference,
+                        predictions,
+                        scores,
+                        len(chunk),
+                        reference_energy_key,
+                        reference_forces_key,
+                        position_tol,
+                    )
                     error_parts.append(errors)
                     eps = errors.eps
                 for f, (source, atoms) in enumerate(chunk):
-                    out.write(_annotated(atoms, source, predictions, scores, f, names,
-                                         keep_member_forces=keep_member_forces,
-                                         eps=None if eps is None else eps[f]))
+                    out.write(
+                        _annotated(
+                            atoms,
+                            source,
+                            predictions,
+                            scores,
+                            f,
+                            names,
+                            keep_member_forces=keep_member_forces,
+                            eps=None if eps is None else eps[f],
+                        )
+                    )
                 u_parts.append(scores.uncertainty)
                 n_parts.append(predictions.frames.n_atoms)
                 std_parts.append(scores.energy_std)
@@ -451,7 +470,9 @@ def score_live(
                     "the reference must hold the same frames in the same order"
                 )
             if not u_parts:
-                raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))} (index {index!r})")
+                raise FrameReadError(
+                    f"no frames selected from {', '.join(map(str, paths))} (index {index!r})"
+                )
     finally:
         bar.close()
     return _result(names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start)
@@ -461,11 +482,13 @@ def _reference_chunk(ref_frames, reference, predictions, scores, size, energy_ke
     items = list(itertools.islice(ref_frames, size))
     if len(items) < size:
         raise AlignmentError(
-            f"reference {reference} ends before the inputs do (after {predictions.frames.frame_label(len(items))}"
+            f"reference {reference} ends before the inputs do "
+            f"(after {predictions.frames.frame_label(len(items))}"
             " there is no reference frame); it must hold the same frames in the same order"
         )
-    labels = labelled_frame_arrays(items, str(reference), energy_key=energy_key, forces_key=forces_key,
-                                   require_energy=False)
+    labels = labelled_frame_arrays(
+        items, str(reference), energy_key=energy_key, forces_key=forces_key, require_energy=False
+    )
     check_alignment(predictions.frames, labels, tol)
     return reference_errors(predictions, scores, labels)
 
@@ -561,8 +584,13 @@ def score_precomputed(
     start = time.perf_counter()
     if not isinstance(predictions, PredictionSet):
         predictions = load_predictions(
-            predictions, names, index=index, energy_key=energy_key, forces_key=forces_key,
-            position_tol=position_tol, jobs=jobs,
+            predictions,
+            names,
+            index=index,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            position_tol=position_tol,
+            jobs=jobs,
         )
     kept, w, dropped = resolve_member_weights(predictions.names, weights, force_rmse)
     if dropped:
@@ -571,17 +599,32 @@ def score_precomputed(
     errors = None
     ref_arrays = None
     if reference is not None:
-        ref_arrays = read_frame_arrays(reference, index, energy_key=reference_energy_key,
-                                       forces_key=reference_forces_key, require_energy=False)
+        ref_arrays = read_frame_arrays(
+            reference,
+            index,
+            energy_key=reference_energy_key,
+            forces_key=reference_forces_key,
+            require_energy=False,
+        )
         check_alignment(predictions.frames, ref_arrays, position_tol)
         errors = reference_errors(predictions, scores, ref_arrays)
     out_path = None
     if output is not None:
-        template = reference if reference is not None else predictions.sources[0] if predictions.sources else None
+        template = (
+            reference if reference is not None else predictions.sources[0] if predictions.sources else None
+        )
         _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress)
         out_path = Path(output)
-    result = _result(predictions.names, w, [scores.uncertainty], [predictions.frames.n_atoms],
-                     [scores.energy_std], [errors] if errors is not None else [], out_path, start)
+    result = _result(
+        predictions.names,
+        w,
+        [scores.uncertainty],
+        [predictions.frames.n_atoms],
+        [scores.energy_std],
+        [errors] if errors is not None else [],
+        out_path,
+        start,
+    )
     if dropped:
         result.report["dropped_members"] = dropped
         result.notes.append(f"members not in the weights were left out: {', '.join(dropped)}")
@@ -600,10 +643,21 @@ def _write_precomputed(output, template, index, predictions, scores, errors, kee
         with _StagedOutput(output) as out:
             for f, (source, atoms) in enumerate(items):
                 if f >= frames.n_frames or len(atoms) != frames.n_atoms[f]:
-                    raise AlignmentError(f"{source} does not match the frames read before; was the file changed?")
-                out.write(_annotated(atoms, source, predictions, scores, f, predictions.names,
-                                     keep_member_forces=keep_member_forces,
-                                     eps=None if errors is None else errors.eps[f]))
+                    raise AlignmentError(
+                        f"{source} does not match the frames read before; was the file changed?"
+                    )
+                out.write(
+                    _annotated(
+                        atoms,
+                        source,
+                        predictions,
+                        scores,
+                        f,
+                        predictions.names,
+                        keep_member_forces=keep_member_forces,
+                        eps=None if errors is None else errors.eps[f],
+                    )
+                )
                 bar.update(1)
     finally:
         bar.close()

@@ -140,14 +140,24 @@ class ReferenceErrors:
     def concatenate(parts: list[ReferenceErrors]) -> ReferenceErrors:
         """Join the errors of consecutive chunks of frames."""
         return ReferenceErrors(
-            *(np.concatenate([getattr(p, name) for p in parts]) for name in (
-                "eps", "ensemble_eps", "energy_error", "member_force_sse", "ensemble_force_sse",
-                "member_energy_error", "n_atoms",
-            ))
+            *(
+                np.concatenate([getattr(p, name) for p in parts])
+                for name in (
+                    "eps",
+                    "ensemble_eps",
+                    "energy_error",
+                    "member_force_sse",
+                    "ensemble_force_sse",
+                    "member_energy_error",
+                    "n_atoms",
+                )
+            )
         )
 
 
-def reference_errors(predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays) -> ReferenceErrors:
+def reference_errors(
+    predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays
+) -> ReferenceErrors:
     """Errors of the members and of the ensemble against ``reference`` (aligned frames)."""
     frames = predictions.frames
     starts = frames.offsets[:-1]
@@ -171,11 +181,12 @@ def reference_errors(predictions: PredictionSet, scores: EnsembleScores, referen
     )
 
 
-def _ragged_max_error(forces: np.ndarray, reference: np.ndarray, starts: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
+def _ragged_max_error(
+    forces: np.ndarray, reference: np.ndarray, starts: np.ndarray, n_atoms: np.ndarray
+) -> np.ndarray:
     """(F,) ``max_i ||forces[i] - reference[i]||`` per frame over concatenated (T, 3) arrays.
 
     The ragged form of :func:`hetens.uncertainty.max_force_error`; every frame needs an atom.
     """
     norms = np.sqrt(((forces - reference) ** 2).sum(axis=1))
     return np.maximum.reduceat(norms, starts) if starts.size else np.zeros(0)
-

@@ -92,7 +92,9 @@ def _relabel(atoms, source, label_source: str):
     frame.info[LABEL_SOURCE_KEY] = label_source
     if label_source == "ensemble":
         if atoms.calc is None or "forces" not in atoms.calc.results:
-            raise FrameReadError(f"{source} carries no ensemble energy/forces; was it written by 'hetens score'?")
+            raise FrameReadError(
+                f"{source} carries no ensemble energy/forces; was it written by 'hetens score'?"
+            )
         frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
         return frame
     members = str(atoms.info.get("hetens_members", "")).split(",")
@@ -114,7 +116,9 @@ def _relabel(atoms, source, label_source: str):
         "forces": unpack_member_forces(atoms.arrays[MEMBER_FORCES_KEY], len(members))[m],
     }
     if MEMBER_STRESSES_KEY in atoms.info:
-        results["stress"] = np.asarray(atoms.info[MEMBER_STRESSES_KEY], dtype=float).reshape(len(members), 6)[m]
+        results["stress"] = np.asarray(atoms.info[MEMBER_STRESSES_KEY], dtype=float).reshape(len(members), 6)[
+            m
+        ]
     frame.calc = SinglePointCalculator(frame, **results)
     return frame
 
