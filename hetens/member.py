@@ -131,6 +131,9 @@ def load_member(
         worker_spec = str(MemberSpec(parsed.family, parsed.model, parsed.head, options))
         calculator = IsolatedCalculator(worker_spec, device=resolved_device, member_name=display_name, **worker)
         versions = calculator.versions  # the same dict, filled when the worker is ready
+        # Provenance names the interpreter, however it was given.
+        parsed = MemberSpec(parsed.family, parsed.model, parsed.head,
+                            {**parsed.options, "python": calculator.worker.python})
     else:
         adapter = family.adapter()
         calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)

@@ -130,10 +130,10 @@ def test_member_environment_is_separate(member_python):
 def test_isolated_member_in_other_environment_matches_in_process(member_python, chgnet_member,
                                                                   sevenn_member):
     """CHGNet in its own venv, beside in-process SevenNet: bit-identical to in-process CHGNet."""
-    structures = [tungsten_cell(2), tungsten_cell(1, seed=3), tungsten_cell(3, seed=5)]
+    structures = [tungsten_cell(2), tungsten_cell(1, seed=3), tungsten_cell(2, seed=5)]
     strained = structures[1]
     strained.set_cell(strained.cell * [1.02, 0.99, 1.0], scale_atoms=True)
-    structures[2].numbers[::7] = 42  # some Mo: numbers change between calls too
+    structures[2].numbers[::3] = 42  # some Mo: numbers change between calls too
     with hetens.HeterogeneousEnsembleCalculator(
         [f"chgnet:0.3.0@python={member_python}", sevenn_member], device="cpu"
     ) as calc:

@@ -75,6 +75,9 @@ class _TimedOut(Exception):
 class WorkerProcess:
     """One member running in a long-lived process under another Python interpreter.
 
+    Requests are answered in order, one at a time; use a worker from one
+    thread at a time.
+
     Args:
         spec: member spec the worker loads with :func:`hetens.load_member`
             (without worker options), e.g. ``"chgnet:0.3.0"``.
@@ -114,7 +117,8 @@ class WorkerProcess:
         self.start_timeout = start_timeout
         self.env = dict(env or {})
         self.info: dict[str, Any] = {}
-        #: ``(round trip, worker compute)`` seconds of the last calculation.
+        #: ``(round trip, worker compute)`` seconds of the last calculation; the
+        #: round trip runs from the start of sending to the end of decoding the reply.
         self.last_timing: tuple[float, float] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._proc: subprocess.Popen | None = None
@@ -158,11 +162,14 @@ class WorkerProcess:
             return
         self._stderr.clear()
         self.info = {}
-        proc = _popen(
-            [self.python, "-I", "-u", "-m", "hetens.workers.worker_main"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=self._child_environment(),
-        )
+        try:
+            proc = _popen(
+                [self.python, "-I", "-u", "-m", "hetens.workers.worker_main"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=self._child_environment(),
+            )
+        except OSError as exc:
+            raise WorkerError(f"member {self.name}: cannot run the interpreter {self.python}: {exc}") from exc
         self._proc = proc
         self._finalizer = weakref.finalize(self, _reap, proc, os.getpid())
         self._stderr_thread = threading.Thread(
@@ -263,9 +270,9 @@ class WorkerProcess:
         if self._state != "ready":
             raise WorkerError(f"member {self.name}: its worker still has a request in flight; "
                               "read its reply with receive() before sending another")
+        self._busy_since = time.monotonic()
         self._exchange_send(frame, self.timeout, "while receiving a request")
         self._state = "busy"
-        self._busy_since = time.monotonic()
 
     def receive(self) -> Message:
         """The reply to the request in flight (waits up to ``timeout`` seconds from sending).
