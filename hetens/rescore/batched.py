@@ -107,10 +107,12 @@ def has_batched_path(member: Member) -> bool:
     return _batched_function(member) is not None
 
 
-#: Most atoms per batched call on a CPU. Measured with benchmarks/bench_batched.py
-#: (2 cores): batches of 2-16-atom cells ran 1.8-4x faster than the per-frame
-#: loop, batches of 100-atom cells about 2x slower (for SevenNet and CHGNet
-#: alike), so on a CPU only small frames are batched, up to this many atoms.
+#: Most atoms per batched call on a CPU. The gain of batching on a CPU comes
+#: from small cells (per-call overhead): benchmarks/bench_batched.py measured
+#: 1.4-4x more frames/s for batches of 2-16-atom cells, but 0.5-1.15x for
+#: 100-atom cells while memory grew to ~3 GB for 16 of them (2 loaded cores,
+#: SevenNet and CHGNet). So on a CPU frames share a call up to this many atoms;
+#: on a GPU batches are limited only by the caller (``max_batch_atoms``).
 CPU_BATCH_ATOMS = 128
 
 

@@ -465,10 +465,16 @@ def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_
             f"by up to {cell_gap[f]:.3g} A "
             f"(tolerance {tol} A); {hint}"
         )
-    delta = _minimum_image(
-        other.positions - base.positions, base.cells[frame_of_atom], base.pbc[frame_of_atom]
-    )
-    distance = np.sqrt((delta**2).sum(axis=1))
+    distance = np.sqrt(((other.positions - base.positions) ** 2).sum(axis=1))
+    moved = np.flatnonzero(distance > tol)
+    if moved.size:  # only these can be periodic images of each other
+        frames_of_moved = frame_of_atom[moved]
+        delta = _minimum_image(
+            other.positions[moved] - base.positions[moved],
+            base.cells[frames_of_moved],
+            base.pbc[frames_of_moved],
+        )
+        distance[moved] = np.sqrt((delta**2).sum(axis=1))
     bad = np.flatnonzero(distance > tol)
     if bad.size:
         row = int(bad[0])
