@@ -1,51 +1,96 @@
-"""``hetens md`` end to end with real shipped models (in-process CLI calls)."""
+"""``hetens md`` end to end with real shipped models (in-process CLI calls).
+
+A first run completes; a second, identical run (NVE: no noise, same seed)
+gets its halt and flag thresholds chosen between the U values the first run
+logged, so the halting step and the flagged frames are known in advance.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from ase.io import read
 
 from hetens.cli.main import main
 from hetens.monitor import read_log
 
-DATA = "examples/data/W_bcc_16.extxyz"
+DATA = str(Path(__file__).resolve().parents[1] / "examples" / "data" / "W_bcc_16.extxyz")
 PAIR = ["--models", "sevenn:7net-0", "chgnet:0.3.0", "--device", "cpu"]
+# Hot NVE start: U rises within a few steps as the lattice distorts.
+HOT_NVE = ["--ensemble", "nve", "--temperature", "4000", "--timestep", "4", "--seed", "5", "--steps", "4"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_md_halted_by_uncertainty_exits_3(tmp_path, capsys):
-    log = tmp_path / "run.csv"
-    code = main(["md", DATA, *PAIR, "--steps", "20", "--temperature", "1500", "--log", str(log),
-                 "--halt-above", "1e-6", "--halt-consecutive", "2", "--flag-above", "1e-6",
-                 "--traj", str(tmp_path / "traj.extxyz"), "--traj-interval", "1", "--json"])
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("md")
+    log = folder / "nve.csv"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["md", DATA, *PAIR, *HOT_NVE, "--log", str(log), "--print-every", "2"])
+    return code, out.getvalue(), log
+
+
+def test_completed_run_exits_0_with_progress_summary_and_plot(first_run):
+    code, out, log = first_run
+    assert code == 0
+    assert "step      2/4" in out and "step      4/4" in out and " U 0." in out
+    assert "outcome        completed" in out and "frames flagged 0" in out
+    rows = read_log(log)
+    assert rows["step"].tolist() == [0, 1, 2, 3, 4]
+    assert rows["time_fs"] == pytest.approx([0, 4, 8, 12, 16])
+    assert np.all(rows["U"] > 0) and np.all(rows["T"] > 0)
+    assert f"U [eV/A]       min {rows['U'].min():.4f}" in out
+    assert log.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_halted_run_exits_3_and_keeps_exactly_what_crossed(first_run, tmp_path, capsys):
+    _, _, first_log = first_run
+    u = read_log(first_log)["U"]
+    # The first step whose U exceeds every U before it: the halt threshold goes in between.
+    k = next((i for i in range(1, len(u)) if u[i] > u[:i].max() + 2e-5), None)
+    assert k is not None, f"U never rose during the hot NVE run: {u}"
+    halt_above = (u[k] + u[:k].max()) / 2
+    lowest, second = np.sort(u[: k + 1])[:2]
+    assert second - lowest > 2e-5, f"U values too close to place a threshold between: {u}"
+    flag_above = (lowest + second) / 2
+    expected_flags = [s for s in range(k + 1) if u[s] > flag_above]
+
+    log, traj = tmp_path / "run.csv", tmp_path / "traj.extxyz"
+    code = main(["md", DATA, *PAIR, *HOT_NVE, "--log", str(log), "--halt-above", f"{halt_above:.7f}",
+                 "--flag-above", f"{flag_above:.7f}", "--traj", str(traj), "--traj-interval", "1", "--json"])
     assert code == 3
     out = capsys.readouterr()
     summary = json.loads(out.out)
-    assert summary["status"] == "halted" and summary["halted_at"] == 1
+    assert summary["status"] == "halted" and summary["halted_at"] == k
+    assert summary["halt_U"] == pytest.approx(u[k], abs=1e-5)
     assert summary["members"] == ["sevenn:7net-0", "chgnet:0.3.0"]
-    assert "HALTED at step 1" in out.err
-    rows = read_log(log)
-    assert rows["step"].tolist() == [0, 1]
+    assert summary["flagged"] == len(expected_flags)
+    assert f"HALTED at step {k}" in out.err
+
+    rows = read_log(log)  # one row for every observed step, up to and including the halting one
+    assert rows["step"].tolist() == list(range(k + 1))
+    assert rows["U"] == pytest.approx(u[: k + 1], abs=1e-5)
+
     flagged = read(tmp_path / "run.flagged.extxyz", ":")
-    assert [f.info["hetens_step"] for f in flagged] == [0, 1]
-    halt = read(tmp_path / "run.halt.extxyz", ":")
-    assert [f.info["hetens_role"] for f in halt] == ["offending"]
-    assert len(read(tmp_path / "traj.extxyz", ":")) == 2
-    png = tmp_path / "run.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [f.info["hetens_step"] for f in flagged] == expected_flags
+    for frame in flagged:
+        assert frame.info["hetens_U"] == pytest.approx(u[frame.info["hetens_step"]], abs=1e-5)
+        assert frame.info["hetens_U"] > flag_above
+        assert frame.arrays["hetens_u"].shape == (16,)
+        assert frame.get_forces().shape == (16, 3)
 
-
-def test_md_completes_exits_0_and_prints_progress(tmp_path, capsys):
-    log = tmp_path / "nve.csv"
-    code = main(["md", DATA, *PAIR, "--steps", "3", "--ensemble", "nve", "--temperature", "300",
-                 "--log", str(log), "--print-every", "1", "--no-plot"])
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "step      3/3" in out and "U " in out
-    assert "outcome        completed" in out
-    assert read_log(log)["step"].tolist() == [0, 1, 2, 3]
-    assert not (tmp_path / "nve.png").exists()
+    last_safe, offending = read(tmp_path / "run.halt.extxyz", ":")
+    assert (last_safe.info["hetens_role"], last_safe.info["hetens_step"]) == ("last_safe", k - 1)
+    assert (offending.info["hetens_role"], offending.info["hetens_step"]) == ("offending", k)
+    assert offending.info["hetens_U"] > halt_above >= last_safe.info["hetens_U"]
+    assert [f.info["hetens_step"] for f in read(traj, ":")] == list(range(k + 1))
+    assert (tmp_path / "run.png").read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.mark.parametrize(
@@ -53,12 +98,16 @@ def test_md_completes_exits_0_and_prints_progress(tmp_path, capsys):
     [
         (["md", "no/such/file.extxyz"], "does not exist"),
         (["md", DATA, "--steps", "-1"], "--steps must be >= 0"),
+        (["md", DATA, "--timestep", "0"], "time step must be > 0 fs"),
+        (["md", DATA, "--halt-above", "0"], "--halt-above must be a positive U"),
+        (["md", DATA, "--flag-spacing", "-2", "--flag-above", "0.5"], "--flag-spacing must be >= 0"),
+        (["md", DATA, "--traj", DATA], "is also STRUCTURE"),
         (["md", DATA, "--models", "sevenn"], "must look like FAMILY:MODEL"),
         (["md", DATA, "--models", "sevenn:7net-0", "chgnet:r2scan"], "different levels of theory"),
-        (["md", DATA, "--timestep", "0", "--models", "sevenn:7net-0"], "time step must be > 0 fs"),
     ],
 )
-def test_md_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     assert main([*argv, "--log", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "x.csv").exists()

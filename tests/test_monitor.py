@@ -41,6 +41,7 @@ def count_calls(calc):
     """Wrap every member's calculate with a counter (the real models still run)."""
     counts = []
     for member in calc.members:
+        member.calculator.reset()  # session-wide members may hold results for this very structure
         original = member.calculator.calculate
 
         def counted(*args, _original=original, **kwargs):
@@ -52,25 +53,21 @@ def count_calls(calc):
 
 
 def test_observers_add_no_model_evaluations(sevenn_member, chgnet_member, tmp_path):
-    steps = 4
-    totals = []
-    for attach in (False, True):
-        calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
-        _, dyn = hot_md(calc)
-        counts = count_calls(calc)
-        if attach:
-            monitor = UncertaintyMonitor(dyn, log=tmp_path / "u.csv", flag_above=1e-6,
-                                         flagged=tmp_path / "f.extxyz", halt_above=1e3,
-                                         trajectory=tmp_path / "t.extxyz")
+    """MD takes one evaluation for the start and one per step; the observers add none."""
+    steps = 3
+    calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
+    _, dyn = hot_md(calc)
+    counts = count_calls(calc)
+    try:
+        with UncertaintyMonitor(dyn, log=tmp_path / "u.csv", flag_above=1e-6, flagged=tmp_path / "f.extxyz",
+                                halt_above=1e3, trajectory=tmp_path / "t.extxyz") as monitor:
             outcome = run_monitored(dyn, steps, monitor)
-            monitor.close()
-            assert outcome.completed and outcome.observed == steps + 1
-        else:
-            dyn.run(steps)
-        totals.append(len(counts))
+    finally:
         for member in calc.members:
             del member.calculator.calculate  # drop the instance attribute: back to the class method
-    assert totals[0] == totals[1] == 2 * (steps + 1)
+    assert outcome.completed and outcome.observed == steps + 1
+    assert monitor.flagged == monitor.trajectory.frames == steps + 1  # every observer did its work
+    assert len(counts) == len(calc.members) * (steps + 1)
 
 
 def test_halt_logs_every_step_up_to_the_halting_one(pair, tmp_path):
@@ -122,7 +119,7 @@ def test_flagged_file_holds_exactly_the_frames_above_the_threshold(pair, tmp_pat
     threshold = pair.results["uncertainty"]  # U of the start: later frames fall either side
     log, flagged = tmp_path / "u.csv", tmp_path / "flagged.extxyz"
     with UncertaintyMonitor(dyn, log=log, flag_above=threshold, flagged=flagged) as monitor:
-        outcome = run_monitored(dyn, 8, monitor)
+        outcome = run_monitored(dyn, 6, monitor)
     rows = read_log(log)
     expected = [int(s) for s, u in zip(rows["step"], rows["U"]) if u > threshold]
     frames = read(flagged, ":") if flagged.stat().st_size else []
@@ -140,10 +137,10 @@ def test_flagged_file_holds_exactly_the_frames_above_the_threshold(pair, tmp_pat
 
 def test_flag_spacing(pair, tmp_path):
     _, dyn = hot_md(pair)
-    with FlagWriter(dyn, tmp_path / "f.extxyz", 1e-6, min_spacing=3) as flagger:
+    with FlagWriter(dyn, tmp_path / "f.extxyz", 1e-6, min_spacing=2) as flagger:
         dyn.attach(flagger)
-        dyn.run(7)
-    assert [f.info["hetens_step"] for f in read(tmp_path / "f.extxyz", ":")] == [0, 3, 6]
+        dyn.run(4)
+    assert [f.info["hetens_step"] for f in read(tmp_path / "f.extxyz", ":")] == [0, 2, 4]
 
 
 def test_relaxation_is_monitored_without_time(pair, tmp_path):
@@ -192,3 +189,20 @@ def test_writing_an_annotated_frame_again_does_not_raise(pair, tmp_path):
     write(tmp_path / "a.extxyz", [once, twice])
     back = read(tmp_path / "a.extxyz", ":")
     assert back[1].info["hetens_U"] == pytest.approx(pair.results["uncertainty"])
+
+
+def test_halt_streak_and_flag_spacing_rules(tmp_path):
+    """The decision rules alone, on a U sequence (a real dynamics object, no model needed)."""
+    from ase.build import bulk
+
+    dyn = VelocityVerlet(bulk("Cu", cubic=True), 1 * fs)
+    halter = HaltOnUncertainty(dyn, 1.0, consecutive=2)
+    # A dip below the threshold resets the streak; equal to the threshold is not above it.
+    assert [halter.update(u) for u in (0.5, 1.2, 0.9, 1.0, 1.3, 1.4)] == [False] * 5 + [True]
+    with FlagWriter(dyn, tmp_path / "f.extxyz", 1.0, min_spacing=3) as flagger:
+        decisions = []
+        for step, u in enumerate((1.5, 1.5, 0.2, 1.5, 1.5, 1.5, 1.5, 1.0)):
+            decisions.append(flagger.should_flag(step, u))
+            if decisions[-1]:
+                flagger.last_flagged_step = step
+    assert decisions == [True, False, False, True, False, False, True, False]

@@ -36,7 +36,8 @@ def add_parser(subparsers) -> None:
     md.add_argument("--seed", type=int, default=0, help="seed for velocities and thermostat noise")
     md.add_argument("--interval", type=int, default=1, help="observe U every N steps (default 1)")
     out = parser.add_argument_group("monitoring and output")
-    out.add_argument("--log", default="hetens-md.csv", help="CSV log of U per step (default hetens-md.csv)")
+    out.add_argument("--log", help="CSV log of U per step (default: STRUCTURE stem + .md.csv in the "
+                     "current folder); the plot, flagged and halt files go next to it")
     out.add_argument("--traj", help="extxyz trajectory with U per frame")
     out.add_argument("--traj-interval", type=int, default=10, help="steps between trajectory frames (default 10)")
     out.add_argument("--flag-above", type=float, metavar="U", help="write frames with U above this (eV/A)")
@@ -60,21 +61,36 @@ def _beside(log: Path, suffix: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
-    from hetens.monitor.dynamics import make_md
+    from hetens.monitor.dynamics import check_md_settings, make_md
     from hetens.rescore.reading import iter_frames
 
     human = sys.stderr if args.json else sys.stdout
-    for name in ("steps", "traj_interval", "interval", "print_every", "halt_consecutive"):
-        if getattr(args, name) < (0 if name == "steps" else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'steps' else '>= 1'}")
+    minimum = {"steps": 0, "flag_spacing": 0, "traj_interval": 1, "interval": 1, "print_every": 1,
+               "halt_consecutive": 1}
+    for name, lowest in minimum.items():
+        if getattr(args, name) < lowest:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {lowest}; got {getattr(args, name)}")
+    check_md_settings(args.timestep, args.temperature, args.ensemble, args.friction)
+    for name in ("flag_above", "halt_above"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive U in eV/A; got {value}")
     frames = [atoms for _, atoms in iter_frames(args.structure, args.index)]
     if not frames:
         raise ValueError(f"{args.structure}: no frame selected by --index {args.index}")
     atoms = frames[-1]
     atoms.calc = None
-    log = Path(args.log)
+    log = Path(args.log) if args.log else Path(Path(args.structure).stem + ".md.csv")
     flagged = Path(args.flagged) if args.flagged else _beside(log, ".flagged.extxyz")
     halt_file = Path(args.halt_file) if args.halt_file else _beside(log, ".halt.extxyz")
+    outputs = {"--log": log, "--traj": args.traj and Path(args.traj)}
+    if args.flag_above is not None:
+        outputs["--flagged"] = flagged
+    if args.halt_above is not None:
+        outputs["--halt-file"] = halt_file
+    if not args.no_plot:
+        outputs["plot"] = log.with_suffix(".png")
+    _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
 
     calc = ensemble_from_args(args)
     atoms.calc = calc
@@ -111,6 +127,19 @@ def run(args: argparse.Namespace) -> int:
                                        "weights": [float(w) for w in calc.weights]}
         print(json.dumps(summary))
     return EXIT_HALTED if outcome.halted else 0
+
+
+def _check_outputs(structure: Path, outputs: dict[str, Path]) -> None:
+    """Before any model loads: every output is writable, none is the input, no two coincide."""
+    from hetens.atomic_io import ensure_writable
+
+    seen: dict[Path, str] = {structure.resolve(): "STRUCTURE"}
+    for option, path in outputs.items():
+        ensure_writable(path)
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ValueError(f"{option} {path} is also {seen[resolved]}; give it another name")
+        seen[resolved] = f"{option} {path}"
 
 
 class _Progress:

@@ -7,6 +7,7 @@
 - :func:`run_monitored`: run the dynamics and get a :class:`RunOutcome`
   (completed, or halted at step s with U) instead of a traceback.
 - :func:`read_log`, :func:`plot_log`: the CSV log back, and a PNG of it.
+- :func:`make_md`: the Langevin / NVE / Berendsen MD that ``hetens md`` runs.
 
 See ``docs/monitoring.md``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from hetens.errors import UncertaintyHalt
 from hetens.monitor.csvlog import COLUMNS, read_log
+from hetens.monitor.dynamics import make_md
 from hetens.monitor.observation import Observation, ensemble_results
 from hetens.monitor.observers import (
     FlagWriter,
@@ -37,6 +39,7 @@ __all__ = [
     "UncertaintyLogger",
     "UncertaintyMonitor",
     "ensemble_results",
+    "make_md",
     "plot_log",
     "read_log",
     "run_monitored",

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ENSEMBLES", "make_md"]
+__all__ = ["ENSEMBLES", "check_md_settings", "make_md"]
 
 #: Supported thermodynamic ensembles for :func:`make_md`.
 ENSEMBLES = ("langevin", "nve", "berendsen")
+
+
+def check_md_settings(timestep_fs: float, temperature_K: float, ensemble: str, friction_per_fs: float) -> None:
+    """Refuse impossible settings (ValueError naming the value) before anything is loaded."""
+    if not timestep_fs > 0:
+        raise ValueError(f"the time step must be > 0 fs; got {timestep_fs}")
+    if not temperature_K >= 0:
+        raise ValueError(f"the temperature must be >= 0 K; got {temperature_K}")
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+    if ensemble == "langevin" and not friction_per_fs > 0:
+        raise ValueError(f"the Langevin friction must be > 0 1/fs; got {friction_per_fs}")
 
 
 def make_md(
@@ -41,18 +53,16 @@ def make_md(
         The dynamics; attach observers and run it (:func:`hetens.monitor.run_monitored`).
     """
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution
 
-    if not timestep_fs > 0:
-        raise ValueError(f"the time step must be > 0 fs; got {timestep_fs}")
-    if not temperature_K >= 0:
-        raise ValueError(f"the temperature must be >= 0 K; got {temperature_K}")
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+    check_md_settings(timestep_fs, temperature_K, ensemble, friction_per_fs)
     rng = np.random.default_rng(seed)
     if initialise_velocities and not np.any(atoms.get_momenta()):
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-        Stationary(atoms)
+        # ASE 3.29 renamed MaxwellBoltzmannDistribution (now deprecated) to thermalize_momenta.
+        thermalize = getattr(velocitydistribution, "thermalize_momenta", None) or getattr(
+            velocitydistribution, "MaxwellBoltzmannDistribution")
+        thermalize(atoms, temperature_K=temperature_K, rng=rng)
+        velocitydistribution.Stationary(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         from ase.md.verlet import VelocityVerlet
@@ -65,8 +75,6 @@ def make_md(
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
 
-    if not friction_per_fs > 0:
-        raise ValueError(f"the Langevin friction must be > 0 1/fs; got {friction_per_fs}")
     # ASE >= 3.28: fixcm=True is deprecated (biased sampling); FixCom keeps the centre of mass.
     if not any(isinstance(c, FixCom) for c in atoms.constraints):
         atoms.set_constraint([*atoms.constraints, FixCom()])

@@ -53,7 +53,7 @@ def plot_log(
     axes = fig.subplots(2 if has_t else 1, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
     ax.plot(x, data["U"], color="C0", lw=1.5, label="U")
-    ax.plot(x, data["max_u"], color="C0", lw=0.8, ls=":", alpha=0.8, label="max per-atom u")
+    ax.plot(x, data["max_u"], color="0.45", lw=1.0, ls=":", label="max per-atom u")
     if flag_above is not None:
         ax.axhline(flag_above, color="C1", ls="--", lw=1, label=f"flag above {flag_above:g}")
     if halt_above is not None:

@@ -114,6 +114,7 @@ def run_monitored(
     *,
     interval: int = 1,
     progress: Callable[[int], None] | None = None,
+    **run_options: Any,
 ) -> RunOutcome:
     """Run ``dyn`` for ``steps`` steps; return how it ended instead of raising on a halt.
 
@@ -125,6 +126,7 @@ def run_monitored(
             ``history`` and ``flagged`` feed the outcome's statistics.
         interval: observation interval in steps, when attaching ``monitor``.
         progress: called with the number of steps done after every step.
+        **run_options: passed on to ``dyn.irun`` (``fmax=0.01`` for an optimizer).
 
     Returns:
         :class:`RunOutcome`. :class:`~hetens.errors.UncertaintyHalt` raised
@@ -143,7 +145,7 @@ def run_monitored(
     converged = None
     t0 = time.perf_counter()
     try:
-        for converged in dyn.irun(steps=int(steps)):
+        for converged in dyn.irun(steps=int(steps), **run_options):
             if progress is not None:
                 progress(int(dyn.nsteps) - start)
     except UncertaintyHalt as exc:
