@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,7 +101,8 @@ def member_python(tmp_path_factory):
     """Interpreter of a separate venv holding torch, chgnet and hetens (--no-deps), nothing else."""
     given = os.environ.get("HETENS_TEST_MEMBER_PYTHON")
     if given:
-        return given
+        yield given
+        return
     prefix = tmp_path_factory.mktemp("envs")
     started = time.monotonic()
     result = subprocess.run(
@@ -111,7 +113,8 @@ def member_python(tmp_path_factory):
     assert result.returncode == 0, f"hetens env create failed:\n{result.stderr[-3000:]}"
     python = result.stdout.strip().splitlines()[-1]
     print(f"member environment built in {time.monotonic() - started:.0f} s: {python}")
-    return python
+    yield python
+    shutil.rmtree(prefix, ignore_errors=True)  # about 1.5 GB
 
 
 def test_member_environment_is_separate(member_python):
