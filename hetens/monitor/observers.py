@@ -22,6 +22,7 @@ when it is wrapped in another calculator).
 from __future__ import annotations
 
 import csv
+from abc import ABC, abstractmethod
 import os
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class _Observer:
+class _Observer(ABC):
     """Shared plumbing: a weak view of the dynamics, the atoms, ``__call__`` -> ``record``."""
 
     def __init__(self, dyn, atoms=None, calc=None) -> None:
@@ -56,8 +57,9 @@ class _Observer:
     def __call__(self) -> None:
         self.record(self.observe())
 
-    def record(self, obs: Observation) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def record(self, obs: Observation) -> None:
+        """Act on one observed step (write a row, a frame, or halt)."""
 
     def close(self) -> None:
         """Release files; nothing to do for observers without one."""
