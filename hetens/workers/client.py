@@ -146,6 +146,19 @@ class WorkerProcess:
         """Whether a request was sent and its reply not read yet."""
         return self._state == "busy"
 
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` by which the request in flight must be answered (inf: none)."""
+        if self._state != "busy" or self.timeout is None:
+            return float("inf")
+        return self._busy_since + self.timeout
+
+    def reply_fileno(self) -> int:
+        """File descriptor the replies arrive on (readable when one is there, or at exit)."""
+        if self._proc is None:
+            raise WorkerError(f"member {self.name}: its worker is not running")
+        return self._proc.stdout.fileno()
+
     def stderr_tail(self, lines: int = 20) -> list[str]:
         """The worker's last ``lines`` lines of stderr (also after it stopped)."""
         return list(self._stderr)[-lines:]

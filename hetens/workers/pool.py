@@ -8,14 +8,17 @@ The ensemble calculator uses these; they work on any list of
   threads, so concurrent workers do not oversubscribe the cores;
 - :func:`start_workers` launches every worker first, then waits for all,
   so models load concurrently;
-- :func:`evaluate_members` sends the structure to every worker, runs the
-  in-process members meanwhile, then collects the workers' results.
+- :func:`evaluate_members` hands the structure to the workers, longest
+  first and no more CPU threads at once than there are cores, runs the
+  in-process members meanwhile, and collects each reply as it arrives.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -102,35 +105,81 @@ def start_workers(members: Sequence[Member]) -> None:
         raise errors[0]
 
 
-def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force: bool = False
-                     ) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
+def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force: bool = False,
+                     cores: int | None = None) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
     """:func:`hetens.calculator.evaluate_member` for every member, workers concurrently.
 
-    Workers get the structure first; in-process members run meanwhile; then
-    the workers' results are collected. ``force`` recomputes even when a
-    member's cache looks valid. Results come in member order.
+    CPU workers are dispatched so that the torch threads computing at once
+    do not exceed ``cores`` (default: :func:`available_cores`; one core is
+    left to this process while it evaluates in-process members), longest
+    first by each worker's last compute time; a worker that finishes frees
+    its threads for the next. Workers on a GPU are dispatched at once. The
+    in-process members run while the workers compute. ``force`` recomputes
+    even when a member's cache looks valid. Results come in member order.
     """
     from hetens.calculator import evaluate_member
 
     properties = ["energy", "forces"] + (["stress"] if with_stress else [])
     workers = worker_members(members)
-    if len(workers) > 1 or (workers and len(workers) < len(members)):
-        for member in workers:
-            if force or member.calculator.calculation_required(atoms, properties):
-                member.calculator.submit(atoms, properties)
     in_worker = {id(m) for m in workers}
+    local = [m for m in members if id(m) not in in_worker]
+    todo = [m for m in workers if force or m.calculator.calculation_required(atoms, properties)]
+    todo.sort(key=_last_compute, reverse=True)  # longest first (LPT), from the last call
+    cores = cores or available_cores()
+    running: list[Member] = []
     outputs = {}
+
+    def dispatch(slots: int) -> None:
+        busy = sum(_cpu_threads(m) for m in running)
+        while todo and (not running or busy + _cpu_threads(todo[0]) <= slots):
+            member = todo.pop(0)
+            member.calculator.submit(atoms, properties)
+            running.append(member)
+            busy += _cpu_threads(member)
+
     try:
-        for member in members:
-            if id(member) not in in_worker:
-                outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
-        for member in workers:
+        if len(workers) > 1 or local:
+            dispatch(max(1, cores - (1 if local else 0)))
+        for member in local:
+            outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+        while running or todo:
+            dispatch(cores)
+            member = _first_answer(running)
+            running.remove(member)
             # calculate() recognises the structure submitted above and collects it.
             outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+        for member in workers:
+            if id(member) not in outputs:  # results cached from an earlier call
+                outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
     finally:
         for member in workers:
             member.calculator.cancel()
     return [outputs[id(m)] for m in members]
+
+
+def _last_compute(member: Member) -> float:
+    timing = member.calculator.worker.last_timing
+    return timing[1] if timing else 0.0
+
+
+def _cpu_threads(member: Member) -> int:
+    """Cores a worker's calculation occupies: its torch threads on a CPU, none on a GPU."""
+    worker = member.calculator.worker
+    device = str(worker.info.get("device") or worker.device)
+    if not device.startswith("cpu"):
+        return 0
+    return int(worker.info.get("threads") or worker.threads or available_cores())
+
+
+def _first_answer(running: list[Member]) -> Member:
+    """The running worker whose reply arrived first (or whose deadline passed first)."""
+    if len(running) == 1:
+        return running[0]
+    by_fd = {m.calculator.worker.reply_fileno(): m for m in running}
+    earliest = min(running, key=lambda m: m.calculator.worker.deadline)
+    wait = earliest.calculator.worker.deadline - time.monotonic()
+    ready, _, _ = select.select(list(by_fd), [], [], None if wait == float("inf") else max(0.0, wait))
+    return by_fd[ready[0]] if ready else earliest
 
 
 def close_workers(members: Iterable[Member]) -> None:
