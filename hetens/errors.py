@@ -145,3 +145,12 @@ class InvalidStructureError(HetensError, ValueError):
     atoms on top of each other, or an element no member supports; the
     message names the atoms or elements at fault.
     """
+
+
+class MissingExtraError(HetensError, ImportError):
+    """Raised when an optional feature's packages are missing (``--cluster`` needs Dask);
+    the message names the pip extra to install (``pip install 'hetens[dask]'``).
+    """
+
+
+__all__ += ["MissingExtraError"]

@@ -28,7 +28,7 @@ echo "setup: building $VENV (about 2-4 minutes with a warm pip cache)" >&2
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install --upgrade pip setuptools wheel
 "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,mace,test]"
+"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,mace,dask,test]"
 "${pip[@]}" install --no-deps "mace-torch==0.3.16"
 "$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl" \
   || { echo "setup: the environment does not import; see the pip output above" >&2; exit 1; }

@@ -111,6 +111,7 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="progress bar on a terminal, a log line every 30 s otherwise (auto)",
     )
+    _add_cluster_options(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -148,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
     human = sys.stderr if args.json else sys.stdout
     try:
-        if args.precomputed:
+        if args.cluster:
+            result = _score_on_cluster(args, human)
+        elif args.precomputed:
             result = score_precomputed(
                 args.precomputed,
                 args.output,
@@ -202,3 +205,83 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.report))
     return 0
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster (Dask; pip install 'hetens[dask]'; see docs/distributed.md)")
+    group.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="score on a Dask cluster: local:N (N worker processes here), a scheduler address "
+        "(tcp://host:8786) or a YAML cluster file for SLURM/PBS; resumable",
+    )
+    group.add_argument(
+        "--chunk-size", type=int, default=256, metavar="N", help="frames per chunk with --cluster (default 256)"
+    )
+    group.add_argument(
+        "--worker-threads", type=int, metavar="N",
+        help="torch threads per Dask worker (default: the cluster file's, else 1)",
+    )
+    group.add_argument(
+        "--restart", action="store_true",
+        help="discard chunks left in OUT.hetens-chunks by another run (default: resume a matching run)",
+    )
+    group.add_argument(
+        "--keep-chunks", action="store_true", help="keep OUT.hetens-chunks after the output is assembled"
+    )
+
+
+def _score_on_cluster(args: argparse.Namespace, human):
+    """``--cluster``: the same scoring on Dask workers (:mod:`hetens.distributed`), resumable."""
+    from hetens.distributed import EnsembleSpec, score_on_cluster, score_precomputed_on_cluster
+
+    if not args.output:
+        raise ValueError("--cluster writes the scored frames: give -o OUT.extxyz")
+    common = dict(
+        cluster=args.cluster,
+        reference=args.reference,
+        index=args.index,
+        reference_energy_key=args.ref_energy_key,
+        reference_forces_key=args.ref_forces_key,
+        position_tol=args.position_tol,
+        keep_member_forces=args.keep_member_forces,
+        chunk_size=args.chunk_size,
+        restart=args.restart,
+        keep_chunks=args.keep_chunks,
+        progress=args.progress,
+    )
+    try:
+        if args.precomputed:
+            result = score_precomputed_on_cluster(
+                args.precomputed,
+                args.output,
+                names=args.names,
+                weights=_precomputed_weights(args),
+                force_rmse=args.force_rmse,
+                energy_key=args.energy_key,
+                forces_key=args.forces_key,
+                jobs=args.jobs,
+                **common,
+            )
+        else:
+            result = score_on_cluster(
+                args.files,
+                args.output,
+                EnsembleSpec.from_args(args),
+                format=args.format,
+                batch_size=args.batch_size,
+                max_batch_atoms=args.max_batch_atoms,
+                batched=not args.no_batch,
+                worker_threads=args.worker_threads,
+                **common,
+            )
+    except KeyboardInterrupt as exc:  # the chunks finished so far stay on disk
+        for note in getattr(exc, "__notes__", []):
+            print(f"hetens score: {note}", file=sys.stderr)
+        raise
+    info = result.report["cluster"]
+    print(
+        f"cluster {info['cluster']}: {info['chunks_computed']} chunks computed, {info['chunks_reused']} reused, "
+        f"{info['retries']} retried, {info['workers'] or 0} workers",
+        file=human,
+    )
+    return result

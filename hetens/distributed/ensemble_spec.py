@@ -1,0 +1,151 @@
+"""What a Dask worker needs to build the ensemble itself: specs and options, never a model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EnsembleSpec"]
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """How to build a :class:`~hetens.HeterogeneousEnsembleCalculator`, as the CLI options say.
+
+    The fields are those of ``hetens score``'s ensemble options, and
+    :meth:`build` hands them to the same function the CLI uses
+    (:func:`hetens.cli.options.ensemble_from_args`), so a worker builds the
+    ensemble a local run would build. Paths are absolute (workers may run in
+    another folder).
+
+    Attributes:
+        models: member specs (``sevenn:7net-0``...); ``None``: the default
+            offline ensemble (or the members a weights file names).
+        weights: (M,) weights or name -> weight; ``None`` for uniform.
+        force_rmse: (M,) member force RMSEs, eV/Å (inverse-RMSE weights).
+        weights_file: a JSON file written by ``hetens calibrate``.
+        ensemble_file: a TOML ensemble file (docs/workers.md), instead of ``models``.
+        device: ``auto``, ``cpu``, ``cuda``; on a worker with several GPUs,
+            ``auto``/``cuda`` become one GPU per worker (see
+            :func:`hetens.distributed.tasks.worker_device`).
+        allow_mixed_reference, parallel: as for the calculator.
+        exact_weights: (M,) normalised weights to set after building, bit for
+            bit (from :meth:`from_calculator`: normalising normalised weights
+            again may change the last bit).
+    """
+
+    models: tuple[str, ...] | None = None
+    weights: tuple[float, ...] | Mapping[str, float] | None = None
+    force_rmse: tuple[float, ...] | None = None
+    weights_file: str | None = None
+    ensemble_file: str | None = None
+    device: str = "auto"
+    allow_mixed_reference: bool = False
+    parallel: bool = False
+    exact_weights: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EnsembleSpec:
+        """The ensemble that ``hetens score``'s options (``--models``, ``--weights``...) describe."""
+        return cls(
+            models=tuple(args.models) if args.models else None,
+            weights=tuple(args.weights) if args.weights else None,
+            force_rmse=tuple(args.force_rmse) if args.force_rmse else None,
+            weights_file=_absolute(args.weights_file),
+            ensemble_file=_absolute(getattr(args, "ensemble_file", None)),
+            device=args.device,
+            allow_mixed_reference=bool(args.allow_mixed_reference),
+            parallel=bool(getattr(args, "parallel", False)),
+        )
+
+    @classmethod
+    def from_calculator(cls, calc, device: str = "auto") -> EnsembleSpec:
+        """The specs and exact weights of a built ensemble (every member must come from a spec).
+
+        Raises:
+            ValueError: a member is a plain ASE calculator (a worker cannot rebuild it).
+        """
+        missing = [m.name for m in calc.members if not m.spec]
+        if missing:
+            raise ValueError(
+                f"member(s) {', '.join(missing)} were given as calculator objects; a cluster run "
+                "builds members on the workers from their specs (e.g. 'sevenn:7net-0'): give specs"
+            )
+        weights = tuple(float(w) for w in calc.weights)
+        return cls(
+            models=tuple(m.spec for m in calc.members),
+            weights=weights,
+            device=device,
+            allow_mixed_reference=bool(calc.allow_mixed_reference),
+            exact_weights=weights,
+        )
+
+    @classmethod
+    def of(cls, ensemble: Any) -> EnsembleSpec:
+        """An :class:`EnsembleSpec` from one, a calculator, a list of specs or ``None`` (the default)."""
+        if ensemble is None:
+            return cls()
+        if isinstance(ensemble, EnsembleSpec):
+            return ensemble
+        if isinstance(ensemble, str):
+            return cls(models=(ensemble,))
+        if isinstance(ensemble, Sequence):
+            return cls(models=tuple(str(s) for s in ensemble))
+        if hasattr(ensemble, "members") and hasattr(ensemble, "weights"):
+            return cls.from_calculator(ensemble)
+        raise TypeError(
+            f"ensemble must be an EnsembleSpec, a HeterogeneousEnsembleCalculator or member specs; "
+            f"got {type(ensemble).__name__}"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description, with size and mtime of the files it reads (for the run id)."""
+        out = dataclasses.asdict(self)
+        if isinstance(self.weights, Mapping):
+            out["weights"] = dict(self.weights)
+        for key in ("weights_file", "ensemble_file"):
+            path = getattr(self, key)
+            if path is not None:
+                stat = os.stat(path)
+                out[f"{key}_stat"] = [stat.st_size, stat.st_mtime_ns]
+        return out
+
+    def key(self) -> str:
+        """A string identifying this spec (the worker's cache key)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+    def build(self, device: str | None = None):
+        """Load the ensemble (on the worker), on ``device`` if given, else ``self.device``."""
+        from hetens.cli.options import ensemble_from_args
+
+        args = argparse.Namespace(
+            models=list(self.models) if self.models else None,
+            weights=dict(self.weights) if isinstance(self.weights, Mapping)
+            else (list(self.weights) if self.weights else None),
+            force_rmse=list(self.force_rmse) if self.force_rmse else None,
+            weights_file=self.weights_file,
+            ensemble_file=self.ensemble_file,
+            device=device or self.device,
+            allow_mixed_reference=self.allow_mixed_reference,
+            parallel=self.parallel,
+        )
+        calc = ensemble_from_args(args)
+        if self.exact_weights is not None:
+            import numpy as np
+
+            if len(self.exact_weights) != len(calc.members):
+                raise ValueError(
+                    f"{len(self.exact_weights)} weights for {len(calc.members)} members built from the specs"
+                )
+            calc.weights = np.array(self.exact_weights, dtype=float)
+        return calc
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())

@@ -1,0 +1,450 @@
+"""The driver of a cluster run: plan chunks, run the missing ones on Dask, assemble the output.
+
+:func:`score_on_cluster` and :func:`score_precomputed_on_cluster` write the
+file :func:`hetens.rescore.score.score_live` and
+:func:`~hetens.rescore.score.score_precomputed` write, byte for byte (on the
+same device type, with the same torch threads per process), and return the
+same :class:`~hetens.rescore.score.ScoreResult`, whose report gains a
+``cluster`` entry (chunks reused and computed, retries, workers, dashboard).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetens.atomic_io import ensure_writable
+from hetens.distributed.cluster import ClusterSpec, connect, import_distributed, parse_cluster_spec
+from hetens.distributed.ensemble_spec import EnsembleSpec
+from hetens.distributed.plan import chunk_segments, file_stat, frame_table, plan_chunks
+from hetens.distributed.store import ChunkStore
+from hetens.errors import AlignmentError, FrameReadError
+from hetens.rescore.precomputed import DEFAULT_POSITION_TOL
+
+__all__ = ["score_on_cluster", "score_precomputed_on_cluster", "DEFAULT_CHUNK_SIZE"]
+
+#: Frames per chunk by default: large enough that scheduling (a few ms per chunk) is noise.
+DEFAULT_CHUNK_SIZE = 256
+
+ChunkHook = Callable[[dict[str, Any]], None]
+
+
+def score_on_cluster(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    ensemble: Any = None,
+    *,
+    cluster: Any = "local:2",
+    index: Any = ":",
+    format: str | None = None,
+    reference: str | os.PathLike | None = None,
+    reference_energy_key: str = "energy",
+    reference_forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+    batch_size: int = 16,
+    max_batch_atoms: int = 4096,
+    batched: bool = True,
+    keep_member_forces: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    worker_threads: int | None = None,
+    restart: bool = False,
+    keep_chunks: bool = False,
+    progress: str = "auto",
+    on_chunk: ChunkHook | None = None,
+):
+    """:func:`~hetens.rescore.score.score_live` on a Dask cluster, resumable.
+
+    Args:
+        inputs, output, index, format, reference, reference_energy_key,
+        reference_forces_key, position_tol, batch_size, max_batch_atoms,
+        batched, keep_member_forces: as for :func:`~hetens.rescore.score.score_live`.
+        ensemble: an :class:`EnsembleSpec`, member specs, a calculator whose
+            members all come from specs, or ``None`` (the default ensemble).
+            Workers build it themselves, once per worker process.
+        cluster: ``local:N``, ``tcp://host:port``, a YAML cluster file
+            (:func:`~hetens.distributed.cluster.parse_cluster_spec`), or a
+            ``distributed.Client`` (left open).
+        chunk_size: frames per chunk (whole batches; a chunk is the unit of
+            scheduling, retry and resumption).
+        worker_threads: torch threads per worker process (default: the
+            cluster file's, else what the worker has: 1 under Dask's nanny).
+        restart: discard a chunk folder left by another run instead of refusing.
+        keep_chunks: keep ``OUT.hetens-chunks/`` after the output is assembled.
+        progress: ``auto``, ``bar``, ``log`` or ``off`` (a bar over chunks; the
+            dashboard address and reused chunks are printed on stderr unless ``off``).
+        on_chunk: called in this process with each chunk's record as it finishes.
+
+    Raises:
+        FileExistsError: ``OUT.hetens-chunks`` holds another run's chunks (see ``restart``).
+        MissingExtraError: Dask is not installed.
+        KeyboardInterrupt: on Ctrl-C, with a note saying how many chunks are
+            kept and how to resume (re-run the same command).
+    """
+    from hetens import __version__
+
+    start = time.perf_counter()
+    spec = EnsembleSpec.of(ensemble)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1; got {batch_size}")
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    _check_output(output, [*paths, reference])
+    tables = [frame_table(p, index, format) for p in paths]
+    total = sum(t.n_frames for t in tables)
+    if total == 0:
+        raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))} (index {index!r})")
+    ref_table = None
+    if reference is not None:
+        ref_table = frame_table(reference, index)
+        if ref_table.n_frames != total:
+            raise AlignmentError(
+                f"reference {reference} holds {ref_table.n_frames} selected frames but the inputs hold "
+                f"{total}; the reference must hold the same frames in the same order"
+            )
+    chunks = plan_chunks(tables, batch_size, max_batch_atoms, chunk_size)
+    cluster_spec = _cluster_spec(cluster)
+    options = {
+        "batch_size": batch_size,
+        "max_batch_atoms": max_batch_atoms,
+        "batched": batched,
+        "keep_member_forces": keep_member_forces,
+        "reference_label": str(reference) if reference is not None else None,
+        "reference_energy_key": reference_energy_key,
+        "reference_forces_key": reference_forces_key,
+        "position_tol": position_tol,
+        "worker_threads": worker_threads or getattr(cluster_spec, "worker_threads", None),
+    }
+    identity = {
+        "kind": "live",
+        "hetens_version": __version__,
+        "inputs": [{"label": t.label, "path": t.path, "stat": file_stat(t.path)} for t in tables],
+        "index": str(index),
+        "format": format,
+        "reference": None if ref_table is None else {"path": ref_table.path, "stat": file_stat(ref_table.path)},
+        "ensemble": spec.describe(),
+        "options": options,
+        "chunk_size": chunk_size,
+        "n_frames": total,
+        "n_chunks": len(chunks),
+    }
+    store = ChunkStore.open(output, identity, restart=restart)
+
+    def task(i: int):
+        from hetens.distributed.tasks import LiveChunk
+
+        first, stop = chunks[i]
+        rows = [tables[s.table].rows(s.start, s.stop) for s in chunk_segments(tables, first, stop)]
+        ref_rows = None if ref_table is None else [ref_table.rows(first, stop)]
+        return LiveChunk(i, str(store.folder), store.run_id, spec, rows, ref_rows, options)
+
+    from hetens.distributed.tasks import run_live_chunk
+
+    records, info = _run_chunks(store, len(chunks), task, run_live_chunk, cluster, progress, on_chunk)
+    names, weights = _ensemble_of(records)
+    store.assemble(output, range(len(chunks)))
+    parts = [store.arrays(i) for i in range(len(chunks))]
+    errors = [_errors_of(p) for p in parts] if ref_table is not None else []
+    from hetens.rescore.score import _result
+
+    result = _result(
+        names,
+        np.asarray(weights),
+        [p["uncertainty"] for p in parts],
+        [p["n_atoms"] for p in parts],
+        [p["energy_std"] for p in parts],
+        errors,
+        Path(output),
+        start,
+    )
+    return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
+
+
+def score_precomputed_on_cluster(
+    predictions: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    cluster: Any = "local:2",
+    names: Sequence[str] | None = None,
+    weights: Any = None,
+    force_rmse: Sequence[float] | None = None,
+    reference: str | os.PathLike | None = None,
+    index: Any = ":",
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    reference_energy_key: str = "energy",
+    reference_forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+    keep_member_forces: bool = False,
+    jobs: int = 1,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    restart: bool = False,
+    keep_chunks: bool = False,
+    progress: str = "auto",
+    on_chunk: ChunkHook | None = None,
+):
+    """:func:`~hetens.rescore.score.score_precomputed` with the output written by Dask workers.
+
+    This process reads the prediction files and computes U for all frames at
+    once, exactly as locally (that part is vectorised and fast); the workers
+    annotate and write the frames, chunk by chunk (the slow part on large
+    files), resumable as in :func:`score_on_cluster`. Arguments as there and
+    as for :func:`~hetens.rescore.score.score_precomputed`.
+    """
+    from hetens import __version__
+    from hetens.rescore.precomputed import check_alignment, load_predictions, read_frame_arrays
+    from hetens.rescore.score import _result, resolve_member_weights
+    from hetens.rescore.scoring import reference_errors, score_predictions
+
+    start = time.perf_counter()
+    paths = [str(p) for p in predictions]
+    _check_output(output, [*paths, reference])
+    cluster_spec = _cluster_spec(cluster)
+    # The same steps as score_precomputed, on all frames at once.
+    loaded = load_predictions(
+        paths, names, index=index, energy_key=energy_key, forces_key=forces_key,
+        position_tol=position_tol, jobs=jobs,
+    )
+    kept, w, dropped = resolve_member_weights(loaded.names, weights, force_rmse)
+    if dropped:
+        loaded = loaded.subset(kept)
+    scores = score_predictions(loaded, w)
+    errors = None
+    if reference is not None:
+        ref_arrays = read_frame_arrays(
+            reference, index, energy_key=reference_energy_key, forces_key=reference_forces_key,
+            require_energy=False,
+        )
+        check_alignment(loaded.frames, ref_arrays, position_tol)
+        errors = reference_errors(loaded, scores, ref_arrays)
+    template = frame_table(reference if reference is not None else paths[0], index)
+    if template.n_frames != loaded.n_frames:
+        raise AlignmentError(f"{template.label} does not match the frames read before; was the file changed?")
+    chunks = plan_chunks([template], chunk_size, None, chunk_size)
+    identity = {
+        "kind": "precomputed",
+        "hetens_version": __version__,
+        "predictions": [{"path": str(Path(p).resolve()), "stat": file_stat(p)} for p in paths],
+        "reference": None if reference is None else {"path": template.path, "stat": file_stat(template.path)},
+        "names": loaded.names,
+        "weights": [float(x) for x in w],
+        "options": {
+            "index": str(index), "energy_key": energy_key, "forces_key": forces_key,
+            "reference_energy_key": reference_energy_key, "reference_forces_key": reference_forces_key,
+            "position_tol": position_tol, "keep_member_forces": keep_member_forces,
+        },
+        "chunk_size": chunk_size,
+        "n_frames": loaded.n_frames,
+        "n_chunks": len(chunks),
+    }
+    store = ChunkStore.open(output, identity, restart=restart)
+
+    def task(i: int):
+        from hetens.distributed.tasks import WritingChunk
+
+        first, stop = chunks[i]
+        sliced, sliced_scores = _frame_slice(loaded, scores, first, stop)
+        return WritingChunk(
+            i, str(store.folder), store.run_id, [template.rows(first, stop)], sliced, sliced_scores,
+            None if errors is None else errors.eps[first:stop], keep_member_forces,
+        )
+
+    from hetens.distributed.tasks import run_writing_chunk
+
+    records, info = _run_chunks(store, len(chunks), task, run_writing_chunk, cluster, progress, on_chunk)
+    store.assemble(output, range(len(chunks)))
+    result = _result(
+        loaded.names, w, [scores.uncertainty], [loaded.frames.n_atoms], [scores.energy_std],
+        [errors] if errors is not None else [], Path(output), start,
+    )
+    if dropped:
+        result.report["dropped_members"] = dropped
+        result.notes.append(f"members not in the weights were left out: {', '.join(dropped)}")
+    return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _check_output(output, inputs) -> None:
+    target = ensure_writable(output)
+    if target.suffix.lower() not in (".xyz", ".extxyz"):
+        raise ValueError(f"output {target} must be an extxyz file (.extxyz or .xyz)")
+    for item in inputs:
+        if item is not None and Path(item).resolve() == target.resolve():
+            raise ValueError(f"output {target} is also the input {item}; give the output another name")
+
+
+def _cluster_spec(cluster: Any) -> ClusterSpec | None:
+    """The parsed spec, or ``None`` for a Client given by the caller."""
+    if isinstance(cluster, ClusterSpec):
+        return cluster
+    if isinstance(cluster, (str, os.PathLike)):
+        return parse_cluster_spec(str(cluster))
+    return None
+
+
+def _say(progress: str, text: str) -> None:
+    if progress != "off":
+        print(f"hetens: {text}", file=sys.stderr, flush=True)
+
+
+class _ChunkBar:
+    """A tqdm bar over chunks on a terminal, a line every 30 s otherwise, or nothing."""
+
+    def __init__(self, total: int, done: int, mode: str, interval: float = 30.0):
+        if mode not in ("auto", "bar", "log", "off"):
+            raise ValueError(f"progress must be auto, bar, log or off; got {mode!r}")
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode, self.total, self.done, self.interval = mode, total, done, interval
+        self.start = self.last = time.perf_counter()
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="chunk", desc="chunks", file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def update(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.mode == "log" and time.perf_counter() - self.last >= self.interval:
+            self.last = time.perf_counter()
+            print(f"hetens: {self.done}/{self.total} chunks, {time.perf_counter() - self.start:.0f} s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_chunks(store, n_chunks, task, function, cluster, progress, on_chunk):
+    """Run the chunks ``store`` lacks on the cluster; return ``(records by chunk, run info)``.
+
+    On an error or Ctrl-C the other chunks are cancelled, the finished ones
+    stay in the store, and the exception gets a note saying how to resume.
+    """
+    records = {i: r for i in range(n_chunks) if (r := store.record(i)) is not None}
+    reused = sorted(records)
+    missing = [i for i in range(n_chunks) if i not in records]
+    info: dict[str, Any] = {"reused": reused, "computed": missing, "dashboard": None, "workers": None}
+    if reused:
+        _say(progress, f"reusing {len(reused)} of {n_chunks} chunks finished before (in {store.folder})")
+    if not missing:
+        return records, info
+    distributed = import_distributed()
+    with connect(cluster) as client:
+        info["dashboard"] = client.dashboard_link
+        _say(progress, f"Dask dashboard: {client.dashboard_link}")
+        token = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(function, task(i), key=f"hetens-chunk-{i:06d}-{token}", pure=False) for i in missing
+        ]
+        bar = _ChunkBar(n_chunks, len(reused), progress)
+        try:
+            for future in distributed.as_completed(futures):
+                record = future.result()
+                records[record["chunk"]] = record
+                bar.update()
+                if on_chunk is not None:
+                    on_chunk(record)
+        except BaseException as exc:
+            client.cancel(futures)
+            if hasattr(exc, "add_note"):
+                exc.add_note(
+                    f"{len(records)} of {n_chunks} chunks are finished and kept in {store.folder}; "
+                    "run the same command again to compute only the others"
+                )
+            raise
+        finally:
+            bar.close()
+        info["workers"] = len(client.scheduler_info().get("workers", {}))
+    return records, info
+
+
+def _ensemble_of(records: dict[int, dict[str, Any]]) -> tuple[list[str], list[float]]:
+    """Member names and weights, the same in every chunk's record (else an error)."""
+    first = records[min(records)]
+    for chunk, record in records.items():
+        if record["members"] != first["members"] or record["weights"] != first["weights"]:
+            raise RuntimeError(
+                f"chunk {chunk} was scored by members {record['members']} with weights {record['weights']}, "
+                f"chunk {min(records)} by {first['members']} with {first['weights']}; re-run with --restart"
+            )
+    return list(first["members"]), list(first["weights"])
+
+
+def _errors_of(arrays: dict[str, np.ndarray]):
+    from hetens.rescore.scoring import ReferenceErrors
+
+    prefix = "errors."
+    return ReferenceErrors(**{k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
+
+def _frame_slice(predictions, scores, first: int, stop: int):
+    """Frames ``first:stop`` of a :class:`PredictionSet` and its :class:`EnsembleScores` (exact slices)."""
+    from dataclasses import replace
+
+    from hetens.rescore.arrays import FrameArrays, PredictionSet
+
+    frames = predictions.frames
+    atoms = slice(int(frames.offsets[first]), int(frames.offsets[stop]))
+    part = FrameArrays(
+        path=frames.path,
+        n_atoms=frames.n_atoms[first:stop],
+        numbers=frames.numbers[atoms],
+        positions=frames.positions[atoms],
+        cells=frames.cells[first:stop],
+        pbc=frames.pbc[first:stop],
+        indices=frames.indices[first:stop],
+    )
+    sliced = PredictionSet(
+        names=list(predictions.names),
+        frames=part,
+        member_energies=predictions.member_energies[first:stop],
+        member_forces=predictions.member_forces[atoms],
+        member_stresses=None if predictions.member_stresses is None else predictions.member_stresses[first:stop],
+        sources=list(predictions.sources),
+    )
+    sliced_scores = replace(
+        scores,
+        uncertainty=scores.uncertainty[first:stop],
+        atomic_uncertainty=scores.atomic_uncertainty[atoms],
+        member_max_deviation=scores.member_max_deviation[first:stop],
+        most_deviating=scores.most_deviating[first:stop],
+        energy=scores.energy[first:stop],
+        energy_std=scores.energy_std[first:stop],
+        forces=scores.forces[atoms],
+        stress=None if scores.stress is None else scores.stress[first:stop],
+    )
+    return sliced, sliced_scores
+
+
+def _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks):
+    """Add the ``cluster`` entry to the report; remove the chunk folder unless asked to keep it."""
+    computed = [records[i] for i in info["computed"]]
+    result.report["cluster"] = {
+        "cluster": cluster_spec.text if cluster_spec is not None else "client",
+        "workers": info["workers"],
+        "dashboard": info["dashboard"],
+        "chunk_size": chunk_size,
+        "chunks": len(records),
+        "chunks_reused": len(info["reused"]),
+        "chunks_computed": len(computed),
+        "frames_computed": int(sum(r["frames"] for r in computed)),
+        "retries": int(sum(max(0, r["attempts"] - 1) for r in computed)),
+        "worker_load_s": [r["load_s"] for r in computed if r.get("load_s")],
+        "compute_s": round(sum(r["compute_s"] for r in computed), 3),
+        "chunks_folder": str(store.folder) if keep_chunks else None,
+        "run_id": store.run_id,
+    }
+    if not keep_chunks:
+        store.remove()
+    return result
