@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,9 +22,21 @@ from ase.calculators.calculator import (
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
-from hetens.errors import MemberFailedError, MixedReferenceError
+from hetens.errors import (
+    HetensError,
+    InvalidStructureError,
+    MemberDroppedWarning,
+    MemberFailedError,
+    MixedReferenceError,
+    UnsupportedElementError,
+)
 from hetens.member import Member, as_member
-from hetens.validation import DEFAULT_MIN_DISTANCE, check_structure
+from hetens.validation import (
+    DEFAULT_MIN_DISTANCE,
+    check_structure,
+    element_symbols,
+    unsupported_elements,
+)
 from hetens.weights import resolve_weights
 from hetens.workers.pool import assign_threads, as_worker_spec, close_workers, evaluate_members, start_workers
 
@@ -61,7 +74,26 @@ def evaluate_member(
     Returns:
         energy (eV), forces (N, 3) eV/Å and stress (6,) Voigt eV/Å³ (``None``
         unless ``with_stress``), all float64.
+
+    Raises:
+        MemberFailedError: the member raised (the original exception is
+            chained), or returned missing, mis-shaped or non-finite output;
+            the message names the member, the property and the formula.
     """
+    try:
+        energy, forces, stress = _member_outputs(member, atoms, with_stress, force)
+    except HetensError:
+        raise
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise MemberFailedError(
+            f"member {member.name} failed on {atoms.get_chemical_formula()}: "
+            f"{type(exc).__name__}: {first_line}"
+        ) from exc
+    return _checked_outputs(member, atoms, energy, forces, stress)
+
+
+def _member_outputs(member: Member, atoms, with_stress: bool, force: bool):
     calc = member.calculator
     properties = ["energy", "forces"] + (["stress"] if with_stress else [])
     if isinstance(calc, BaseCalculator):
@@ -81,7 +113,7 @@ def evaluate_member(
         energy = calc.get_potential_energy(atoms)
         forces = calc.get_forces(atoms)
         stress = calc.get_stress(atoms) if with_stress else None
-    return _checked_outputs(member, atoms, energy, forces, stress)
+    return energy, forces, stress
 
 
 def _checked_outputs(member: Member, atoms, energy, forces, stress):
@@ -147,7 +179,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
     - ``atomic_uncertainty`` (N,) eV/Å; ``energy_std`` eV/atom;
       ``member_energies`` (M,) eV; ``member_forces`` (M, N, 3) eV/Å;
       ``member_stresses`` (M, 6); ``member_max_deviation`` (M,) eV/Å;
-      ``most_deviating_member`` (index into ``member_names``).
+      ``most_deviating_member`` (index into ``member_names``);
+      ``member_weights`` (M,) the normalised weights used (0 for a dropped
+      member); ``dropped_members`` dict name -> why (empty unless
+      ``on_member_error="drop"`` left someone out).
 
     Args:
         members: ASE calculators, :class:`hetens.Member` objects or member
@@ -172,6 +207,25 @@ class HeterogeneousEnsembleCalculator(Calculator):
             runs (as do an empty structure, non-finite positions and a
             periodic direction without a cell vector). ``None`` skips the
             distance check.
+        on_member_error: what a member failure does (an exception in the
+            model, NaN/infinite or mis-shaped output, a dead or hung worker,
+            an element outside its training set). ``"raise"`` (default):
+            :class:`~hetens.errors.MemberFailedError` naming the member, the
+            property or element and the formula. ``"drop"``: the other members
+            carry on with their weights renormalised, for this structure only
+            (the member is tried again on the next); ``results["dropped_members"]``
+            maps each left-out member to why, its rows of the ``member_*``
+            arrays are NaN, ``results["member_weights"]`` holds the weights
+            used, and a :class:`~hetens.errors.MemberDroppedWarning` is issued
+            once per member. Never a silent fallback.
+        min_members: with ``"drop"``, fewer surviving members than this raise
+            :class:`~hetens.errors.MemberFailedError` listing every failure.
+            Default 2 (U needs two members to mean anything), or 1 for a
+            one-member ensemble.
+
+    An element that no member was trained on is an
+    :class:`~hetens.errors.InvalidStructureError` before any model runs,
+    whatever the policy.
     """
 
     implemented_properties = (
@@ -193,6 +247,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         parallel: bool = False,
         lazy: bool = True,
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
+        on_member_error: str = "raise",
+        min_members: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -209,6 +265,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
         self.min_distance = min_distance
+        self.on_member_error, self.min_members = _check_policy(
+            on_member_error, min_members, len(self.members)
+        )
+        self._warned: set[str] = set()
         assign_threads(self.members)
         if not lazy:
             start_workers(self.members)
@@ -237,15 +297,84 @@ class HeterogeneousEnsembleCalculator(Calculator):
         if "stress" in properties and not with_stress:
             raise PropertyNotImplementedError(self._why_no_stress(atoms))
         info_changed = "info" in system_changes
-        outputs = evaluate_members(self.members, atoms, with_stress, info_changed)
-        energies, forces, stresses = (list(column) for column in zip(*outputs))
-        self.results = combine_predictions(
+        dropping = self.on_member_error == "drop"
+        failures: dict[str, Exception] = self._unsupported_element_failures(atoms)
+        if failures and not dropping:
+            raise next(iter(failures.values()))
+        active = [m for m in self.members if m.name not in failures]
+        outputs = evaluate_members(
+            active, atoms, with_stress, info_changed, failures=failures if dropping else None
+        )
+        by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
+        if failures:
+            self._report_drops(atoms, failures, survivors=len(by_name))
+        self.results = self._combine(by_name, failures, len(atoms), with_stress)
+        self._info = _info_snapshot(atoms.info)
+
+    def _unsupported_element_failures(self, atoms) -> dict[str, Exception]:
+        """Members whose training set lacks an element of ``atoms``, with the error for each.
+
+        Raises :class:`InvalidStructureError` when no member supports an element.
+        """
+        supported = {m.name: m.supported_elements() for m in self.members}
+        missing, nobody = unsupported_elements(atoms, supported)
+        formula = atoms.get_chemical_formula()
+        if nobody:
+            raise InvalidStructureError(
+                f"{formula}: no member of the ensemble was trained on element(s) "
+                f"{element_symbols(nobody)}; use members that were"
+            )
+        return {
+            name: UnsupportedElementError(
+                f"member {name} was not trained on element(s) {element_symbols(lacking)} "
+                f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
+                "the other members for such structures"
+            )
+            for name, lacking in missing.items()
+        }
+
+    def _report_drops(self, atoms, failures: Mapping[str, Exception], survivors: int) -> None:
+        """Warn once per dropped member; raise when fewer than ``min_members`` survive."""
+        if survivors < self.min_members:
+            listing = "; ".join(f"{name}: {error}" for name, error in failures.items())
+            raise MemberFailedError(
+                f"only {survivors} of {len(self.members)} members gave results for "
+                f"{atoms.get_chemical_formula()} (min_members={self.min_members}): {listing}"
+            )
+        for name, error in failures.items():
+            if name not in self._warned:
+                self._warned.add(name)
+                warnings.warn(
+                    f"hetens: member {name} dropped: {error}. The other {survivors} members carry "
+                    "on with their weights renormalised (warned once per member; "
+                    "results['dropped_members'] lists each structure's drops)",
+                    MemberDroppedWarning,
+                    stacklevel=2,
+                )
+
+    def _combine(self, by_name, failures, n_atoms: int, with_stress: bool) -> dict[str, Any]:
+        """:func:`combine_predictions` over the surviving members, member arrays in full (M, ...) order."""
+        names = self.member_names
+        kept = [i for i, name in enumerate(names) if name in by_name]
+        energies, forces, stresses = (list(column) for column in zip(*(by_name[names[i]] for i in kept)))
+        results = combine_predictions(
             energies,
             np.stack(forces),
-            self.weights,
+            self.weights[kept],
             np.stack(stresses) if with_stress else None,
         )
-        self._info = _info_snapshot(atoms.info)
+        weights = np.zeros(len(names))
+        weights[kept] = self.weights[kept] / self.weights[kept].sum()
+        results["member_weights"] = weights
+        results["dropped_members"] = {name: str(error) for name, error in failures.items()}
+        if failures:
+            for key in ("member_energies", "member_forces", "member_stresses", "member_max_deviation"):
+                if key in results:
+                    full = np.full((len(names), *results[key].shape[1:]), np.nan)
+                    full[kept] = results[key]
+                    results[key] = full
+            results["most_deviating_member"] = kept[results["most_deviating_member"]]
+        return results
 
     def provides_stress(self, atoms) -> bool:
         """Whether stress is available: every member implements it and the cell is 3D periodic."""
@@ -297,6 +426,16 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def __repr__(self) -> str:
         parts = ", ".join(f"{n} ({w:.3f})" for n, w in zip(self.member_names, self.weights))
         return f"HeterogeneousEnsembleCalculator([{parts}])"
+
+
+def _check_policy(on_member_error: str, min_members: int | None, n_members: int) -> tuple[str, int]:
+    if on_member_error not in ("raise", "drop"):
+        raise ValueError(f"on_member_error must be 'raise' or 'drop'; got {on_member_error!r}")
+    if min_members is None:
+        return on_member_error, min(2, n_members)
+    if not 1 <= int(min_members) <= n_members:
+        raise ValueError(f"min_members must be between 1 and the {n_members} members; got {min_members}")
+    return on_member_error, int(min_members)
 
 
 def _with_unique_names(members: list[Member]) -> list[Member]:

@@ -32,6 +32,8 @@ ENSEMBLE_RESULT_KEYS = (
     "member_stresses",
     "member_max_deviation",
     "most_deviating_member",
+    "member_weights",
+    "dropped_members",
 )
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "EnvironmentBuildError",
     "UncertaintyHalt",
     "InvalidStructureError",
+    "UnsupportedElementError",
+    "MemberDroppedWarning",
 ]
 
 
@@ -147,6 +149,34 @@ class InvalidStructureError(HetensError, ValueError):
     """
 
 
+class Interrupted(KeyboardInterrupt):
+    """Raised instead of a bare ``KeyboardInterrupt`` when Ctrl-C stops a long run
+    (:func:`hetens.rescore.score.score_live`) after the work already done was saved.
+
+    Deliberately a ``KeyboardInterrupt`` and not a :class:`HetensError`, so
+    ``except Exception`` never swallows Ctrl-C.
+
+    Attributes:
+        done: frames completed and saved.
+        total: frames planned, or ``None`` when unknown.
+        where: what was being processed when it stopped (``"FILE frame I"``), or ``None``.
+        kept: the file holding the completed frames, or ``None`` when none were done.
+    """
+
+    def __init__(self, done, total=None, *, where=None, kept=None):
+        self.done = int(done)
+        self.total = None if total is None else int(total)
+        self.where = where
+        self.kept = kept
+        of = f" of {self.total}" if self.total is not None else ""
+        at = f" ({where})" if where else ""
+        saved = f"; {self.done} scored frames kept in {kept}" if kept else "; no frame was complete"
+        super().__init__(f"interrupted at frame {self.done}{of}{at}{saved}")
+
+
+__all__ += ["Interrupted"]
+
+
 class MissingExtraError(HetensError, ImportError):
     """Raised when an optional feature's packages are missing (``--cluster`` needs Dask);
     the message names the pip extra to install (``pip install 'hetens[dask]'``).
@@ -154,3 +184,16 @@ class MissingExtraError(HetensError, ImportError):
 
 
 __all__ += ["MissingExtraError"]
+
+
+class UnsupportedElementError(MemberFailedError):
+    """Raised before a member runs when the structure holds an element outside its training set.
+
+    A member failure like any other: ``on_member_error="drop"`` drops the
+    member for that structure. An element that no member supports is an
+    :class:`InvalidStructureError` instead.
+    """
+
+
+class MemberDroppedWarning(UserWarning):
+    """Issued once per member when ``on_member_error="drop"`` leaves it out of a result."""

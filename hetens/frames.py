@@ -12,10 +12,13 @@ key                        where   meaning
 ``hetens_U``               info    U, eV/Å
 ``hetens_max_u``           info    max per-atom uncertainty, eV/Å
 ``hetens_energy_std``      info    weighted member energy spread, eV/atom
-``hetens_member_energies`` info    (M,) member energies, eV
+``hetens_member_energies`` info    (M,) member energies, eV (NaN: dropped)
 ``hetens_most_deviating``  info    name of the member contributing most to U
 ``hetens_members``         info    member names joined by ``,``
-``hetens_weights``         info    (M,) normalised weights
+``hetens_weights``         info    (M,) normalised weights used (0: dropped)
+``hetens_dropped``         info    members left out of this frame, joined by
+                                   ``,`` (only when ``on_member_error="drop"``
+                                   dropped some)
 ``hetens_version``         info    hetens version that wrote the frame
 ``hetens_u``               arrays  (N,) per-atom uncertainty, eV/Å
 =========================  ======  ===========================================
@@ -85,10 +88,12 @@ def annotate(
         hetens_member_energies=np.asarray(results["member_energies"], dtype=float),
         hetens_most_deviating=str(member_names[int(results["most_deviating_member"])]),
         hetens_members=",".join(member_names),
-        hetens_weights=np.asarray(weights, dtype=float),
+        hetens_weights=np.asarray(results.get("member_weights", weights), dtype=float),
         hetens_version=__version__,
         **extra_info,
     )
+    if results.get("dropped_members"):
+        frame.info["hetens_dropped"] = ",".join(results["dropped_members"])
     frame.arrays["hetens_u"] = atomic_u
     standard = {k: results[k] for k in _STANDARD if k in results}
     frame.calc = SinglePointCalculator(frame, **standard)

@@ -33,6 +33,8 @@ class Member:
         spec: the spec it was loaded from, ``None`` for a wrapped calculator.
         device: torch device it runs on, ``None`` when not applicable.
         versions: package name -> version, for provenance.
+        elements: atomic numbers the model was trained on, ``None`` when not
+            known (then not checked). See :meth:`supported_elements`.
     """
 
     calculator: Any
@@ -43,6 +45,7 @@ class Member:
     spec: str | None = None
     device: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    elements: frozenset[int] | None = None
 
     @classmethod
     def wrap(
@@ -64,6 +67,16 @@ class Member:
             level_of_theory=level_of_theory,
             training_data=training_data,
         )
+
+    def supported_elements(self) -> frozenset[int] | None:
+        """Atomic numbers the model was trained on, ``None`` when unknown.
+
+        A member in a worker process reports them once its worker runs.
+        """
+        if self.elements is not None:
+            return self.elements
+        reported = getattr(self.calculator, "supported_elements", None)
+        return frozenset(reported) if reported is not None else None
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description, written into output files."""
@@ -130,6 +143,7 @@ def load_member(
 
         worker_spec = str(MemberSpec(parsed.family, parsed.model, parsed.head, options))
         calculator = IsolatedCalculator(worker_spec, device=resolved_device, member_name=display_name, **worker)
+        elements = None  # the worker reports them (Member.supported_elements)
         versions = calculator.versions  # the same dict, filled when the worker is ready
         # Provenance names the interpreter, however it was given.
         parsed = MemberSpec(parsed.family, parsed.model, parsed.head,
@@ -138,6 +152,7 @@ def load_member(
         adapter = family.adapter()
         calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)
         versions = adapter.versions()
+        elements = adapter.elements(calculator) if hasattr(adapter, "elements") else None
     return Member(
         calculator=calculator,
         name=display_name,
@@ -147,6 +162,7 @@ def load_member(
         spec=str(parsed),
         device=resolved_device,
         versions=versions,
+        elements=elements,
     )
 
 

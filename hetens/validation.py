@@ -8,13 +8,13 @@ list within ``min_distance``), so the calculator runs it on every call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from hetens.errors import InvalidStructureError
 
-__all__ = ["DEFAULT_MIN_DISTANCE", "check_structure", "check_elements"]
+__all__ = ["DEFAULT_MIN_DISTANCE", "check_structure", "unsupported_elements", "element_symbols"]
 
 #: Atoms closer than this (Å) are "on top of each other": no uMLIP is
 #: trained there and most return NaN or enormous forces.
@@ -69,25 +69,39 @@ def _check_overlaps(atoms, min_distance: float, where: str) -> None:
         )
 
 
-def check_elements(atoms, supported: dict[str, Iterable[int] | None], label: str | None = None) -> None:
-    """Raise when an element is outside a member's element set.
+def unsupported_elements(
+    atoms, supported: Mapping[str, Iterable[int] | None]
+) -> tuple[dict[str, list[int]], list[int]]:
+    """Which members lack which of the structure's elements.
 
     Args:
         atoms: the structure.
         supported: member name -> atomic numbers it was trained on (``None``
             when unknown: not checked).
-    """
-    from ase.data import chemical_symbols
 
+    Returns:
+        ``(missing, nobody)``: member name -> sorted atomic numbers of the
+        structure it was not trained on (members lacking none are left out),
+        and the atomic numbers no member supports (empty unless every member's
+        set is known).
+    """
     present = set(np.unique(atoms.numbers).tolist())
-    where = f"{label}: " if label else ""
+    missing: dict[str, list[int]] = {}
+    covered: set[int] = set()
     for name, elements in supported.items():
         if elements is None:
+            covered = present
             continue
-        missing = sorted(present - set(elements))
-        if missing:
-            symbols = ", ".join(chemical_symbols[z] for z in missing)
-            raise InvalidStructureError(
-                f"{where}{atoms.get_chemical_formula()}: member {name} does not support element(s) "
-                f"{symbols}; remove that member or use one trained on them"
-            )
+        elements = set(elements)
+        covered |= elements & present
+        lacking = sorted(present - elements)
+        if lacking:
+            missing[name] = lacking
+    return missing, sorted(present - covered)
+
+
+def element_symbols(numbers: Iterable[int]) -> str:
+    """``"U, Pu"`` for ``[92, 94]``."""
+    from ase.data import chemical_symbols
+
+    return ", ".join(chemical_symbols[z] for z in numbers)

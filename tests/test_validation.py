@@ -9,7 +9,7 @@ from ase.build import bulk
 
 from hetens import HeterogeneousEnsembleCalculator
 from hetens.errors import InvalidStructureError
-from hetens.validation import check_elements, check_structure
+from hetens.validation import check_structure, element_symbols, unsupported_elements
 
 
 def test_good_structures_pass():
@@ -37,11 +37,15 @@ def test_bad_structures(atoms, message):
     assert issubclass(InvalidStructureError, ValueError)
 
 
-def test_label_and_elements():
+def test_unsupported_elements():
     atoms = bulk("W", "bcc", a=3.17).repeat(2)
-    atoms.numbers[0] = 92
-    with pytest.raises(InvalidStructureError, match="frame 7: .*member m1 does not support element.* U"):
-        check_elements(atoms, {"m0": None, "m1": range(1, 84)}, label="frame 7")
+    atoms.numbers[:2] = [92, 8]  # U, O
+    missing, nobody = unsupported_elements(atoms, {"m0": None, "m1": range(1, 84), "m2": [8, 74, 92]})
+    assert missing == {"m1": [92]} and nobody == []  # m0's set is unknown: it may cover U
+    missing, nobody = unsupported_elements(atoms, {"m1": range(1, 84), "m2": [74]})
+    assert missing == {"m1": [92], "m2": [8, 92]} and nobody == [92]
+    assert element_symbols(nobody) == "U"
+    assert unsupported_elements(atoms, {"m": range(1, 95)}) == ({}, [])
 
 
 def test_calculator_refuses_before_any_member_runs(sevenn_member):

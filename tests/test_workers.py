@@ -29,6 +29,7 @@ from ase import Atoms
 import hetens
 from hetens.calculator import evaluate_member
 from hetens.errors import (
+    MemberDroppedWarning,
     MemberFailedError,
     MemberSpecError,
     MissingFamilyError,
@@ -193,6 +194,8 @@ def test_parallel_ensemble_starts_workers_eagerly_and_closes_them(chgnet_member,
         cores = len(os.sched_getaffinity(0))
         assert [w.threads for w in workers] == [max(1, cores // 2)] * 2
         assert [w.info["threads"] for w in workers] == [max(1, cores // 2)] * 2
+        # Workers report their model's elements, so the element check covers them too.
+        assert calc.members[0].supported_elements() == chgnet_member.supported_elements()
         w16.calc = calc
         forces = w16.get_forces()
         energy, member_forces, _ = evaluate_member(chgnet_member, w16, with_stress=False)
@@ -262,6 +265,20 @@ def test_hanging_worker_times_out_and_is_stopped(w16):
     assert f"{TEST_HANG_VARIABLE} is set: sleeping 600 s" in text
     assert not alive(pid)
     assert calc.worker.pid is None
+
+
+def test_hung_worker_is_dropped_and_the_others_carry_on(sevenn_member, chgnet_member, w16):
+    hung = hetens.load_member("chgnet:0.2.0@timeout=2", device="cpu", python=sys.executable,
+                              env={TEST_HANG_VARIABLE: "600"})
+    with hetens.HeterogeneousEnsembleCalculator(
+        [sevenn_member, hung, chgnet_member], on_member_error="drop", lazy=False
+    ) as calc:
+        pid = hung.calculator.worker.pid
+        with pytest.warns(MemberDroppedWarning, match="chgnet:0.2.0 dropped: .*did not answer within 2 s"):
+            calc.get_potential_energy(w16)
+        assert list(calc.results["dropped_members"]) == ["chgnet:0.2.0"]
+        assert calc.results["member_weights"] == pytest.approx([0.5, 0.0, 0.5])
+        assert np.isfinite(calc.results["energy"]) and not alive(pid)
 
 
 def test_garbage_collection_and_context_manager_stop_workers():

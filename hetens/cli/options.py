@@ -30,6 +30,29 @@ def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
                        help="evaluate members concurrently, each in its own worker process")
 
 
+def add_member_error_options(parser: argparse.ArgumentParser) -> None:
+    """``--on-member-error raise|drop`` and ``--min-members`` (for commands that run the calculator)."""
+    group = parser.add_argument_group("member failures")
+    group.add_argument(
+        "--on-member-error", choices=("raise", "drop"), default="raise",
+        help="a member that fails (exception, NaN, dead worker, element it was not trained on): "
+        "stop with an error naming it (raise, default), or leave it out of that step and "
+        "renormalise the others' weights (drop; warned once per member)",
+    )
+    group.add_argument(
+        "--min-members", type=int, metavar="K",
+        help="with --on-member-error drop: stop when fewer than K members are left (default 2)",
+    )
+
+
+def _member_error_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    policy = getattr(args, "on_member_error", "raise")
+    minimum = getattr(args, "min_members", None)
+    if minimum is not None and policy != "drop":
+        raise ValueError("--min-members applies with --on-member-error drop")
+    return {"on_member_error": policy, "min_members": minimum} if policy != "raise" else {}
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout; human text goes to stderr")
@@ -41,6 +64,7 @@ def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
     from hetens.ensemble import DEFAULT_MEMBERS
     from hetens.weights import read_weights_file
 
+    kwargs = {**_member_error_kwargs(args), **kwargs}
     if getattr(args, "ensemble_file", None):
         return _ensemble_from_file(args, **kwargs)
     weights: Any = args.weights

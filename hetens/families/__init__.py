@@ -10,6 +10,8 @@ Each adapter module provides::
     load(model: str, *, head: str | None, device: str, options: dict[str, str]) -> Calculator
     weights_status(model: str) -> str   # "shipped", "cached", "local file" or "download"
     versions() -> dict[str, str]        # package name -> version
+    elements(calculator) -> frozenset[int] | None   # optional: atomic numbers it was
+                                                    # trained on (None or absent: unknown)
 
 Adapters are imported only when a member of that family is loaded, so
 ``import hetens`` imports no model package.

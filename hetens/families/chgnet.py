@@ -42,6 +42,12 @@ def versions() -> dict[str, str]:
     return package_versions("chgnet", "torch", "pymatgen")
 
 
+def elements(calculator) -> frozenset[int]:
+    """Atomic numbers 1..n of CHGNet's atom embedding (n = 94 for the shipped models)."""
+    n_elements = calculator.model.atom_embedding.embedding.num_embeddings
+    return frozenset(range(1, n_elements + 1))
+
+
 @functools.cache
 def _voigt_calculator_class():
     from ase.stress import full_3x3_to_voigt_6_stress

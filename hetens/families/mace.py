@@ -99,6 +99,11 @@ def versions() -> dict[str, str]:
     return package_versions("mace-torch", "torch", "e3nn")
 
 
+def elements(calculator) -> frozenset[int]:
+    """Atomic numbers of the model's element table (``z_table``)."""
+    return frozenset(int(z) for z in calculator.z_table.zs)
+
+
 def _dtype(model: str, options: dict[str, str]) -> str:
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:

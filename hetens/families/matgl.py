@@ -87,6 +87,14 @@ def versions() -> dict[str, str]:
     return package_versions("matgl", "torch", "torch_geometric")
 
 
+def elements(calculator) -> frozenset[int] | None:
+    """Atomic numbers of the model's ``element_types``."""
+    from ase.data import atomic_numbers
+
+    symbols = getattr(calculator, "element_types", None)
+    return frozenset(atomic_numbers[s] for s in symbols) if symbols else None
+
+
 @functools.cache
 def _calculator_class():
     from matgl.ext.ase import PESCalculator

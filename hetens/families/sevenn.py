@@ -76,3 +76,9 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
 
 def versions() -> dict[str, str]:
     return package_versions("sevenn", "torch", "e3nn")
+
+
+def elements(calculator) -> frozenset[int] | None:
+    """Atomic numbers the checkpoint was trained on: the keys of its type map."""
+    type_map = getattr(calculator, "type_map", None)
+    return frozenset(int(z) for z in type_map) if type_map else None

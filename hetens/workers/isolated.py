@@ -104,6 +104,11 @@ class IsolatedCalculator(Calculator):
         return info
 
     @property
+    def supported_elements(self) -> list[int] | None:
+        """Atomic numbers the worker's model was trained on; ``None`` until it is ready or when unknown."""
+        return self.worker.info.get("elements")
+
+    @property
     def device(self) -> str:
         """The device the worker resolved (``"cpu"``, ``"cuda"``...), or the one asked for before it ran."""
         return self.worker.info.get("device", self.worker.device)

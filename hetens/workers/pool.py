@@ -106,7 +106,8 @@ def start_workers(members: Sequence[Member]) -> None:
 
 
 def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force: bool = False,
-                     cores: int | None = None) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
+                     cores: int | None = None, failures: dict[str, Exception] | None = None
+                     ) -> list[tuple[float, np.ndarray, np.ndarray | None] | None]:
     """:func:`hetens.calculator.evaluate_member` for every member, workers concurrently.
 
     CPU workers are dispatched so that the torch threads computing at once
@@ -116,6 +117,10 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
     its threads for the next. Workers on a GPU are dispatched at once. The
     in-process members run while the workers compute. ``force`` recomputes
     even when a member's cache looks valid. Results come in member order.
+
+    A failing member raises its :class:`~hetens.errors.MemberFailedError`
+    at once, unless ``failures`` is given: then the error is stored there
+    under the member's name, its result is ``None``, and the others go on.
     """
     from hetens.calculator import evaluate_member
 
@@ -127,13 +132,26 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
     todo.sort(key=_last_compute, reverse=True)  # longest first (LPT), from the last call
     cores = cores or available_cores()
     running: list[Member] = []
-    outputs = {}
+    outputs: dict[int, Any] = {}
+
+    def evaluate(member: Member) -> None:
+        try:
+            outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+        except Exception as error:
+            if failures is None:
+                raise
+            failures[member.name] = error
+            outputs[id(member)] = None
 
     def dispatch(slots: int) -> None:
         busy = sum(_cpu_threads(m) for m in running)
         while todo and (not running or busy + _cpu_threads(todo[0]) <= slots):
             member = todo.pop(0)
-            member.calculator.submit(atoms, properties)
+            try:
+                member.calculator.submit(atoms, properties)
+            except Exception:
+                evaluate(member)  # reports the dead worker as this member's failure
+                continue
             running.append(member)
             busy += _cpu_threads(member)
 
@@ -141,16 +159,18 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
         if len(workers) > 1 or local:
             dispatch(max(1, cores - (1 if local else 0)))
         for member in local:
-            outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+            evaluate(member)
         while running or todo:
             dispatch(cores)
+            if not running:
+                continue
             member = _first_answer(running)
             running.remove(member)
             # calculate() recognises the structure submitted above and collects it.
-            outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+            evaluate(member)
         for member in workers:
             if id(member) not in outputs:  # results cached from an earlier call
-                outputs[id(member)] = evaluate_member(member, atoms, with_stress, force)
+                evaluate(member)
     finally:
         for member in workers:
             member.calculator.cancel()

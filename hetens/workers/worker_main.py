@@ -102,6 +102,7 @@ def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
         "device": member.device,
         "implemented_properties": list(getattr(member.calculator, "implemented_properties", ())),
         "versions": member.versions,
+        "elements": None if member.elements is None else sorted(member.elements),
         "threads": torch.get_num_threads() if torch is not None else None,
         "load_seconds": seconds,
     }
