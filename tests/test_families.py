@@ -180,9 +180,14 @@ def test_members_do_not_interfere_in_one_process(members):
 def test_family_conformance(family, members):
     """Shapes, conservative forces and stress, invariances, one-atom cell, no input mutation,
     recomputation on change: the same checks for every family."""
-    calc = members(family).calculator
+    member = members(family)
+    calc = member.calculator
     atoms = probe_cell()
     before = snapshot(atoms)
+    elements = member.supported_elements()  # what the element check before each call uses
+    assert elements is None or set(atoms.numbers) <= elements
+    if family in ("mace", "matgl"):
+        assert elements == {8, 29, 42, 74}  # the tiny models' element tables
 
     e0 = energy(calc, atoms)
     forces = np.asarray(calc.get_forces(atoms))
