@@ -15,14 +15,23 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_frames_atomic", "append_frame", "ensure_writable"]
+__all__ = [
+    "atomic_path",
+    "write_frames_atomic",
+    "append_frame",
+    "frame_text",
+    "ensure_writable",
+    "check_output",
+    "sync_handle",
+]
 
 
 def ensure_writable(path: str | os.PathLike) -> Path:
     """Check before any work that ``path`` can be created; return it as a Path.
 
     Raises:
-        PermissionError / FileNotFoundError / IsADirectoryError naming the path.
+        PermissionError / FileNotFoundError / IsADirectoryError /
+        NotADirectoryError naming the path.
     """
     path = Path(path)
     if path.is_dir():
@@ -30,9 +39,46 @@ def ensure_writable(path: str | os.PathLike) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise FileNotFoundError(f"cannot write {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {path}: folder {parent} is not writable")
     return path
+
+
+def check_output(path: str | os.PathLike, inputs=(), option: str = "output") -> Path:
+    """:func:`ensure_writable`, and refuse an output that is one of ``inputs``.
+
+    Writing over a file that is still being read would destroy it, so this
+    is checked before any work. ``None`` entries in ``inputs`` are ignored.
+
+    Raises:
+        ValueError: ``path`` is the same file as an input (names both).
+    """
+    target = ensure_writable(path)
+    resolved = target.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item)
+        same = source.resolve() == resolved
+        if not same and target.exists() and source.exists():
+            same = os.path.samefile(source, target)
+        if same:
+            raise ValueError(
+                f"{option} {target} is also the input {source}; writing it would destroy the input: "
+                "give the output another name"
+            )
+    return target
+
+
+def sync_handle(handle) -> None:
+    """Flush an open file to the OS and fsync it (a no-op fsync for pipes and terminals)."""
+    handle.flush()
+    try:
+        os.fsync(handle.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout, a pipe, StringIO: nothing to sync
+        pass
 
 
 @contextlib.contextmanager
@@ -88,10 +134,22 @@ def _guess(path: Path) -> str:
     return "extxyz"
 
 
-def append_frame(handle, atoms) -> None:
-    """Append one frame to an open extxyz text handle and flush it to the OS."""
+def frame_text(atoms) -> str:
+    """One frame as extended XYZ text (what ``write_extxyz`` would append)."""
+    import io
+
     from ase.io.extxyz import write_extxyz
 
-    write_extxyz(handle, [atoms])
-    handle.flush()
-    os.fsync(handle.fileno())
+    buffer = io.StringIO()
+    write_extxyz(buffer, [atoms])
+    return buffer.getvalue()
+
+
+def append_frame(handle, atoms) -> None:
+    """Append one frame to an open extxyz text handle, flush it to the OS and fsync it.
+
+    The frame is formatted first and written in one call, so an interrupt
+    (Ctrl-C) never leaves half a frame in the file.
+    """
+    handle.write(frame_text(atoms))
+    sync_handle(handle)

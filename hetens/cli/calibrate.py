@@ -85,11 +85,11 @@ def _predictions(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.atomic_io import ensure_writable
+    from hetens.atomic_io import check_output
     from hetens.rescore.calibrate import calibrate, format_calibration, write_weights_file
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
 
-    ensure_writable(args.output)
+    check_output(args.output, [args.reference, *(args.precomputed or [])], option="-o")
     predictions = _predictions(args)
     reference = read_frame_arrays(
         args.reference,

@@ -67,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error and its notes (``exc.add_note``: what was kept, say) as one line."""
     text = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0] if exc.args else exc)
-    return " ".join(text.split()) or type(exc).__name__
+    parts = [" ".join(text.split()) or type(exc).__name__]
+    parts += [" ".join(str(note).split()) for note in getattr(exc, "__notes__", ())]
+    return "; ".join(p for p in parts if p)
 
 
 if __name__ == "__main__":  # pragma: no cover

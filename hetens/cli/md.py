@@ -1,6 +1,7 @@
 """``hetens md STRUCTURE``: monitored MD with the ensemble (the main job).
 
-Exit codes: 0 completed, 3 halted by uncertainty, 2 bad input.
+Exit codes: 0 completed, 3 halted by uncertainty, 2 bad input, 130 interrupted
+(Ctrl-C: the run stops after the current step, keeping every logged row and frame).
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ import json
 import sys
 from pathlib import Path
 
-from hetens.cli.options import add_ensemble_options, add_json_option, ensemble_from_args
+from hetens.cli.options import (
+    add_ensemble_options,
+    add_json_option,
+    add_member_error_options,
+    ensemble_from_args,
+)
 
 EXIT_HALTED = 3
+EXIT_INTERRUPTED = 130
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("structure", help="any ASE-readable structure file")
     parser.add_argument("--index", default="-1", help="frame of STRUCTURE to start from (default: last)")
     add_ensemble_options(parser)
+    add_member_error_options(parser)
     md = parser.add_argument_group("dynamics")
     md.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
     md.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
@@ -93,21 +101,29 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
 
     calc = ensemble_from_args(args)
-    atoms.calc = calc
-    print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
-          f"{len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
-    dyn = make_md(atoms, timestep_fs=args.timestep, temperature_K=args.temperature,
-                  ensemble=args.ensemble, friction_per_fs=args.friction, seed=args.seed)
-    with UncertaintyMonitor(
-        dyn, log=log,
-        flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
-        flag_spacing=args.flag_spacing,
-        halt_above=args.halt_above, halt_consecutive=args.halt_consecutive,
-        halt_file=halt_file if args.halt_above is not None else None,
-        trajectory=args.traj, trajectory_interval=args.traj_interval,
-    ) as monitor, _Progress(args.steps, monitor, args.print_every, human) as progress:
-        outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval, progress=progress)
-    calc.close()
+    with calc:  # closing stops worker processes, whatever happens
+        atoms.calc = calc
+        print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
+              f"{len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
+        dyn = make_md(atoms, timestep_fs=args.timestep, temperature_K=args.temperature,
+                      ensemble=args.ensemble, friction_per_fs=args.friction, seed=args.seed)
+        start = int(dyn.nsteps)
+        outcome = None
+        with _StopOnInterrupt() as stop, UncertaintyMonitor(
+            dyn, log=log,
+            flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
+            flag_spacing=args.flag_spacing,
+            halt_above=args.halt_above, halt_consecutive=args.halt_consecutive,
+            halt_file=halt_file if args.halt_above is not None else None,
+            trajectory=args.traj, trajectory_interval=args.traj_interval,
+        ) as monitor, _Progress(args.steps, monitor, args.print_every, human) as progress:
+            try:
+                outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval,
+                                        progress=stop.after(progress))
+            except KeyboardInterrupt:
+                pass  # the observers close (flush, fsync) on leaving this block
+    if outcome is None:
+        return _interrupted(args, int(dyn.nsteps) - start, monitor, log, atoms, human)
 
     print(outcome.summary(), file=human)
     print(f"log            {log}", file=human)
@@ -127,6 +143,72 @@ def run(args: argparse.Namespace) -> int:
                                        "weights": [float(w) for w in calc.weights]}
         print(json.dumps(summary))
     return EXIT_HALTED if outcome.halted else 0
+
+
+def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int:
+    """Ctrl-C: say where the run stopped and what was kept; plot what was logged; exit 130."""
+    from hetens.monitor import plot_log
+
+    kept = [f"log {log} has {monitor.logger.rows} rows"]
+    if monitor.trajectory is not None:
+        kept.append(f"trajectory {monitor.trajectory.path} has {monitor.trajectory.frames} frames")
+    if monitor.flagger is not None:
+        kept.append(f"flagged {monitor.flagger.path} has {monitor.flagger.flagged} frames")
+    print(f"hetens md: interrupted at step {steps_done} of {args.steps}; {', '.join(kept)}",
+          file=sys.stderr, flush=True)
+    if not args.no_plot and monitor.logger.rows:
+        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
+                       title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K "
+                       f"(interrupted)")
+        print(f"plot           {png}", file=human)
+    if args.json:
+        print(json.dumps({"status": "interrupted", "steps_done": steps_done, "observed": monitor.logger.rows,
+                          "log": str(log), "trajectory": args.traj}))
+    return EXIT_INTERRUPTED
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C (SIGINT) stops the run after the current step; a second one at once.
+
+    Stopping between steps keeps the log, trajectory and flagged files in
+    step with each other (every observer has recorded the last step). Where
+    SIGINT cannot be handled here (not the main thread, or ignored), Ctrl-C
+    keeps its usual effect.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopOnInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def after(self, progress):
+        """``progress`` followed by a stop at this step boundary when Ctrl-C was pressed."""
+
+        def call(done: int) -> None:
+            progress(done)
+            if self.requested:
+                raise KeyboardInterrupt
+
+        return call
+
+    def __exit__(self, *exc_info) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _check_outputs(structure: Path, outputs: dict[str, Path]) -> None:

@@ -131,6 +131,19 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise ValueError("live scoring needs -o OUT.extxyz for the scored frames")
         if args.names:
             raise ValueError("--names names PRED files; live members are named by their specs (--models)")
+        _check_paths(args)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Live scoring: inputs readable and the output writable (not an input) before any model loads."""
+    from hetens.atomic_io import check_output
+    from hetens.rescore.reading import check_readable
+
+    for path in args.files:
+        check_readable(path, scan=True, format=args.format)
+    if args.reference is not None:
+        check_readable(args.reference, scan=True)
+    check_output(args.output, [*args.files, args.reference], option="-o")
 
 
 def _precomputed_weights(args: argparse.Namespace):
@@ -142,12 +155,13 @@ def _precomputed_weights(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.errors import MemberFailedError
+    from hetens.errors import Interrupted, MemberFailedError
     from hetens.rescore.report import format_report
     from hetens.rescore.score import score_live, score_precomputed
 
     _check_arguments(args)
     human = sys.stderr if args.json else sys.stdout
+    calc = None
     try:
         if args.cluster:
             result = _score_on_cluster(args, human)
@@ -192,6 +206,12 @@ def run(args: argparse.Namespace) -> int:
         for note in getattr(exc, "__notes__", []):
             print(f"hetens score: {note}", file=sys.stderr)
         return 1
+    except Interrupted as exc:  # Ctrl-C: the complete frames were kept in OUT.partial.extxyz
+        print(f"hetens score: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        if calc is not None:
+            calc.close()  # stops worker processes
     for note in result.notes:
         print(f"note: {note}", file=human)
     print(format_report(result.report), file=human)
@@ -205,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.report))
     return 0
+
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cluster (Dask; pip install 'hetens[dask]'; see docs/distributed.md)")

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from hetens.atomic_io import append_frame, ensure_writable, write_frames_atomic
+from hetens.atomic_io import append_frame, ensure_writable, sync_handle, write_frames_atomic
 from hetens.errors import UncertaintyHalt
 from hetens.monitor.csvlog import COLUMNS, format_row
 from hetens.monitor.observation import DynamicsView, Observation, annotate_state, underlying_atoms
@@ -121,9 +121,11 @@ class UncertaintyLogger(_Observer):
         self.rows += 1
 
     def close(self) -> None:
-        if self._owned and not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+        """Flush and fsync the log (a handle given by the caller is flushed, not closed)."""
+        if self._handle.closed:
+            return
+        sync_handle(self._handle)
+        if self._owned:
             self._handle.close()
 
 
@@ -148,7 +150,9 @@ class _FrameAppender:
         self.frames += 1
 
     def close(self) -> None:
+        """Flush and fsync the file, then close it."""
         if not self._handle.closed:
+            sync_handle(self._handle)
             self._handle.close()
 
 

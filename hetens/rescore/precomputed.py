@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 
 from hetens.errors import AlignmentError, FrameReadError
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.rescore.reading import is_extxyz, iter_frames, parse_index
+from hetens.rescore.reading import check_readable, is_extxyz, iter_frames, not_text_error, parse_index
 
 __all__ = [
     "read_frame_arrays",
@@ -71,9 +72,7 @@ def read_frame_arrays(
         FrameReadError: a frame cannot be parsed, has no atoms, or lacks
             forces (or energy when required); names file, frame and key.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input file {path} does not exist")
+    path = check_readable(path)
     if is_extxyz(path, format):
         try:
             arrays = _read_extxyz_fast(path, parse_index(index), energy_key, forces_key)
@@ -288,8 +287,13 @@ def _same_header(a: _Header, b: _Header) -> bool:
 def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, forces_key: str) -> dict:
     from ase.io.extxyz import key_val_str_to_dict, parse_properties
 
-    with open(path) as handle:
-        lines = handle.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")  # as ASE reads lines (splitlines() also splits at \f...)
+        if lines and lines[-1] == "":
+            lines.pop()  # the final newline ends the last line, it does not start a new one
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
     table = _frame_table(lines, path)
     chosen = _selected(len(table), selection)
     if not chosen:
@@ -325,8 +329,11 @@ def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, force
     forces = np.full((total, 3), np.nan)
     missing_forces = None
     for properties_string, members in layouts.items():
-        properties, names, _, _ = parse_properties(properties_string)
-        columns = _columns(properties, names)
+        try:
+            properties, names, _, _ = parse_properties(properties_string)
+            columns = _columns(properties, names)
+        except (ValueError, KeyError, IndexError):
+            raise _UseASE() from None  # ASE's reader names the frame
         if "pos" not in columns or not ({"species", "Z"} & columns.keys()):
             raise _UseASE()
         block = [
@@ -347,7 +354,9 @@ def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, force
             c for name, _ in wanted for c in range(columns[name][0], columns[name][0] + columns[name][1])
         ]
         try:
-            values = np.loadtxt(io.StringIO(text), usecols=usecols, dtype=float, ndmin=2, comments=None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # "input contained no data" and friends: let ASE say
+                values = np.loadtxt(io.StringIO(text), usecols=usecols, dtype=float, ndmin=2, comments=None)
             positions[rows] = values[:, 0:3]
             if forces_key in columns:
                 forces[rows] = values[:, 3:6]
@@ -361,7 +370,7 @@ def _read_extxyz_fast(path: Path, selection: slice | int, energy_key: str, force
                 numbers[rows] = _symbols_to_numbers(symbols, path)
         except FrameReadError:
             raise
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, Warning):
             raise _UseASE() from None
     return {
         "path": str(path),

@@ -13,7 +13,6 @@ parsing its atom lines, for reading U back from a scored file quickly).
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +24,7 @@ from hetens.errors import FrameReadError
 
 __all__ = [
     "FrameSource",
+    "check_readable",
     "parse_index",
     "iter_frames",
     "count_frames",
@@ -84,11 +84,33 @@ def _file_indices(selection: slice | int) -> Iterator[int | None]:
         yield from itertools.repeat(None)
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: str | os.PathLike, *, scan: bool = False, format: str | None = None) -> Path:
+    """Check that ``path`` is a structure file worth opening; return it as a Path.
+
+    With ``scan``, an extxyz file's frame layout is also walked (atom-count
+    lines and line counts, no parsing), so a cut-short or garbled file fails
+    here, before any model loads.
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        IsADirectoryError: it is a folder (other than an ASE ``.db``).
+        FrameReadError: it is empty (0 bytes), or (``scan``) a frame's
+            atom count is unreadable or the file ends inside a frame.
+    """
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
-    if path.is_dir() and path.suffix != ".db":
-        raise IsADirectoryError(f"input {path} is a folder; give structure files")
+    if path.is_dir():
+        if path.suffix != ".db":
+            raise IsADirectoryError(f"input {path} is a folder; give structure files")
+        return path
+    if path.stat().st_size == 0:
+        raise FrameReadError(f"{path}: the file is empty (0 bytes); expected structures")
+    if scan and is_extxyz(path, format):
+        for _ in _extxyz_headers(path):
+            pass
+    return path
+
 
 
 def iter_frames(
@@ -117,7 +139,7 @@ def iter_frames(
     selection = parse_index(index)
     for raw in paths:
         path = Path(raw)
-        _check_readable(path)
+        check_readable(path)
         numbers = _file_indices(selection)
         frames = iread(str(path), index=selection, format=format)
         for position in itertools.count():
@@ -184,12 +206,34 @@ def count_frames(path: str | os.PathLike, index: Any = ":", format: str | None =
     return _selected_count(total, selection)
 
 
+def not_text_error(path: str | os.PathLike, exc: UnicodeDecodeError, data: bytes | None = None) -> FrameReadError:
+    """The :class:`FrameReadError` for a file that is not UTF-8 text (names the byte and line)."""
+    if data is None:
+        with open(path, "rb") as handle:
+            data = handle.read(exc.start + 1) if exc.start < 1 << 30 else b""
+    line = data[: exc.start].count(b"\n") + 1
+    return FrameReadError(
+        f"{path}: byte {exc.start} (line {line}) is not UTF-8 text ({exc.reason}); is it an extxyz file?"
+    )
+
+
 def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
     """Yield ``(frame index, atom count, comment line)`` of each extxyz frame, skipping atom lines."""
-    with open(path) as handle:
+    try:
+        yield from _extxyz_headers_text(path)
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+
+
+def _extxyz_headers_text(path: Path) -> Iterator[tuple[int, int, str]]:
+    with open(path, encoding="utf-8") as handle:
         for frame in itertools.count():
             line = handle.readline()
             if not line.strip():
+                if any(rest.strip() for rest in handle):
+                    raise FrameReadError(
+                        f"{path} frame {frame}: expected an atom count on the first line, got a blank line"
+                    )
                 return
             try:
                 natoms = int(line)
@@ -198,8 +242,15 @@ def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
                     f"{path} frame {frame}: expected an atom count on the first line, "
                     f"got {line.strip()[:60]!r}"
                 ) from None
+            if natoms < 0:
+                raise FrameReadError(f"{path} frame {frame}: negative atom count {natoms}")
             comment = handle.readline()
-            collections.deque(itertools.islice(handle, natoms), maxlen=0)
+            found = sum(1 for _ in itertools.islice(handle, natoms))
+            if found < natoms or not comment:
+                raise FrameReadError(
+                    f"{path} frame {frame} is cut short: it announces {natoms} atoms but the file "
+                    f"ends after {found} atom lines"
+                )
             yield frame, natoms, comment
 
 
@@ -226,7 +277,7 @@ def scan_extxyz_info(
     from ase.io.extxyz import key_val_str_to_dict
 
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     selection = parse_index(index)
     forward = _forward_range(selection)
     if forward is not None:

@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from hetens.atomic_io import ensure_writable
-from hetens.errors import AlignmentError, FrameReadError, MemberFailedError
+from hetens.atomic_io import check_output, ensure_writable
+from hetens.errors import AlignmentError, FrameReadError, Interrupted, MemberFailedError
 from hetens.frames import annotate
 from hetens.rescore.arrays import FrameArrays, PredictionSet, frame_arrays_from_atoms
 from hetens.rescore.precomputed import (
@@ -185,15 +185,15 @@ class _StagedOutput:
         self.handle = None
 
     def __enter__(self) -> _StagedOutput:
-        from ase.io.extxyz import write_extxyz
-
-        self._write_extxyz = write_extxyz
         self.handle = open(self.tmp, "w")
         return self
 
     def write(self, atoms) -> None:
-        """Append one frame and flush it to the OS (fsync once, at the end)."""
-        self._write_extxyz(self.handle, [atoms])
+        """Append one frame (formatted first, written in one call, so Ctrl-C never
+        leaves half a frame) and flush it to the OS (fsync once, at the end)."""
+        from hetens.atomic_io import frame_text
+
+        self.handle.write(frame_text(atoms))
         self.handle.flush()
         self.count += 1
 
@@ -207,7 +207,7 @@ class _StagedOutput:
         if self.count:
             os.replace(self.tmp, self.partial)
             note = f"{self.count} frames scored before this were kept in {self.partial}"
-            if isinstance(exc, Exception) and hasattr(exc, "add_note"):
+            if hasattr(exc, "add_note"):
                 exc.add_note(note)  # Python >= 3.11; the CLI prints notes
             else:
                 print(f"hetens: {note}", file=sys.stderr)
@@ -405,6 +405,10 @@ def score_live(
         keep_member_forces: also write each member's forces and stress.
         progress: ``auto`` (bar on a terminal, a log line every 30 s
             otherwise), ``bar``, ``log`` or ``off``.
+
+    Raises:
+        hetens.errors.Interrupted: on Ctrl-C (a ``KeyboardInterrupt``), once the
+            complete frames scored so far are kept in ``OUT.partial.extxyz``.
     """
     if calc is None:
         from hetens.ensemble import default_ensemble
@@ -413,6 +417,7 @@ def score_live(
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1; got {batch_size}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    check_output(output, [*paths, reference])
     start = time.perf_counter()
     counts = [count_frames(p, index, format) for p in paths]
     total = sum(counts) if all(c is not None for c in counts) else None
@@ -428,9 +433,12 @@ def score_live(
     names = calc.member_names
     u_parts, n_parts, std_parts, error_parts = [], [], [], []
     bar = _Progress(total, progress)
+    out = _StagedOutput(output)
+    current = None  # the frame being scored, for an interrupt's message
     try:
-        with _StagedOutput(output) as out:
+        with out:
             for chunk in _chunks(iter_frames(paths, index, format), batch_size, max_batch_atoms):
+                current = chunk[0][0]
                 predictions = predict_frames(calc, chunk, batched=batched)
                 scores = score_predictions(predictions, calc.weights)
                 eps = None
@@ -448,6 +456,7 @@ def score_live(
                     error_parts.append(errors)
                     eps = errors.eps
                 for f, (source, atoms) in enumerate(chunk):
+                    current = source
                     out.write(
                         _annotated(
                             atoms,
@@ -460,6 +469,7 @@ def score_live(
                             eps=None if eps is None else eps[f],
                         )
                     )
+                current = None
                 u_parts.append(scores.uncertainty)
                 n_parts.append(predictions.frames.n_atoms)
                 std_parts.append(scores.energy_std)
@@ -473,6 +483,9 @@ def score_live(
                 raise FrameReadError(
                     f"no frames selected from {', '.join(map(str, paths))} (index {index!r})"
                 )
+    except KeyboardInterrupt as exc:  # Ctrl-C: complete frames are in OUT.partial.extxyz
+        where = str(current) if current is not None else None
+        raise Interrupted(out.count, total, where=where, kept=out.partial if out.count else None) from exc
     finally:
         bar.close()
     return _result(names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start)
@@ -582,6 +595,9 @@ def score_precomputed(
         AlignmentError: the files do not hold the same frames (names file and frame).
     """
     start = time.perf_counter()
+    if output is not None:
+        inputs = [] if isinstance(predictions, PredictionSet) else list(predictions)
+        check_output(output, [*inputs, reference])
     if not isinstance(predictions, PredictionSet):
         predictions = load_predictions(
             predictions,

@@ -192,11 +192,15 @@ def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str)
     from ase.io.extxyz import write_extxyz
 
     folders = [threshold_folder(out_dir, t) for t in uc]
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
     files = [{"umlip_labelled": str(f / UMLIP_FILE), "needs_dft": str(f / DFT_FILE)} for f in folders]
+    for entry in files:
+        for path in entry.values():
+            if Path(path).resolve() in {Path(p).resolve() for p in paths}:
+                raise ValueError(
+                    f"--out-dir {out_dir} would write {path}, which is an input; choose another folder"
+                )
     u, n_atoms = [], []
-    with contextlib.ExitStack() as stack:
+    with _made_folders([out_dir, *folders]), contextlib.ExitStack() as stack:
         handles = []
         for entry in files:
             pair = {}
@@ -222,3 +226,27 @@ def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str)
             for handle in pair.values():
                 handle.flush()
     return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64), files
+
+
+@contextlib.contextmanager
+def _made_folders(folders: Sequence[Path]):
+    """Create ``folders`` (and parents); on an error remove those created here, if still empty."""
+    created: list[Path] = []
+    for folder in folders:
+        missing = [folder, *folder.parents]
+        missing = [f for f in missing if not f.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            for made in reversed(created):
+                with contextlib.suppress(OSError):
+                    made.rmdir()
+            raise type(exc)(f"cannot create output folder {folder}: {exc.strerror}") from None
+        created.extend(reversed(missing))  # parents first
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(created):  # children first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
