@@ -25,6 +25,7 @@ from hetens.distributed.cluster import ClusterSpec, connect, import_distributed,
 from hetens.distributed.ensemble_spec import EnsembleSpec
 from hetens.distributed.plan import chunk_segments, file_stat, frame_table, plan_chunks
 from hetens.distributed.store import ChunkStore
+from hetens.distributed.tasks import LiveChunk, WritingChunk, run_live_chunk, run_writing_chunk
 from hetens.errors import AlignmentError, FrameReadError
 from hetens.rescore.precomputed import DEFAULT_POSITION_TOL
 
@@ -135,15 +136,11 @@ def score_on_cluster(
     }
     store = ChunkStore.open(output, identity, restart=restart)
 
-    def task(i: int):
-        from hetens.distributed.tasks import LiveChunk
-
+    def task(i: int) -> LiveChunk:
         first, stop = chunks[i]
         rows = [tables[s.table].rows(s.start, s.stop) for s in chunk_segments(tables, first, stop)]
         ref_rows = None if ref_table is None else [ref_table.rows(first, stop)]
         return LiveChunk(i, str(store.folder), store.run_id, spec, rows, ref_rows, options)
-
-    from hetens.distributed.tasks import run_live_chunk
 
     records, info = _run_chunks(store, len(chunks), task, run_live_chunk, cluster, progress, on_chunk)
     names, weights = _ensemble_of(records)
@@ -244,17 +241,13 @@ def score_precomputed_on_cluster(
     }
     store = ChunkStore.open(output, identity, restart=restart)
 
-    def task(i: int):
-        from hetens.distributed.tasks import WritingChunk
-
+    def task(i: int) -> WritingChunk:
         first, stop = chunks[i]
         sliced, sliced_scores = _frame_slice(loaded, scores, first, stop)
         return WritingChunk(
             i, str(store.folder), store.run_id, [template.rows(first, stop)], sliced, sliced_scores,
             None if errors is None else errors.eps[first:stop], keep_member_forces,
         )
-
-    from hetens.distributed.tasks import run_writing_chunk
 
     records, info = _run_chunks(store, len(chunks), task, run_writing_chunk, cluster, progress, on_chunk)
     store.assemble(output, range(len(chunks)))

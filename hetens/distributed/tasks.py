@@ -27,7 +27,9 @@ from hetens.distributed.ensemble_spec import EnsembleSpec
 from hetens.distributed.plan import FrameTable, read_frames
 from hetens.distributed.store import ChunkStore
 
-__all__ = ["LiveChunk", "WritingChunk", "run_live_chunk", "run_writing_chunk", "cached_ensemble", "worker_device", "busy"]
+__all__ = [
+    "LiveChunk", "WritingChunk", "run_live_chunk", "run_writing_chunk", "cached_ensemble", "worker_device", "busy",
+]
 
 _LOCK = threading.Lock()
 _ENSEMBLES: dict[str, Any] = {}
