@@ -15,6 +15,7 @@ __all__ = [
     "hub_reachable",
     "require_download",
     "preserved_torch_state",
+    "deterministic_torch",
     "package_versions",
     "is_local_path",
 ]
@@ -94,6 +95,31 @@ def preserved_torch_state() -> Iterator[None]:
         random.setstate(python_random)
         np.random.set_state(numpy_random)
         torch.random.set_rng_state(torch_random)
+
+
+@contextlib.contextmanager
+def deterministic_torch(device: str) -> Iterator[None]:
+    """Torch's deterministic kernels for the duration, on CPU; the previous setting restored.
+
+    Message passing sums messages with ``index_add``/``scatter``, whose
+    multithreaded CPU kernels add in a varying order: SevenNet's forces
+    change in the 7th digit from call to call with 2 threads. The
+    deterministic kernels fix the order (no slower for SevenNet on CPU,
+    measured). The setting is process-wide while it lasts. GPUs are left
+    alone: there, deterministic kernels cost speed and some ops have none.
+    """
+    if not str(device).startswith("cpu"):
+        yield
+        return
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -7,10 +7,11 @@ Multi-fidelity models take their modal as the head (``7net-mf-0@PBE``).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
-from hetens.families._common import is_local_path, package_versions, require_download
+from hetens.families._common import deterministic_torch, is_local_path, package_versions, require_download
 
 _HOST = "github.com"
 
@@ -62,16 +63,14 @@ def weights_status(model: str) -> str:
 
 
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
-    """A ``SevenNetCalculator`` for a pretrained name or checkpoint path."""
-    from sevenn.calculator import SevenNetCalculator
-
+    """A ``SevenNetCalculator`` for a pretrained name or checkpoint path (deterministic on CPU)."""
     checkpoint = _checkpoint(model)
     with warnings.catch_warnings():
         # sevenn warns on every construction that no CUDA tensor-product
         # accelerator is enabled; that is expected on CPU.
         warnings.filterwarnings("ignore", message="No tensor product accelerator")
         warnings.filterwarnings("ignore", message="The TorchScript type system")
-        return SevenNetCalculator(checkpoint, device=device, modal=head, **options)
+        return _deterministic_calculator_class()(checkpoint, device=device, modal=head, **options)
 
 
 def versions() -> dict[str, str]:
@@ -82,3 +81,19 @@ def elements(calculator) -> frozenset[int] | None:
     """Atomic numbers the checkpoint was trained on: the keys of its type map."""
     type_map = getattr(calculator, "type_map", None)
     return frozenset(int(z) for z in type_map) if type_map else None
+
+
+@functools.cache
+def _deterministic_calculator_class():
+    from sevenn.calculator import SevenNetCalculator
+
+    class DeterministicSevenNetCalculator(SevenNetCalculator):
+        """SevenNet's calculator with torch's deterministic kernels on CPU: the same structure
+        gives bit-identical results, call to call and run to run
+        (:func:`hetens.families._common.deterministic_torch`)."""
+
+        def calculate(self, *args, **kwargs) -> None:
+            with deterministic_torch(str(self.device)):
+                super().calculate(*args, **kwargs)
+
+    return DeterministicSevenNetCalculator

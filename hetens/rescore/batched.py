@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from hetens.calculator import _checked_outputs, evaluate_member
+from hetens.families._common import deterministic_torch
 from hetens.member import Member
 
 __all__ = ["evaluate_batch", "has_batched_path", "MemberOutput", "CPU_BATCH_ATOMS"]
@@ -48,7 +49,8 @@ def _sevenn_batch(calc, frames):
     model = calc.model
     model.set_is_batch_data(True)
     try:
-        output = model(batch)
+        with deterministic_torch(str(calc.device)):
+            output = model(batch)
     finally:
         # The calculator shares this model and expects single-graph mode.
         model.set_is_batch_data(False)
