@@ -311,22 +311,38 @@ class HeterogeneousEnsembleCalculator(Calculator):
         self.results = self._combine(by_name, failures, len(atoms), with_stress)
         self._info = _info_snapshot(atoms.info)
 
-    def _unsupported_element_failures(self, atoms) -> dict[str, Exception]:
+    def check_structure(self, atoms, label: str | None = None) -> None:
+        """The checks every calculation makes before any model runs, raising on the first problem.
+
+        :class:`InvalidStructureError` (see :func:`hetens.validation.check_structure`;
+        also an element no member supports), or :class:`UnsupportedElementError`
+        for a member lacking an element, whatever ``on_member_error`` says.
+        ``label`` (``"traj.xyz frame 12"``) prefixes the message. Workers are
+        started first: they report their members' elements.
+        """
+        check_structure(atoms, min_distance=self.min_distance or 0.0, label=label)
+        start_workers(self.members)
+        failures = self._unsupported_element_failures(atoms, label)
+        if failures:
+            raise next(iter(failures.values()))
+
+    def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
         """Members whose training set lacks an element of ``atoms``, with the error for each.
 
         Raises :class:`InvalidStructureError` when no member supports an element.
         """
         supported = {m.name: m.supported_elements() for m in self.members}
         missing, nobody = unsupported_elements(atoms, supported)
+        where = f"{label}: " if label else ""
         formula = atoms.get_chemical_formula()
         if nobody:
             raise InvalidStructureError(
-                f"{formula}: no member of the ensemble was trained on element(s) "
+                f"{where}{formula}: no member of the ensemble was trained on element(s) "
                 f"{element_symbols(nobody)}; use members that were"
             )
         return {
             name: UnsupportedElementError(
-                f"member {name} was not trained on element(s) {element_symbols(lacking)} "
+                f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
                 f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
                 "the other members for such structures"
             )

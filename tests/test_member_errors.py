@@ -231,3 +231,18 @@ def test_a_real_model_crash_is_named(sevenn_member, chgnet_member):
         calc.get_potential_energy(molecule)
     with pytest.raises(InvalidStructureError, match=r"atoms 0 \(W\) and 1 \(W\) are 0.100 A apart"):
         calc.get_potential_energy(Atoms("W2", positions=[[0, 0, 0], [0, 0, 0.1]]))
+
+
+def test_rescoring_names_the_frame_before_any_model_runs(sevenn_member, chgnet_member, tmp_path):
+    from ase.io import write
+
+    from hetens.rescore.score import score_live
+
+    frames = [tungsten_cell(1, seed=i) for i in range(4)]
+    frames[2].numbers[1] = 84  # Po
+    write(tmp_path / "in.extxyz", frames)
+    calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
+    with pytest.raises(UnsupportedElementError, match=r"in\.extxyz frame 2: member sevenn:7net-0 was not "
+                       r"trained on element\(s\) Po"):
+        score_live(tmp_path / "in.extxyz", tmp_path / "out.extxyz", calc, progress="off")
+    assert not (tmp_path / "out.extxyz").exists()

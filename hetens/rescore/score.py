@@ -269,6 +269,8 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
     one_by_one = [m for m in range(len(members)) if m not in in_batches]
     outputs: list[list] = [[] for _ in members]
     start_workers(members)
+    for source, atoms in chunk:  # before any model runs; rescoring always raises, naming the frame
+        calc.check_structure(atoms, label=str(source))
     for m in in_batches:
         try:
             outputs[m] = evaluate_batch(members[m], frames, with_stress)
