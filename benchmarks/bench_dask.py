@@ -4,7 +4,8 @@ Scores the same frames (small rattled bcc W cells, 2-16 atoms) with the same
 members twice each way and prints frames/s:
 
 - local: :func:`hetens.rescore.score.score_live` in this process, torch with
-  its default threads (every core), model load timed apart;
+  its default threads (every core), model load timed apart; then once with
+  one torch thread (a worker's setting);
 - cluster: :func:`hetens.distributed.score_on_cluster` on a LocalCluster of
   ``--workers`` processes (one thread each, Dask's default). The first run
   includes each worker's model load; the second reuses the loaded ensembles
@@ -22,6 +23,7 @@ spends inside its task (the difference is scheduling, transfer and idle).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pickle
 import statistics
@@ -69,6 +71,7 @@ def main() -> None:
     from hetens.calculator import HeterogeneousEnsembleCalculator
     from hetens.cli.main import _QUIET_WARNINGS
     from hetens.distributed import EnsembleSpec, score_on_cluster
+    from hetens.distributed.cluster import model_friendly_workers
     from hetens.distributed.plan import frame_table
     from hetens.distributed.tasks import LiveChunk
     from hetens.rescore.score import score_live
@@ -93,12 +96,20 @@ def main() -> None:
     local_rate = max(local_rates)
     print(f"local   : load {load_local:.1f} s; {local_rate:.2f} frames/s (best of 2; torch threads "
           f"{torch.get_num_threads()})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each Dask worker uses: the per-worker speed, without contention
+    result = score_live(frames_file, folder / "local_1thread.extxyz", calc, batch_size=args.batch_size,
+                        progress="off")
+    torch.set_num_threads(threads)
+    local_one = n / result.elapsed_s
+    print(f"local   : {local_one:.2f} frames/s with 1 torch thread (one run)")
 
     # ---------------------------------------------------------------- cluster
     spec = EnsembleSpec(models=tuple(args.members), device="cpu")
     start = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
+    with model_friendly_workers():  # as --cluster local:N starts them
+        cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     startup = time.perf_counter() - start
     try:
@@ -118,7 +129,8 @@ def main() -> None:
         print(f"cluster : LocalCluster start {startup:.1f} s; first run {cluster_first:.2f} frames/s "
               f"(worker loads {', '.join(f'{x:.1f}' for x in loads)} s); steady {cluster_rate:.2f} frames/s")
         print(f"ratio   : local:{args.workers} / local = {cluster_rate / local_rate:.3f} (steady), "
-              f"{cluster_first / (n / (load_local + n / local_rate)):.3f} (first run vs local incl. load)")
+              f"{cluster_first / (n / (load_local + n / local_rate)):.3f} (first run vs local incl. load), "
+              f"{cluster_rate / local_one:.3f} (steady vs local with 1 thread)")
 
         # -------------------------------------------------------- overhead
         latencies = []
@@ -142,7 +154,15 @@ def main() -> None:
         print(f"          per chunk ({len(records)} chunks): wall x workers / chunks {per_chunk_wall:.3f} s, "
               f"inside the task {statistics.mean(inside):.3f} s -> overhead "
               f"{per_chunk_wall - statistics.mean(inside):.3f} s "
-              f"({(per_chunk_wall - statistics.mean(inside)) / per_chunk_wall * 100:.1f} %)")
+              f"({(per_chunk_wall - statistics.mean(inside)) / per_chunk_wall * 100:.1f} %; includes workers "
+              "idle at the end when chunks do not divide evenly)")
+        gaps = []  # on one worker: end of a chunk's task to the end of the next, minus that task's time
+        for pid in {r["pid"] for r in records}:
+            mine = sorted((r for r in records if r["pid"] == pid), key=lambda r: r["finished"])
+            gaps += [b["finished"] - a["finished"] - b["task_s"] for a, b in zip(mine, mine[1:])]
+        if gaps:
+            print(f"          between consecutive chunks on a worker (scheduling, transfer, reporting): "
+                  f"median {statistics.median(gaps) * 1e3:.1f} ms over {len(gaps)} gaps")
         same = (folder / "local0.extxyz").read_bytes() == (folder / "cluster1.extxyz").read_bytes()
         print(f"output  : cluster bytes == local bytes: {same}"
               + ("" if same else " (expected when torch threads differ: SevenNet sums depend on them)"))

@@ -28,7 +28,7 @@ from hetens.calculator import HeterogeneousEnsembleCalculator  # noqa: E402
 from hetens.cli.main import main  # noqa: E402
 from hetens.distributed import EnsembleSpec, parse_cluster_spec, score_on_cluster  # noqa: E402
 from hetens.distributed import score_precomputed_on_cluster  # noqa: E402
-from hetens.distributed.cluster import jobqueue_arguments  # noqa: E402
+from hetens.distributed.cluster import jobqueue_arguments, model_friendly_workers  # noqa: E402
 from hetens.distributed.store import ChunkStore, store_folder  # noqa: E402
 from hetens.rescore.score import score_live, score_precomputed  # noqa: E402
 
@@ -86,9 +86,10 @@ def local_bytes(inputs, tmp_path_factory, one_thread, sevenn_member, chgnet_memb
 @pytest.fixture(scope="module")
 def client():
     """A real LocalCluster: 2 worker processes, 1 thread each; workers keep their ensemble across tests."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
+    with model_friendly_workers():
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
