@@ -65,10 +65,16 @@ def wait_for(condition, limit: float, what: str, proc: subprocess.Popen) -> None
     pytest.fail(f"no {what} within {limit} s")
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as at a terminal, even when this test runs with SIGINT ignored
+    (a shell starts background jobs that way, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def hetens(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "hetens.cli.main", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )
 
 
@@ -78,6 +84,7 @@ def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
         return proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.communicate()
         raise
 
 
@@ -182,6 +189,7 @@ def test_score_live_raises_interrupted_after_keeping_frames(sevenn_member, many_
             time.sleep(0.05)
 
     watcher = threading.Thread(target=press_ctrl_c, daemon=True)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if launched ignoring it
     watcher.start()
     try:
         with pytest.raises(Interrupted) as caught:
@@ -189,6 +197,7 @@ def test_score_live_raises_interrupted_after_keeping_frames(sevenn_member, many_
     finally:
         stop.set()
         watcher.join()
+        signal.signal(signal.SIGINT, previous)
     exc = caught.value
     assert isinstance(exc, KeyboardInterrupt) and exc.total == 400 and exc.done >= 2
     assert exc.kept == tmp_path / "scored.partial.extxyz"

@@ -473,7 +473,10 @@ def _remote_error(name: str, reply: Message, during: str, tail: list[str]) -> Ba
     kind = reply.fields.get("type", "Exception")
     message = reply.fields.get("message", "")
     cls = getattr(hetens.errors, kind, None)
-    text = f"member {name} (in its worker) failed {during}: {kind}: {message}"
+    if kind in ("MemberFailedError", "UnsupportedElementError") and message.startswith(f"member {name} "):
+        text = f"{message} (in its worker)"  # already names the member, the property and the structure
+    else:
+        text = f"member {name} (in its worker) failed {during}: {kind}: {message}"
     if isinstance(cls, type) and issubclass(cls, hetens.errors.HetensError):
         return cls(text)
     return WorkerError(_with_tail(text, tail))
