@@ -308,7 +308,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
         if failures:
             self._report_drops(atoms, failures, survivors=len(by_name))
-        self.results = self._combine(by_name, failures, len(atoms), with_stress)
+        self.results = self._combine(by_name, failures, with_stress)
         self._info = _info_snapshot(atoms.info)
 
     def check_structure(self, atoms, label: str | None = None) -> None:
@@ -368,7 +368,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
                     stacklevel=2,
                 )
 
-    def _combine(self, by_name, failures, n_atoms: int, with_stress: bool) -> dict[str, Any]:
+    def _combine(self, by_name, failures, with_stress: bool) -> dict[str, Any]:
         """:func:`combine_predictions` over the surviving members, member arrays in full (M, ...) order."""
         names = self.member_names
         kept = [i for i, name in enumerate(names) if name in by_name]
