@@ -167,40 +167,11 @@ def run(args: argparse.Namespace) -> int:
             result = _score_on_cluster(args, human)
         elif args.precomputed:
             result = score_precomputed(
-                args.precomputed,
-                args.output,
-                names=args.names,
-                weights=_precomputed_weights(args),
-                force_rmse=args.force_rmse,
-                reference=args.reference,
-                index=args.index,
-                energy_key=args.energy_key,
-                forces_key=args.forces_key,
-                reference_energy_key=args.ref_energy_key,
-                reference_forces_key=args.ref_forces_key,
-                position_tol=args.position_tol,
-                keep_member_forces=args.keep_member_forces,
-                jobs=args.jobs,
-                progress=args.progress,
+                args.precomputed, args.output, **_precomputed_options(args), **_shared_options(args)
             )
         else:
             calc = ensemble_from_args(args)
-            result = score_live(
-                args.files,
-                args.output,
-                calc,
-                index=args.index,
-                format=args.format,
-                reference=args.reference,
-                reference_energy_key=args.ref_energy_key,
-                reference_forces_key=args.ref_forces_key,
-                position_tol=args.position_tol,
-                batch_size=args.batch_size,
-                max_batch_atoms=args.max_batch_atoms,
-                batched=not args.no_batch,
-                keep_member_forces=args.keep_member_forces,
-                progress=args.progress,
-            )
+            result = score_live(args.files, args.output, calc, **_live_options(args), **_shared_options(args))
     except MemberFailedError as exc:
         print(f"hetens score: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
@@ -225,6 +196,41 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.report))
     return 0
+
+
+def _shared_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments every scoring function takes (local or cluster, live or precomputed)."""
+    return dict(
+        reference=args.reference,
+        index=args.index,
+        reference_energy_key=args.ref_energy_key,
+        reference_forces_key=args.ref_forces_key,
+        position_tol=args.position_tol,
+        keep_member_forces=args.keep_member_forces,
+        progress=args.progress,
+    )
+
+
+def _precomputed_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of the ``--precomputed`` scoring functions."""
+    return dict(
+        names=args.names,
+        weights=_precomputed_weights(args),
+        force_rmse=args.force_rmse,
+        energy_key=args.energy_key,
+        forces_key=args.forces_key,
+        jobs=args.jobs,
+    )
+
+
+def _live_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of the live-member scoring functions."""
+    return dict(
+        format=args.format,
+        batch_size=args.batch_size,
+        max_batch_atoms=args.max_batch_atoms,
+        batched=not args.no_batch,
+    )
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -259,40 +265,23 @@ def _score_on_cluster(args: argparse.Namespace, human):
         raise ValueError("--cluster writes the scored frames: give -o OUT.extxyz")
     common = dict(
         cluster=args.cluster,
-        reference=args.reference,
-        index=args.index,
-        reference_energy_key=args.ref_energy_key,
-        reference_forces_key=args.ref_forces_key,
-        position_tol=args.position_tol,
-        keep_member_forces=args.keep_member_forces,
         chunk_size=args.chunk_size,
         restart=args.restart,
         keep_chunks=args.keep_chunks,
-        progress=args.progress,
+        **_shared_options(args),
     )
     try:
         if args.precomputed:
             result = score_precomputed_on_cluster(
-                args.precomputed,
-                args.output,
-                names=args.names,
-                weights=_precomputed_weights(args),
-                force_rmse=args.force_rmse,
-                energy_key=args.energy_key,
-                forces_key=args.forces_key,
-                jobs=args.jobs,
-                **common,
+                args.precomputed, args.output, **_precomputed_options(args), **common
             )
         else:
             result = score_on_cluster(
                 args.files,
                 args.output,
                 EnsembleSpec.from_args(args),
-                format=args.format,
-                batch_size=args.batch_size,
-                max_batch_atoms=args.max_batch_atoms,
-                batched=not args.no_batch,
                 worker_threads=args.worker_threads,
+                **_live_options(args),
                 **common,
             )
     except KeyboardInterrupt as exc:  # the chunks finished so far stay on disk
