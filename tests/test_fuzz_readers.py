@@ -8,11 +8,18 @@ UTF-8 included), a line duplicated or dropped, a number replaced by
 consistent with the others, or raise :class:`~hetens.errors.FrameReadError`
 naming the file; never an IndexError, UnicodeDecodeError, struct error or
 anything else from deep inside, and never hang.
+
+The suite runs these derandomized (see ``conftest.py``), so CI sees the
+same 150 files every time. To hunt for new failures, explore at random
+with more examples::
+
+    HYPOTHESIS_PROFILE=explore HETENS_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_fuzz_readers.py
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import numpy as np
@@ -20,16 +27,17 @@ import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hetens.errors import FrameReadError, HetensError
+from hetens.rescore.plots import load_plot_data
 from hetens.rescore.precomputed import read_frame_arrays
 from hetens.rescore.reading import count_frames, iter_frames, scan_extxyz_info
 from hetens.rescore.select import read_scored_u
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("HETENS_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
@@ -125,6 +133,7 @@ def _readers(path):
         "scan_extxyz_info": _call(lambda p: list(scan_extxyz_info(p)), path),
         "read_frame_arrays": _call(lambda p: read_frame_arrays(p, require_energy=False), path),
         "read_scored_u": _call(lambda p: read_scored_u([p]), path),
+        "load_plot_data": _call(lambda p: load_plot_data([p]), path),
     }
 
 
@@ -148,10 +157,18 @@ def _check_consistent(path, results) -> None:
     scored = results["read_scored_u"]
     if isinstance(scored, tuple) and isinstance(results["scan_extxyz_info"], list):
         assert scored[1].tolist() == [n for _, n, _ in results["scan_extxyz_info"]]
+        plotted = results["load_plot_data"]
+        if not isinstance(plotted, Exception):  # plot also reads hetens_max_u and hetens_eps
+            np.testing.assert_array_equal(plotted.uncertainty, scored[0])
+
+
+_HEADER = b'Properties=species:S:1:pos:R:3 pbc="F F F"\nH 0.0 0.0 0.0\n'
 
 
 @SETTINGS
 @given(data=mutated())
+@example(data=b"1\nhetens_U=\x00.0 " + _HEADER)  # a U that is not a number (found by CI)
+@example(data=b"2\nProperties=s\tecies:S:1:pos:R:3 pbc=\"F F F\"\nH 0 0 0\nH 0 0 0\n")  # ASE reads 0 atoms
 def test_mutated_extxyz_reads_or_raises_frame_read_error(folder, data):
     path = folder / "fuzzed.extxyz"
     path.write_bytes(data)

@@ -233,7 +233,7 @@ def load_plot_data(
     plain member mean (from ``hetens_member_forces``) or, without member
     forces, against the frame's ensemble forces.
     """
-    from hetens.rescore.reading import is_extxyz, iter_frames, scan_extxyz_info
+    from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
     paths = list(scored)
     u, max_u, n_atoms, eps = [], [], [], []
@@ -245,10 +245,10 @@ def load_plot_data(
     for source, natoms, info in items:
         if "hetens_U" not in info:
             raise FrameReadError(f"{source} has no hetens_U; plot reads files written by 'hetens score'")
-        u.append(float(info["hetens_U"]))
-        max_u.append(float(info.get("hetens_max_u", np.nan)))
+        u.append(info_float(info, "hetens_U", source))
+        max_u.append(info_float(info, "hetens_max_u", source, default=np.nan))
         n_atoms.append(natoms)
-        eps.append(float(info.get("hetens_eps", np.nan)))
+        eps.append(info_float(info, "hetens_eps", source, default=np.nan))
         if "_atoms" in info:
             frames.append(info["_atoms"])
     eps_array = np.asarray(eps, dtype=float)

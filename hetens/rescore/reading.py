@@ -31,6 +31,7 @@ __all__ = [
     "scan_extxyz_info",
     "is_extxyz",
     "chunked",
+    "info_float",
 ]
 
 _EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
@@ -142,6 +143,9 @@ def iter_frames(
         check_readable(path)
         numbers = _file_indices(selection)
         frames = iread(str(path), index=selection, format=format)
+        # ASE skips a garbled Properties= field and returns fewer atoms than the
+        # frame announces; the frame headers, read alongside, catch that.
+        headers = iter(_selected_headers(path, selection)) if is_extxyz(path, format) else None
         for position in itertools.count():
             file_index = next(numbers, None)
             source = FrameSource(str(path), file_index, position)
@@ -158,7 +162,20 @@ def iter_frames(
                 raise
             except Exception as exc:  # ASE readers raise many types on bad input
                 raise FrameReadError(f"cannot read {source}: {type(exc).__name__}: {exc}") from exc
+            if headers is not None:
+                _check_atom_count(source, atoms, next(headers, None))
             yield source, atoms
+
+
+def _check_atom_count(source: FrameSource, atoms, header: tuple[int, int, str] | None) -> None:
+    """Raise unless ASE read as many atoms as the frame's header line announces."""
+    if header is None:
+        raise FrameReadError(f"cannot read {source}: ASE read a frame that the file's atom-count lines do not show")
+    if header[1] != len(atoms):
+        raise FrameReadError(
+            f"cannot read {source}: it announces {header[1]} atoms but ASE read {len(atoms)}; "
+            "is the Properties= field of its comment line intact?"
+        )
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -168,6 +185,24 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def info_float(info: dict, key: str, source: Any, *, default: float | None = None) -> float:
+    """``info[key]`` as a float, or a :class:`FrameReadError` naming ``source`` and the key.
+
+    A missing key gives ``default`` when one is given. Values that are not
+    numbers (a word, a corrupted byte, an array) are errors; ``nan`` and
+    ``inf`` are returned as they are, for the caller to judge.
+    """
+    if key not in info:
+        if default is not None:
+            return default
+        raise FrameReadError(f"{source} has no {key}")
+    value = info[key]
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise FrameReadError(f"{source}: {key}={str(value)!r} is not a number") from exc
 
 
 def is_extxyz(path: str | os.PathLike, format: str | None = None) -> bool:
@@ -264,6 +299,18 @@ def _forward_range(selection: slice | int) -> tuple[int, int | None, int] | None
     return None
 
 
+def _selected_headers(path: Path, selection: slice | int) -> Iterable[tuple[int, int, str]]:
+    """The :func:`_extxyz_headers` of the selected frames, in the order ASE reads them."""
+    forward = _forward_range(selection)
+    if forward is not None:
+        start, stop, step = forward
+        within = itertools.takewhile(lambda h: stop is None or h[0] < stop, _extxyz_headers(path))
+        return (h for h in within if h[0] >= start and (h[0] - start) % step == 0)
+    # negative indices or steps: ASE's slicing semantics on the list of headers
+    every = list(_extxyz_headers(path))
+    return [every[selection]] if isinstance(selection, int) else every[selection]
+
+
 def scan_extxyz_info(
     path: str | os.PathLike, index: Any = ":"
 ) -> Iterator[tuple[FrameSource, int, dict[str, Any]]]:
@@ -278,16 +325,7 @@ def scan_extxyz_info(
 
     path = Path(path)
     check_readable(path)
-    selection = parse_index(index)
-    forward = _forward_range(selection)
-    if forward is not None:
-        start, stop, step = forward
-        within = itertools.takewhile(lambda h: stop is None or h[0] < stop, _extxyz_headers(path))
-        headers = (h for h in within if h[0] >= start and (h[0] - start) % step == 0)
-    else:  # negative indices or steps: ASE's slicing semantics on the list of headers
-        every = list(_extxyz_headers(path))
-        headers = [every[selection]] if isinstance(selection, int) else every[selection]
-    for position, (frame, natoms, comment) in enumerate(headers):
+    for position, (frame, natoms, comment) in enumerate(_selected_headers(path, parse_index(index))):
         try:
             info = key_val_str_to_dict(comment.strip()) if comment.strip() else {}
         except Exception as exc:

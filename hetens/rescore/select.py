@@ -27,7 +27,7 @@ import numpy as np
 from hetens.atomic_io import atomic_path
 from hetens.errors import FrameReadError
 from hetens.rescore.metrics import dft_fractions
-from hetens.rescore.reading import is_extxyz, iter_frames, scan_extxyz_info
+from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 from hetens.rescore.score import MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, unpack_member_forces
 
 __all__ = ["SelectionResult", "select_frames", "read_scored_u", "threshold_folder", "LABEL_SOURCE_KEY"]
@@ -66,7 +66,7 @@ def _u_of(info: dict, source) -> float:
         raise FrameReadError(
             f"{source} has no hetens_U; select reads files written by 'hetens score' (score this file first)"
         )
-    return float(info["hetens_U"])
+    return info_float(info, "hetens_U", source)
 
 
 def read_scored_u(paths: Sequence[str | os.PathLike], index: Any = ":") -> tuple[np.ndarray, np.ndarray]:
