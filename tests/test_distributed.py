@@ -36,6 +36,7 @@ SPECS = ("sevenn:7net-0", "chgnet:0.3.0")
 ENSEMBLE = EnsembleSpec(models=SPECS, device="cpu")
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 32  # frames per chunk: two batches of 16
+SMALL_CHUNK = 16  # one batch per chunk
 
 
 def _frames(count: int, seed: int) -> list:
@@ -162,7 +163,11 @@ def test_a_killed_worker_is_replaced_and_the_output_unchanged(tmp_path, inputs, 
 
 
 def test_interrupted_run_resumes_without_recomputing(tmp_path, inputs, local_bytes, client):
-    """The first file alone (130 frames, 5 chunks): its frames are the start of the local run's output."""
+    """The first file alone (130 frames, 9 chunks of one batch): its frames start the local run's output.
+
+    Chunks already running when the run stops still finish (at most one per
+    worker), so with 9 chunks at least 4 are left for the second run.
+    """
     out = tmp_path / "scored.extxyz"
     store = store_folder(out)
     seen = []
@@ -174,17 +179,17 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, inputs, local_byt
 
     with pytest.raises(KeyboardInterrupt) as stopped:
         score_on_cluster(
-            inputs[0], out, ENSEMBLE, cluster=client, chunk_size=CHUNK, progress="off", on_chunk=stop_after_three
+            inputs[0], out, ENSEMBLE, cluster=client, chunk_size=SMALL_CHUNK, progress="off", on_chunk=stop_after_three
         )
     assert any("run the same command again" in note for note in stopped.value.__notes__)
     assert not out.exists()
     _wait_idle(client)  # chunks already running when it stopped may still finish
     finished = {p.stem: p.stat().st_mtime_ns for p in store.glob("chunk-*.json")}
-    assert len(finished) >= 3
+    assert 3 <= len(finished) < 9, sorted(finished)
 
     computed = []
     result = score_on_cluster(
-        inputs[0], out, ENSEMBLE, cluster=client, chunk_size=CHUNK, progress="off", keep_chunks=True,
+        inputs[0], out, ENSEMBLE, cluster=client, chunk_size=SMALL_CHUNK, progress="off", keep_chunks=True,
         on_chunk=lambda r: computed.append(f"chunk-{r['chunk']:06d}"),
     )
     expected = out.read_bytes()
@@ -197,7 +202,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, inputs, local_byt
 
     # Everything done: a third run only assembles (it never starts the cluster it names).
     out.unlink()
-    again = score_on_cluster(inputs[0], out, ENSEMBLE, cluster="local:1", chunk_size=CHUNK, progress="off")
+    again = score_on_cluster(inputs[0], out, ENSEMBLE, cluster="local:1", chunk_size=SMALL_CHUNK, progress="off")
     assert out.read_bytes() == expected
     assert again.report["cluster"]["chunks_computed"] == 0 and again.report["cluster"]["workers"] is None
     assert not store.exists()
