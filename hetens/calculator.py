@@ -307,24 +307,28 @@ class HeterogeneousEnsembleCalculator(Calculator):
         )
         by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
         if failures:
-            self._report_drops(atoms, failures, survivors=len(by_name))
+            self.report_drops(atoms, failures, survivors=len(by_name))
         self.results = self._combine(by_name, failures, with_stress)
         self._info = _info_snapshot(atoms.info)
 
-    def check_structure(self, atoms, label: str | None = None) -> None:
-        """The checks every calculation makes before any model runs, raising on the first problem.
+    def check_structure(self, atoms, label: str | None = None) -> dict[str, Exception]:
+        """The checks every calculation makes before any model runs.
 
-        :class:`InvalidStructureError` (see :func:`hetens.validation.check_structure`;
-        also an element no member supports), or :class:`UnsupportedElementError`
-        for a member lacking an element, whatever ``on_member_error`` says.
-        ``label`` (``"traj.xyz frame 12"``) prefixes the message. Workers are
-        started first: they report their members' elements.
+        Raises :class:`InvalidStructureError` (see
+        :func:`hetens.validation.check_structure`; also an element no member
+        supports). A member lacking an element is an
+        :class:`UnsupportedElementError`, raised with ``on_member_error="raise"``
+        and returned with ``"drop"``: the dict maps each such member's name to
+        its error (empty when every member knows every element). ``label``
+        (``"traj.xyz frame 12"``) prefixes the messages. Workers are started
+        first: they report their members' elements.
         """
         check_structure(atoms, min_distance=self.min_distance or 0.0, label=label)
         start_workers(self.members)
         failures = self._unsupported_element_failures(atoms, label)
-        if failures:
+        if failures and self.on_member_error != "drop":
             raise next(iter(failures.values()))
+        return failures
 
     def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
         """Members whose training set lacks an element of ``atoms``, with the error for each.
@@ -349,13 +353,19 @@ class HeterogeneousEnsembleCalculator(Calculator):
             for name, lacking in missing.items()
         }
 
-    def _report_drops(self, atoms, failures: Mapping[str, Exception], survivors: int) -> None:
-        """Warn once per dropped member; raise when fewer than ``min_members`` survive."""
+    def report_drops(
+        self, atoms, failures: Mapping[str, Exception], survivors: int, label: str | None = None
+    ) -> None:
+        """Warn once per dropped member; raise when fewer than ``min_members`` survive.
+
+        ``label`` (``"traj.xyz frame 12"``) names the structure in the error.
+        """
         if survivors < self.min_members:
             listing = "; ".join(f"{name}: {error}" for name, error in failures.items())
+            where = f"{label} ({atoms.get_chemical_formula()})" if label else atoms.get_chemical_formula()
             raise MemberFailedError(
                 f"only {survivors} of {len(self.members)} members gave results for "
-                f"{atoms.get_chemical_formula()} (min_members={self.min_members}): {listing}"
+                f"{where} (min_members={self.min_members}): {listing}"
             )
         for name, error in failures.items():
             if name not in self._warned:

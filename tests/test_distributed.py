@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
@@ -26,6 +27,7 @@ distributed = pytest.importorskip("distributed", reason="the dask extra is not i
 
 from hetens.calculator import HeterogeneousEnsembleCalculator  # noqa: E402
 from hetens.cli.main import main  # noqa: E402
+from hetens.errors import MemberDroppedWarning  # noqa: E402
 from hetens.distributed import EnsembleSpec, parse_cluster_spec, score_on_cluster  # noqa: E402
 from hetens.distributed import score_precomputed_on_cluster  # noqa: E402
 from hetens.distributed.cluster import jobqueue_arguments, model_friendly_workers  # noqa: E402
@@ -227,6 +229,23 @@ def test_cli_on_a_scheduler_address_with_reference(tmp_path, inputs, client, one
     assert report["member_force_rmse"] == expected.report["member_force_rmse"]
     assert report["cluster"]["chunks"] == 3  # 35 frames: batches of 16, 16 and 3
     assert "Dask dashboard: http" in captured.err and "3 chunks computed" in captured.err
+
+
+def test_dropped_members_on_a_cluster_as_locally(tmp_path, client, one_thread, sevenn_member, chgnet_member):
+    """``on_member_error="drop"`` reaches the workers: CHGNet fails on a frame without a cell (real)."""
+    frames = _frames(24, 3)
+    frames[5] = Atoms("W2", positions=[[0, 0, 0], [0, 0, 2.3]])
+    write(tmp_path / "in.extxyz", frames)
+    local = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], on_member_error="drop", min_members=1)
+    with pytest.warns(MemberDroppedWarning):
+        expected = score_live(tmp_path / "in.extxyz", tmp_path / "local.extxyz", local, progress="off")
+    spec = EnsembleSpec(models=SPECS, device="cpu", on_member_error="drop", min_members=1)
+    result = score_on_cluster(tmp_path / "in.extxyz", tmp_path / "out.extxyz", spec, cluster=client,
+                              chunk_size=16, progress="off")
+    assert (tmp_path / "out.extxyz").read_bytes() == (tmp_path / "local.extxyz").read_bytes()
+    assert result.report["dropped_frames"] == expected.report["dropped_frames"] == {
+        "sevenn:7net-0": 0, "chgnet:0.3.0": 1
+    }
 
 
 def test_precomputed_on_a_local_cluster_and_select_reads_it(tmp_path, capsys):

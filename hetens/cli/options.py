@@ -36,7 +36,8 @@ def add_member_error_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--on-member-error", choices=("raise", "drop"), default="raise",
         help="a member that fails (exception, NaN, dead worker, element it was not trained on): "
-        "stop with an error naming it (raise, default), or leave it out of that step and "
+        "stop with an error naming it (raise, default), or leave it out of that MD step or "
+        "scored frame and "
         "renormalise the others' weights (drop; warned once per member)",
     )
     group.add_argument(

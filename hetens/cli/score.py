@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hetens.cli.options import add_ensemble_options, add_json_option, ensemble_from_args
+from hetens.cli.options import add_ensemble_options, add_json_option, add_member_error_options, ensemble_from_args
 
 
 def add_reading_options(parser: argparse.ArgumentParser, *, predictions: bool) -> None:
@@ -86,6 +86,7 @@ def add_parser(subparsers) -> None:
     )
     add_reading_options(parser, predictions=True)
     add_ensemble_options(parser)
+    add_member_error_options(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -126,6 +127,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(
                 "--models/--ensemble-file run live members; with --precomputed, name members with --names"
             )
+        if args.on_member_error != "raise":
+            raise ValueError("--on-member-error applies to live members, not to --precomputed predictions")
     else:
         if not args.output:
             raise ValueError("live scoring needs -o OUT.extxyz for the scored frames")

@@ -34,7 +34,8 @@ class EnsembleSpec:
         device: ``auto``, ``cpu``, ``cuda``; on a worker with several GPUs,
             ``auto``/``cuda`` become one GPU per worker (see
             :func:`hetens.distributed.tasks.worker_device`).
-        allow_mixed_reference, parallel: as for the calculator.
+        allow_mixed_reference, parallel, on_member_error, min_members: as
+            for the calculator.
         exact_weights: (M,) normalised weights to set after building, bit for
             bit (from :meth:`from_calculator`: normalising normalised weights
             again may change the last bit).
@@ -49,6 +50,8 @@ class EnsembleSpec:
     allow_mixed_reference: bool = False
     parallel: bool = False
     exact_weights: tuple[float, ...] | None = None
+    on_member_error: str = "raise"
+    min_members: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EnsembleSpec:
@@ -62,6 +65,8 @@ class EnsembleSpec:
             device=args.device,
             allow_mixed_reference=bool(args.allow_mixed_reference),
             parallel=bool(getattr(args, "parallel", False)),
+            on_member_error=getattr(args, "on_member_error", "raise"),
+            min_members=getattr(args, "min_members", None),
         )
 
     @classmethod
@@ -84,6 +89,8 @@ class EnsembleSpec:
             device=device,
             allow_mixed_reference=bool(calc.allow_mixed_reference),
             exact_weights=weights,
+            on_member_error=calc.on_member_error,
+            min_members=calc.min_members if calc.on_member_error == "drop" else None,
         )
 
     @classmethod
@@ -134,6 +141,8 @@ class EnsembleSpec:
             device=device or self.device,
             allow_mixed_reference=self.allow_mixed_reference,
             parallel=self.parallel,
+            on_member_error=self.on_member_error,
+            min_members=self.min_members,
         )
         calc = ensemble_from_args(args)
         if self.exact_weights is not None:

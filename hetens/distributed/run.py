@@ -158,6 +158,7 @@ def score_on_cluster(
         errors,
         Path(output),
         start,
+        [p["dropped_frames"] for p in parts],
     )
     return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
 
@@ -416,6 +417,7 @@ def _frame_slice(predictions, scores, first: int, stop: int):
         energy_std=scores.energy_std[first:stop],
         forces=scores.forces[atoms],
         stress=None if scores.stress is None else scores.stress[first:stop],
+        member_weights=None if scores.member_weights is None else scores.member_weights[first:stop],
     )
     return sliced, sliced_scores
 

@@ -149,7 +149,7 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
 
 def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
     """Score the chunk's frames with the worker's ensemble and save them; return the chunk's record."""
-    from hetens.rescore.score import _annotated, _chunks, _reference_chunk, predict_frames
+    from hetens.rescore.score import _annotated, _chunks, _reference_chunk, dropped_counts, predict_frames
     from hetens.rescore.scoring import ReferenceErrors, score_predictions
 
     store = ChunkStore(task.store, task.run_id)
@@ -166,7 +166,7 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
         ref_frames = None
         if task.reference is not None:
             ref_frames = iter([item for table in task.reference for item in read_frames(table)])
-        texts, u, n_atoms, spread, errors = [], [], [], [], []
+        texts, u, n_atoms, spread, errors, dropped = [], [], [], [], [], []
         for batch in _chunks(items, options["batch_size"], options["max_batch_atoms"]):
             predictions = predict_frames(calc, batch, batched=options["batched"])
             scores = score_predictions(predictions, calc.weights)
@@ -194,7 +194,9 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
             u.append(scores.uncertainty)
             n_atoms.append(predictions.frames.n_atoms)
             spread.append(scores.energy_std)
+            dropped.append(dropped_counts(predictions))
         arrays = _summary_arrays(u, n_atoms, spread, ReferenceErrors.concatenate(errors) if errors else None)
+        arrays["dropped_frames"] = np.sum(dropped, axis=0)
         compute_s = time.perf_counter() - begin
         record = store.save(
             task.chunk,

@@ -127,6 +127,10 @@ class PredictionSet:
             stress for a frame), or ``None``.
         sources: (M,) where each member's predictions came from (file path
             or member spec).
+        dropped: frame position -> {member name: why} for the frames some
+            members gave no results for (``on_member_error="drop"``); their
+            entries in the member arrays are NaN. Empty when all members
+            gave results everywhere.
     """
 
     names: list[str]
@@ -135,6 +139,7 @@ class PredictionSet:
     member_forces: np.ndarray
     member_stresses: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    dropped: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f, t, m = self.frames.n_frames, self.frames.n_total_atoms, len(self.names)
@@ -163,7 +168,14 @@ class PredictionSet:
             member_forces=self.member_forces[:, idx],
             member_stresses=None if self.member_stresses is None else self.member_stresses[:, idx],
             sources=[self.sources[i] for i in idx] if self.sources else [],
+            dropped=_dropped_among(self.dropped, [self.names[i] for i in idx]),
         )
+
+
+def _dropped_among(dropped: dict[int, dict[str, str]], names: Sequence[str]) -> dict[int, dict[str, str]]:
+    """``dropped`` restricted to the members ``names`` (frames left with no drop removed)."""
+    kept = {f: {n: why for n, why in d.items() if n in names} for f, d in dropped.items()}
+    return {f: d for f, d in kept.items() if d}
 
 
 def concatenate_frames(parts: Sequence[FrameArrays]) -> FrameArrays:
@@ -213,4 +225,10 @@ def concatenate_predictions(parts: Sequence[PredictionSet]) -> PredictionSet:
         member_forces=np.concatenate([p.member_forces for p in parts]),
         member_stresses=member_stresses,
         sources=list(parts[0].sources),
+        dropped={first + f: why for first, p in zip(_first_frames(parts), parts) for f, why in p.dropped.items()},
     )
+
+
+def _first_frames(parts: Sequence[PredictionSet]) -> list[int]:
+    """Position of each part's first frame in the concatenation."""
+    return np.concatenate([[0], np.cumsum([p.n_frames for p in parts])[:-1]]).astype(int).tolist()

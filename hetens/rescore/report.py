@@ -8,7 +8,9 @@ eV/atom). With reference labels also: ``spearman_rho`` (U vs eps, METHOD.md),
 error), ``member_force_rmse`` (eV/Å) and ``member_energy_rmse`` (eV/atom)
 keyed by member name, ``ensemble_force_rmse``, ``ensemble_energy_rmse`` and
 ``eps_quantiles``. Undefined values (a constant U, a reference without
-energies) are ``null``.
+energies) are ``null``. When members were dropped from some frames
+(``on_member_error="drop"``): ``dropped_frames`` (name -> frames it gave no
+results for), and each member's RMSEs cover the frames it gave results for.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def build_report(
     n_atoms,
     energy_std,
     errors: ReferenceErrors | None = None,
+    dropped_frames=None,
 ) -> dict[str, Any]:
     """The score summary as a JSON-ready dict.
 
@@ -45,6 +48,7 @@ def build_report(
         n_atoms: (F,) atom counts.
         energy_std: (F,) energy spread, eV/atom.
         errors: errors against reference labels, or ``None``.
+        dropped_frames: (M,) how many frames each member was dropped from, or ``None``.
     """
     u = np.asarray(uncertainty, dtype=float)
     report: dict[str, Any] = {
@@ -55,22 +59,37 @@ def build_report(
         "U_quantiles": quantiles(u),
         "energy_std_quantiles": quantiles(energy_std),
     }
+    if dropped_frames is not None and np.any(dropped_frames):
+        report["dropped_frames"] = {name: int(k) for name, k in zip(names, dropped_frames)}
     if errors is None:
         return report
-    member_force = force_rmse(errors.member_force_sse, errors.n_atoms)
-    member_energy = energy_rmse(errors.member_energy_error)
+    member_force, member_energy = _member_rmses(errors)
     report.update(
         spearman_rho=spearman(u, errors.eps),
         spearman_rho_energy=None
         if np.isnan(errors.energy_error).any()
         else spearman(energy_std, errors.energy_error),
-        member_force_rmse={n: float(v) for n, v in zip(names, member_force)},
+        member_force_rmse={n: _finite_or_none(v) for n, v in zip(names, member_force)},
         member_energy_rmse={n: _finite_or_none(v) for n, v in zip(names, member_energy)},
         ensemble_force_rmse=float(force_rmse(errors.ensemble_force_sse[:, None], errors.n_atoms)[0]),
         ensemble_energy_rmse=_finite_or_none(float(np.sqrt(np.mean(errors.energy_error**2)))),
         eps_quantiles=quantiles(errors.eps),
     )
     return report
+
+
+def _member_rmses(errors: ReferenceErrors) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) force and energy RMSEs, each member's over the frames it gave results for."""
+    sse = errors.member_force_sse
+    if np.isfinite(sse).all():
+        return force_rmse(sse, errors.n_atoms), energy_rmse(errors.member_energy_error)
+    force, energy = np.full(sse.shape[1], np.nan), np.full(sse.shape[1], np.nan)
+    for m in range(sse.shape[1]):
+        predicted = np.isfinite(sse[:, m])
+        if predicted.any():
+            force[m] = force_rmse(sse[predicted, m : m + 1], errors.n_atoms[predicted])[0]
+            energy[m] = energy_rmse(errors.member_energy_error[predicted, m : m + 1])[0]
+    return force, energy
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -87,6 +106,12 @@ def format_report(report: dict[str, Any]) -> str:
             *(_number(q[k]) for k in ("min", "p25", "p50", "p75", "p95", "max"))
         ),
     ]
+    if report.get("dropped_frames"):
+        lines.append(
+            "dropped (frames): "
+            + ", ".join(f"{n} {k}" for n, k in report["dropped_frames"].items() if k)
+            + " (their U comes from the members left)"
+        )
     if "spearman_rho" in report:
         lines.append(
             f"Spearman rho(U, eps) = {_number(report['spearman_rho'], 3)}; "

@@ -256,6 +256,12 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
     calculator runs them (isolated members in their worker processes,
     concurrently).
 
+    Member failures follow ``calc.on_member_error``. ``"raise"``: the first
+    one raises. ``"drop"``: the member is left out of the frames it failed
+    on (a batch that fails is re-run frame by frame to find them), its
+    entries there are NaN, ``dropped`` records why, and ``calc.min_members``
+    is enforced per frame, as in MD.
+
     Raises:
         MemberFailedError: naming the member and the file and frame it failed on.
     """
@@ -264,44 +270,98 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
 
     frames = [atoms for _, atoms in chunk]
     members = calc.members
+    dropping = calc.on_member_error == "drop"
     with_stress = [bool(calc.provides_stress(atoms)) for atoms in frames]
     in_batches = [m for m, member in enumerate(members) if batched and has_batched_path(member)]
     one_by_one = [m for m in range(len(members)) if m not in in_batches]
-    outputs: list[list] = [[] for _ in members]
+    outputs: list[list] = [[None] * len(frames) for _ in members]
     start_workers(members)
-    for source, atoms in chunk:  # before any model runs; rescoring always raises, naming the frame
-        calc.check_structure(atoms, label=str(source))
+    # Before any model runs: structure problems always raise, naming the frame;
+    # a member lacking an element raises, or (drop) sits those frames out.
+    failures = [calc.check_structure(atoms, label=str(source)) for source, atoms in chunk]
     for m in in_batches:
+        member = members[m]
+        todo = [f for f in range(len(frames)) if member.name not in failures[f]]
         try:
-            outputs[m] = evaluate_batch(members[m], frames, with_stress)
+            results = evaluate_batch(member, [frames[f] for f in todo], [with_stress[f] for f in todo])
         except Exception as exc:
-            _name_failing_frame(members[m], chunk, with_stress, exc)
-    for (source, atoms), flag in zip(chunk, with_stress):
-        group = [members[m] for m in one_by_one]
+            if not dropping:
+                _name_failing_frame(member, [chunk[f] for f in todo], [with_stress[f] for f in todo], exc)
+            results = _one_by_one(member, chunk, with_stress, todo, failures)
+        for f, result in zip(todo, results):
+            outputs[m][f] = result
+    for f, ((source, atoms), flag) in enumerate(zip(chunk, with_stress)):
+        group = [m for m in one_by_one if members[m].name not in failures[f]]
         try:
-            results = evaluate_members(group, atoms, flag) if group else []
+            results = evaluate_members(
+                [members[m] for m in group], atoms, flag, failures=failures[f] if dropping else None
+            ) if group else []
         except Exception as exc:
-            for member in group:  # name the member that fails on this frame
-                _name_failing_frame(member, [(source, atoms)], [flag], None)
+            for m in group:  # name the member that fails on this frame
+                _name_failing_frame(members[m], [(source, atoms)], [flag], None)
             raise MemberFailedError(
                 f"evaluating {source} ({atoms.get_chemical_formula()}) failed: {type(exc).__name__}: {exc}"
             ) from exc
-        for m, result in zip(one_by_one, results):
-            outputs[m].append(result)
-    energies = np.array([[o[0] for o in member_outputs] for member_outputs in outputs]).T
-    forces = np.stack([np.concatenate([o[1] for o in member_outputs]) for member_outputs in outputs], axis=1)
-    stresses = np.full((len(frames), len(members), 6), np.nan)
+        for m, result in zip(group, results):
+            outputs[m][f] = result
+        if failures[f]:
+            failures[f] = {name: _naming(source, exc) for name, exc in failures[f].items()}
+            calc.report_drops(atoms, failures[f], len(members) - len(failures[f]), label=str(source))
+    return _prediction_set(calc, chunk, outputs, any(with_stress), failures)
+
+
+def _one_by_one(member, chunk, with_stress, todo: list[int], failures: list[dict]) -> list:
+    """``member`` on frames ``todo`` one at a time; a frame it fails on gets ``None`` and a failure."""
+    from hetens.calculator import evaluate_member
+
+    results = []
+    for f in todo:
+        atoms = chunk[f][1]
+        try:
+            results.append(evaluate_member(member, atoms, with_stress[f]))
+        except Exception as exc:
+            if not isinstance(exc, MemberFailedError):  # evaluate_member wraps all but hetens' own errors
+                failure = MemberFailedError(
+                    f"member {member.name} failed on {atoms.get_chemical_formula()}: {type(exc).__name__}: {exc}"
+                )
+                failure.__cause__, exc = exc, failure
+            failures[f][member.name] = exc
+            results.append(None)
+    return results
+
+
+def _naming(source: FrameSource, error: Exception) -> Exception:
+    """``error`` with ``source`` (file and frame) in front of its message, once."""
+    if str(error).startswith(f"{source}:"):
+        return error
+    named = MemberFailedError(f"{source}: {error}")
+    named.__cause__ = error
+    return named
+
+
+def _prediction_set(calc, chunk, outputs: list[list], with_stress: bool, failures: list[dict]) -> PredictionSet:
+    """Member outputs (M lists of F ``(energy, forces, stress)`` or ``None``) as arrays; NaN where dropped."""
+    frames = _geometry(chunk)
+    n_frames, n_members = frames.n_frames, len(outputs)
+    energies = np.full((n_frames, n_members), np.nan)
+    forces = np.full((frames.n_total_atoms, n_members, 3), np.nan)
+    stresses = np.full((n_frames, n_members, 6), np.nan)
     for m, member_outputs in enumerate(outputs):
         for f, output in enumerate(member_outputs):
+            if output is None:
+                continue
+            energies[f, m] = output[0]
+            forces[frames.offsets[f] : frames.offsets[f + 1], m] = output[1]
             if output[2] is not None:
                 stresses[f, m] = output[2]
     return PredictionSet(
         names=calc.member_names,
-        frames=_geometry(chunk),
+        frames=frames,
         member_energies=energies,
         member_forces=forces,
-        member_stresses=stresses if any(with_stress) else None,
-        sources=[m.spec or m.name for m in members],
+        member_stresses=stresses if with_stress else None,
+        sources=[m.spec or m.name for m in calc.members],
+        dropped={f: {name: str(exc) for name, exc in why.items()} for f, why in enumerate(failures) if why},
     )
 
 
@@ -433,7 +493,7 @@ def score_live(
             )
         ref_frames = iter_frames(reference, index)
     names = calc.member_names
-    u_parts, n_parts, std_parts, error_parts = [], [], [], []
+    u_parts, n_parts, std_parts, error_parts, dropped_parts = [], [], [], [], []
     bar = _Progress(total, progress)
     out = _StagedOutput(output)
     current = None  # the frame being scored, for an interrupt's message
@@ -475,6 +535,7 @@ def score_live(
                 u_parts.append(scores.uncertainty)
                 n_parts.append(predictions.frames.n_atoms)
                 std_parts.append(scores.energy_std)
+                dropped_parts.append(dropped_counts(predictions))
                 bar.update(len(chunk))
             if ref_frames is not None and next(ref_frames, None) is not None:
                 raise AlignmentError(
@@ -490,7 +551,9 @@ def score_live(
         raise Interrupted(out.count, total, where=where, kept=out.partial if out.count else None) from exc
     finally:
         bar.close()
-    return _result(names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start)
+    return _result(
+        names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start, dropped_parts
+    )
 
 
 def _reference_chunk(ref_frames, reference, predictions, scores, size, energy_key, forces_key, tol):
@@ -508,11 +571,21 @@ def _reference_chunk(ref_frames, reference, predictions, scores, size, energy_ke
     return reference_errors(predictions, scores, labels)
 
 
-def _result(names, weights, u_parts, n_parts, std_parts, error_parts, output, start) -> ScoreResult:
+def dropped_counts(predictions: PredictionSet) -> np.ndarray:
+    """(M,) how many of the frames of ``predictions`` each member was dropped from."""
+    return np.array([sum(name in why for why in predictions.dropped.values()) for name in predictions.names])
+
+
+def _result(
+    names, weights, u_parts, n_parts, std_parts, error_parts, output, start, dropped_parts=()
+) -> ScoreResult:
     u = np.concatenate(u_parts) if u_parts else np.zeros(0)
     n_atoms = np.concatenate(n_parts) if n_parts else np.zeros(0, dtype=np.int64)
     errors = ReferenceErrors.concatenate(error_parts) if error_parts else None
-    report = build_report(names, weights, u, n_atoms, np.concatenate(std_parts) if std_parts else [], errors)
+    dropped = np.sum(dropped_parts, axis=0) if len(dropped_parts) else None
+    report = build_report(
+        names, weights, u, n_atoms, np.concatenate(std_parts) if std_parts else [], errors, dropped
+    )
     elapsed = time.perf_counter() - start
     report["elapsed_s"] = round(elapsed, 3)
     report["frames_per_s"] = round(u.size / elapsed, 3) if elapsed > 0 else None

@@ -37,6 +37,9 @@ class EnsembleScores:
         forces: (T, 3) weighted mean forces, eV/Å.
         stress: (F, 6) weighted mean stress, eV/Å³ (NaN rows for frames
             without stress), or ``None``.
+        member_weights: (F, M) the weights each frame used: ``weights``,
+            except on frames where members were dropped (0 for those, the
+            others renormalised); ``None`` when no frame dropped a member.
     """
 
     weights: np.ndarray
@@ -48,6 +51,7 @@ class EnsembleScores:
     energy_std: np.ndarray
     forces: np.ndarray
     stress: np.ndarray | None
+    member_weights: np.ndarray | None = None
 
 
 def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScores:
@@ -59,6 +63,10 @@ def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScore
     deviation ``||F[m, i] - Fbar[i]||`` (T, M); the max over each frame's
     atoms (``np.maximum.reduceat``) is then ``d[m]``, and U follows as in
     METHOD.md. Tests check equality with :func:`hetens.combine.combine_predictions`.
+
+    Frames where members were dropped (``predictions.dropped``) are then
+    recomputed one by one with :func:`hetens.combine.combine_predictions`
+    over the members left, as the calculator does.
 
     Args:
         predictions: M members on F frames (every frame with at least one atom).
@@ -75,7 +83,7 @@ def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScore
     contribution = w * deviation**2
     energies = predictions.member_energies
     stresses = predictions.member_stresses
-    return EnsembleScores(
+    scores = EnsembleScores(
         weights=w,
         uncertainty=np.sqrt(contribution.sum(axis=1)),
         # atomic_uncertainty's formula, from the deviations already at hand.
@@ -87,6 +95,40 @@ def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScore
         forces=np.tensordot(member_forces, w, axes=([1], [0])),
         stress=None if stresses is None else np.einsum("m,fmk->fk", w, stresses),
     )
+    if predictions.dropped:
+        _rescore_dropped(predictions, scores)
+    return scores
+
+
+def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None:
+    """Recompute, in place, the frames where members were dropped, over the members left."""
+    from hetens.combine import combine_predictions
+
+    w, offsets = scores.weights, predictions.frames.offsets
+    scores.member_weights = np.tile(w, (predictions.n_frames, 1))
+    for frame, why in predictions.dropped.items():
+        kept = np.array([m for m, name in enumerate(predictions.names) if name not in why], dtype=np.int64)
+        rows = slice(offsets[frame], offsets[frame + 1])
+        stresses = None if predictions.member_stresses is None else predictions.member_stresses[frame, kept]
+        with_stress = stresses is not None and bool(np.isfinite(stresses).all())
+        results = combine_predictions(
+            predictions.member_energies[frame, kept],
+            predictions.member_forces[rows, kept].transpose(1, 0, 2),
+            w[kept],
+            stresses if with_stress else None,
+        )
+        scores.uncertainty[frame] = results["uncertainty"]
+        scores.atomic_uncertainty[rows] = results["atomic_uncertainty"]
+        scores.member_max_deviation[frame] = np.nan
+        scores.member_max_deviation[frame, kept] = results["member_max_deviation"]
+        scores.most_deviating[frame] = kept[results["most_deviating_member"]]
+        scores.energy[frame] = results["energy"]
+        scores.energy_std[frame] = results["energy_std"]
+        scores.forces[rows] = results["forces"]
+        if scores.stress is not None:
+            scores.stress[frame] = results["stress"] if with_stress else np.nan
+        scores.member_weights[frame] = 0.0
+        scores.member_weights[frame, kept] = w[kept] / w[kept].sum()
 
 
 def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int) -> dict[str, Any]:
@@ -105,6 +147,10 @@ def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int
         "member_max_deviation": scores.member_max_deviation[frame],
         "most_deviating_member": int(scores.most_deviating[frame]),
     }
+    if scores.member_weights is not None:
+        results["member_weights"] = scores.member_weights[frame]
+    if frame in predictions.dropped:
+        results["dropped_members"] = dict(predictions.dropped[frame])
     if scores.stress is not None and np.isfinite(scores.stress[frame]).all():
         results["stress"] = scores.stress[frame]
         results["member_stresses"] = predictions.member_stresses[frame]
@@ -158,13 +204,20 @@ class ReferenceErrors:
 def reference_errors(
     predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays
 ) -> ReferenceErrors:
-    """Errors of the members and of the ensemble against ``reference`` (aligned frames)."""
+    """Errors of the members and of the ensemble against ``reference`` (aligned frames).
+
+    A member dropped from a frame has NaN errors there.
+    """
     frames = predictions.frames
     starts = frames.offsets[:-1]
     n_atoms = frames.n_atoms
     if np.any(n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(n_atoms)))} has no atoms")
     fbar = reference_forces(predictions.member_forces[:, :, None, :])[:, 0]  # (T, 3) plain member mean
+    for frame, why in predictions.dropped.items():  # the plain mean of the members left
+        kept = [m for m, name in enumerate(predictions.names) if name not in why]
+        rows = slice(frames.offsets[frame], frames.offsets[frame + 1])
+        fbar[rows] = reference_forces(predictions.member_forces[rows][:, kept].transpose(1, 0, 2))
     diff = predictions.member_forces - reference.forces[:, None, :]
     sse = np.add.reduceat((diff**2).sum(axis=2), starts, axis=0)
     per_atom = n_atoms.astype(float)
