@@ -195,31 +195,18 @@ def score_precomputed_on_cluster(
     as for :func:`~hetens.rescore.score.score_precomputed`.
     """
     from hetens import __version__
-    from hetens.rescore.precomputed import check_alignment, load_predictions, read_frame_arrays
-    from hetens.rescore.score import _result, resolve_member_weights
-    from hetens.rescore.scoring import reference_errors, score_predictions
+    from hetens.rescore.score import score_loaded_predictions
 
     start = time.perf_counter()
     paths = [str(p) for p in predictions]
     _check_output(output, [*paths, reference])
     cluster_spec = _cluster_spec(cluster)
-    # The same steps as score_precomputed, on all frames at once.
-    loaded = load_predictions(
-        paths, names, index=index, energy_key=energy_key, forces_key=forces_key,
-        position_tol=position_tol, jobs=jobs,
+    scored = score_loaded_predictions(  # as score_precomputed does, on all frames at once
+        paths, names=names, weights=weights, force_rmse=force_rmse, reference=reference, index=index,
+        energy_key=energy_key, forces_key=forces_key, reference_energy_key=reference_energy_key,
+        reference_forces_key=reference_forces_key, position_tol=position_tol, jobs=jobs,
     )
-    kept, w, dropped = resolve_member_weights(loaded.names, weights, force_rmse)
-    if dropped:
-        loaded = loaded.subset(kept)
-    scores = score_predictions(loaded, w)
-    errors = None
-    if reference is not None:
-        ref_arrays = read_frame_arrays(
-            reference, index, energy_key=reference_energy_key, forces_key=reference_forces_key,
-            require_energy=False,
-        )
-        check_alignment(loaded.frames, ref_arrays, position_tol)
-        errors = reference_errors(loaded, scores, ref_arrays)
+    loaded, w, scores, errors = scored.predictions, scored.weights, scored.scores, scored.errors
     template = frame_table(reference if reference is not None else paths[0], index)
     if template.n_frames != loaded.n_frames:
         raise AlignmentError(f"{template.label} does not match the frames read before; was the file changed?")
@@ -252,13 +239,7 @@ def score_precomputed_on_cluster(
 
     records, info = _run_chunks(store, len(chunks), task, run_writing_chunk, cluster, progress, on_chunk)
     store.assemble(output, range(len(chunks)))
-    result = _result(
-        loaded.names, w, [scores.uncertainty], [loaded.frames.n_atoms], [scores.energy_std],
-        [errors] if errors is not None else [], Path(output), start,
-    )
-    if dropped:
-        result.report["dropped_members"] = dropped
-        result.notes.append(f"members not in the weights were left out: {', '.join(dropped)}")
+    result = scored.result(Path(output), start)
     return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
 
 

@@ -58,6 +58,7 @@ from hetens.rescore.precomputed import (
 from hetens.rescore.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.report import build_report
 from hetens.rescore.scoring import (
+    EnsembleScores,
     ReferenceErrors,
     frame_results,
     reference_errors,
@@ -69,6 +70,8 @@ __all__ = [
     "ScoreResult",
     "score_live",
     "score_precomputed",
+    "score_loaded_predictions",
+    "ScoredPredictions",
     "predict_frames",
     "predict_file",
     "resolve_member_weights",
@@ -673,6 +676,86 @@ def score_precomputed(
     if output is not None:
         inputs = [] if isinstance(predictions, PredictionSet) else list(predictions)
         check_output(output, [*inputs, reference])
+    scored = score_loaded_predictions(
+        predictions,
+        names=names,
+        weights=weights,
+        force_rmse=force_rmse,
+        reference=reference,
+        index=index,
+        energy_key=energy_key,
+        forces_key=forces_key,
+        reference_energy_key=reference_energy_key,
+        reference_forces_key=reference_forces_key,
+        position_tol=position_tol,
+        jobs=jobs,
+    )
+    predictions, scores, errors = scored.predictions, scored.scores, scored.errors
+    out_path = None
+    if output is not None:
+        template = (
+            reference if reference is not None else predictions.sources[0] if predictions.sources else None
+        )
+        _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress)
+        out_path = Path(output)
+    return scored.result(out_path, start)
+
+
+@dataclass
+class ScoredPredictions:
+    """Precomputed predictions with their weights, scores and (with a reference) errors.
+
+    Attributes:
+        predictions: the members kept (those the weights name).
+        weights: (M,) normalised weights.
+        scores: U and the ensemble's results for every frame.
+        errors: errors against the reference labels, or ``None``.
+        left_out: members the weights did not name (left out).
+    """
+
+    predictions: PredictionSet
+    weights: np.ndarray
+    scores: EnsembleScores
+    errors: ReferenceErrors | None
+    left_out: list[str]
+
+    def result(self, output: Path | None, start: float) -> ScoreResult:
+        """The :class:`ScoreResult` of a run that began at ``start`` (``time.perf_counter``)."""
+        result = _result(
+            self.predictions.names,
+            self.weights,
+            [self.scores.uncertainty],
+            [self.predictions.frames.n_atoms],
+            [self.scores.energy_std],
+            [self.errors] if self.errors is not None else [],
+            output,
+            start,
+        )
+        if self.left_out:
+            result.report["dropped_members"] = self.left_out
+            result.notes.append(f"members not in the weights were left out: {', '.join(self.left_out)}")
+        return result
+
+
+def score_loaded_predictions(
+    predictions: Sequence[str | os.PathLike] | PredictionSet,
+    *,
+    names: Sequence[str] | None = None,
+    weights: Sequence[float] | Mapping[str, float] | None = None,
+    force_rmse: Sequence[float] | None = None,
+    reference: str | os.PathLike | None = None,
+    index: Any = ":",
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    reference_energy_key: str = "energy",
+    reference_forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+    jobs: int = 1,
+) -> ScoredPredictions:
+    """The steps of :func:`score_precomputed` before writing: load, weigh, score all frames at once.
+
+    Arguments as for :func:`score_precomputed`.
+    """
     if not isinstance(predictions, PredictionSet):
         predictions = load_predictions(
             predictions,
@@ -683,12 +766,11 @@ def score_precomputed(
             position_tol=position_tol,
             jobs=jobs,
         )
-    kept, w, dropped = resolve_member_weights(predictions.names, weights, force_rmse)
-    if dropped:
+    kept, w, left_out = resolve_member_weights(predictions.names, weights, force_rmse)
+    if left_out:
         predictions = predictions.subset(kept)
     scores = score_predictions(predictions, w)
     errors = None
-    ref_arrays = None
     if reference is not None:
         ref_arrays = read_frame_arrays(
             reference,
@@ -699,27 +781,7 @@ def score_precomputed(
         )
         check_alignment(predictions.frames, ref_arrays, position_tol)
         errors = reference_errors(predictions, scores, ref_arrays)
-    out_path = None
-    if output is not None:
-        template = (
-            reference if reference is not None else predictions.sources[0] if predictions.sources else None
-        )
-        _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress)
-        out_path = Path(output)
-    result = _result(
-        predictions.names,
-        w,
-        [scores.uncertainty],
-        [predictions.frames.n_atoms],
-        [scores.energy_std],
-        [errors] if errors is not None else [],
-        out_path,
-        start,
-    )
-    if dropped:
-        result.report["dropped_members"] = dropped
-        result.notes.append(f"members not in the weights were left out: {', '.join(dropped)}")
-    return result
+    return ScoredPredictions(predictions, w, scores, errors, left_out)
 
 
 def _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress):
