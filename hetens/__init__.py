@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_member": "hetens.member",
     "default_ensemble": "hetens.ensemble",
     "DEFAULT_MEMBERS": "hetens.ensemble",
+    "DEFAULT_WITNESSES": "hetens.ensemble",
     "compute_uncertainty": "hetens.uncertainty",
     "atomic_uncertainty": "hetens.uncertainty",
     "member_max_deviation": "hetens.uncertainty",

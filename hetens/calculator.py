@@ -28,19 +28,34 @@ from hetens.errors import (
     MemberDroppedWarning,
     MemberFailedError,
     MixedReferenceError,
+    TooFewMembersError,
     UnsupportedElementError,
 )
-from hetens.member import Member, as_member
+from hetens.member import Member, as_member, check_role
+from hetens.spec import MemberSpec, parse_spec
 from hetens.validation import (
     DEFAULT_MIN_DISTANCE,
     check_structure,
     element_symbols,
     unsupported_elements,
 )
-from hetens.weights import resolve_weights
+from hetens.weights import raw_weights, resolve_weights
 from hetens.workers.pool import assign_threads, as_worker_spec, close_workers, evaluate_members, start_workers
 
-__all__ = ["HeterogeneousEnsembleCalculator", "evaluate_member", "check_levels_of_theory"]
+__all__ = [
+    "HeterogeneousEnsembleCalculator",
+    "evaluate_member",
+    "check_levels_of_theory",
+    "check_energy_reference",
+    "check_member_counts",
+    "DEFAULT_MAX_ENERGY_DEVIATION",
+]
+
+#: Largest distance (eV/atom) of a predictor's energy per atom from the
+#: predictors' median before the ensemble refuses to average them: models of
+#: one functional agree to a few 0.1 eV/atom at worst, while a different energy
+#: reference (EMT, another code's zero) is off by several eV/atom.
+DEFAULT_MAX_ENERGY_DEVIATION = 1.0
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
 #: invalidate results (members do not read them).
@@ -50,10 +65,15 @@ INFO_PREFIX = "hetens_"
 def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: bool = False) -> None:
     """Refuse to average energies from different levels of theory.
 
-    Members with level ``"unknown"`` are not compared. Raises
-    :class:`MixedReferenceError` listing which member has which level.
+    Only predictors are compared (a witness's energy is never averaged, so it
+    may have any level); members with level ``"unknown"`` are not compared.
+    Raises :class:`MixedReferenceError` listing which member has which level.
     """
-    known = {m.name: m.level_of_theory for m in members if m.level_of_theory != "unknown"}
+    known = {
+        m.name: m.level_of_theory
+        for m in members
+        if m.level_of_theory != "unknown" and m.role == "predictor"
+    }
     if len(set(known.values())) > 1 and not allow_mixed_reference:
         listing = ", ".join(f"{name} ({level})" for name, level in known.items())
         raise MixedReferenceError(
@@ -61,6 +81,75 @@ def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: boo
             "are on different scales and must not be averaged. Use members of one level, or pass "
             "allow_mixed_reference=True if you really mean to mix them."
         )
+
+
+def check_energy_reference(
+    names: Sequence[str],
+    energies,
+    n_atoms: int,
+    max_deviation: float = DEFAULT_MAX_ENERGY_DEVIATION,
+    label: str | None = None,
+) -> None:
+    """Refuse predictor energies that cannot share one energy reference.
+
+    Needs no level of theory: a member whose energy per atom is more than
+    ``max_deviation`` from the median of the members given is on another
+    energy scale (EMT next to a uMLIP, say), and averaging it is meaningless.
+
+    Args:
+        names: (P,) names of the members compared (the predictors).
+        energies: (P,) their energies of one structure, eV.
+        n_atoms: the structure's atom count.
+        max_deviation: threshold, eV/atom.
+        label: names the structure in the message (``"Cu32"``).
+
+    Raises:
+        MixedReferenceError: naming every member with its energy per atom.
+    """
+    per_atom = np.asarray(energies, dtype=float) / max(int(n_atoms), 1)
+    if per_atom.size < 2:
+        return
+    median = float(np.median(per_atom))
+    if np.max(np.abs(per_atom - median)) <= max_deviation:
+        return
+    listing = ", ".join(f"{name} {e:.3f}" for name, e in zip(names, per_atom))
+    where = f" on {label}" if label else ""
+    raise MixedReferenceError(
+        f"member energies{where} are more than {max_deviation:g} eV/atom from their median "
+        f"{median:.3f} eV/atom, so they are on different energy references: {listing} (eV/atom). "
+        "Use members of one reference, pass max_energy_deviation (--max-energy-deviation) if "
+        "this spread is real, or allow_mixed_reference=True (--allow-mixed-reference) to average anyway"
+    )
+
+
+def check_member_counts(roles: Sequence[str]) -> None:
+    """At least two members in U (predictors plus witnesses) and at least one predictor.
+
+    Raises:
+        TooFewMembersError: saying how many of each role there are.
+    """
+    n_predictors = sum(1 for r in roles if r == "predictor")
+    n_witnesses = len(roles) - n_predictors
+    if len(roles) < 2:
+        raise TooFewMembersError(
+            f"an ensemble needs at least two members for U (U of one model is always 0); got "
+            f"{n_predictors} predictor(s) and {n_witnesses} witness(es): add a member or a witness"
+        )
+    if n_predictors == 0:
+        raise TooFewMembersError(
+            f"an ensemble needs at least one predictor; all {n_witnesses} members are witnesses"
+        )
+
+
+def declared_role(item: Any) -> str:
+    """The role an item of ``members`` has before it is loaded (a spec's ``@role=``)."""
+    if isinstance(item, Member):
+        return item.role
+    if isinstance(item, str):
+        item = parse_spec(item)
+    if isinstance(item, MemberSpec):
+        return check_role(item.options.get("role", "predictor"), str(item))
+    return "predictor"
 
 
 def evaluate_member(
@@ -170,29 +259,50 @@ class HeterogeneousEnsembleCalculator(Calculator):
     A drop-in for ``atoms.calc`` in MD and relaxations. After a calculation
     ``results`` holds:
 
-    - ``energy``, ``free_energy``: weighted mean member energy, eV;
-    - ``forces``: weighted mean forces, (N, 3) eV/Å (the exact negative
-      gradient of ``energy``, so MD stays conservative);
-    - ``stress``: weighted mean stress, (6,) Voigt eV/Å³, when every member
-      provides stress and the cell is 3D periodic;
-    - ``uncertainty``: U (eV/Å, float), exactly as in Liu et al. (2026);
+    - ``energy``, ``free_energy``: weighted mean predictor energy, eV;
+    - ``forces``: weighted mean predictor forces, (N, 3) eV/Å (the exact
+      negative gradient of ``energy``, so MD stays conservative);
+    - ``stress``: weighted mean predictor stress, (6,) Voigt eV/Å³, when
+      every member provides stress and the cell is 3D periodic;
+    - ``uncertainty``: U (eV/Å, float), exactly as in Liu et al. (2026), over
+      every member (predictors and witnesses);
     - ``atomic_uncertainty`` (N,) eV/Å; ``energy_std`` eV/atom;
       ``member_energies`` (M,) eV; ``member_forces`` (M, N, 3) eV/Å;
       ``member_stresses`` (M, 6); ``member_max_deviation`` (M,) eV/Å;
       ``most_deviating_member`` (index into ``member_names``);
-      ``member_weights`` (M,) the normalised weights used (0 for a dropped
-      member); ``dropped_members`` dict name -> why (empty unless
+      ``member_weights`` (M,) the normalised U weights used (0 for a dropped
+      member); ``predictor_weights`` (M,) the normalised predictor weights
+      (0 for witnesses and dropped members); ``member_roles`` the role of
+      each member; ``dropped_members`` dict name -> why (empty unless
       ``on_member_error="drop"`` left someone out).
+
+    Predictors and witnesses: every member is a predictor unless it is given
+    in ``witnesses`` (or as a spec with ``@role=witness``). A witness's forces
+    enter U, per-atom u, ``member_max_deviation`` and
+    ``most_deviating_member``; nothing else (see docs/witnesses.md). Raw
+    weights (one per member) are normalised over every member for U and over
+    the predictors for the returned energy, forces, stress and energy_std.
 
     Args:
         members: ASE calculators, :class:`hetens.Member` objects or member
             specs (``"sevenn:7net-0"``), in any mix.
-        weights: (M,) weights, or a mapping member name -> weight (e.g. from
-            :func:`hetens.read_weights_file`); uniform when omitted.
+        weights: (M,) weights, one per member in :attr:`member_names` order
+            (witnesses included), or a mapping member name -> weight (e.g.
+            from :func:`hetens.read_weights_file`); uniform when omitted.
+        witnesses: members whose forces enter U only (the same kinds of
+            items as ``members``), added after ``members`` with role
+            ``"witness"``. Their level of theory may differ from the
+            predictors'. U needs two members at least, and one predictor.
         force_rmse: (M,) member force RMSEs in eV/Å, giving the paper's
             inverse-RMSE weights instead of ``weights``.
-        allow_mixed_reference: allow members of different levels of theory
-            (PBE+U and r2SCAN, say) to be averaged. Off by default.
+        allow_mixed_reference: allow predictors of different levels of theory
+            (PBE+U and r2SCAN, say) or of different energy references to be
+            averaged. Off by default.
+        max_energy_deviation: eV/atom. A predictor whose energy per atom is
+            further than this from the predictors' median on a structure is
+            a :class:`~hetens.errors.MixedReferenceError` naming every
+            predictor's energy per atom (default 1 eV/atom), unless
+            ``allow_mixed_reference``. Witnesses are exempt.
         device: device for members given as specs (``"auto"``: CUDA if present).
         parallel: evaluate members concurrently: members given as specs run in
             worker processes under this interpreter (members given as objects
@@ -218,10 +328,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
             arrays are NaN, ``results["member_weights"]`` holds the weights
             used, and a :class:`~hetens.errors.MemberDroppedWarning` is issued
             once per member. Never a silent fallback.
-        min_members: with ``"drop"``, fewer surviving members than this raise
-            :class:`~hetens.errors.MemberFailedError` listing every failure.
-            Default 2 (U needs two members to mean anything), or 1 for a
-            one-member ensemble.
+        min_members: with ``"drop"``, fewer surviving members (predictors and
+            witnesses) than this raise :class:`~hetens.errors.MemberFailedError`
+            listing every failure; so does losing every predictor. Default
+            and minimum 2 (U needs two members to mean anything).
 
     An element that no member was trained on is an
     :class:`~hetens.errors.InvalidStructureError` before any model runs,
@@ -241,8 +351,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
         members: Iterable[Any],
         weights: Sequence[float] | Mapping[str, float] | None = None,
         *,
+        witnesses: Iterable[Any] | None = None,
         force_rmse: Sequence[float] | None = None,
         allow_mixed_reference: bool = False,
+        max_energy_deviation: float = DEFAULT_MAX_ENERGY_DEVIATION,
         device: str = "auto",
         parallel: bool = False,
         lazy: bool = True,
@@ -252,15 +364,38 @@ class HeterogeneousEnsembleCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        members = list(members)
+        witnesses = list(witnesses or ())
+        if not members:
+            raise ValueError("an ensemble needs at least one member; got an empty list")
+        # Counted before any model loads.
+        check_member_counts([declared_role(item) for item in members] + ["witness"] * len(witnesses))
+        if not (isinstance(max_energy_deviation, (int, float)) and max_energy_deviation > 0):
+            raise ValueError(f"max_energy_deviation must be a positive number of eV/atom; got {max_energy_deviation!r}")
+        self.max_energy_deviation = float(max_energy_deviation)
         if parallel:
             members = [as_worker_spec(item) for item in members]
+            witnesses = [as_worker_spec(item) for item in witnesses]
         loaded = [as_member(item, device=device) for item in members]
-        if not loaded:
-            raise ValueError("an ensemble needs at least one member; got an empty list")
+        loaded += [_as_witness(item, device) for item in witnesses]
         self.members: list[Member] = _with_unique_names(loaded)
+        check_member_counts(self.roles)
         if isinstance(weights, Mapping):
             weights = _weights_by_name(weights, self.member_names)
+        #: (M,) U weights: the raw weights normalised over every member.
         self.weights: np.ndarray = resolve_weights(len(self.members), weights, force_rmse)
+        mask = self.predictor_mask
+        if mask.all():
+            self._combine_weights = self.weights
+            self.predictor_weights: np.ndarray = self.weights.copy()
+        else:
+            raw = raw_weights(len(self.members), weights, force_rmse)
+            if raw[mask].sum() <= 0:
+                raise ValueError("the predictors' weights are all zero; at least one predictor needs a positive weight")
+            # Scaled so that its predictor entries are exactly the predictors' own
+            # normalised weights: predictions equal a predictors-only ensemble's bit for bit.
+            self._combine_weights = raw / raw[mask].sum()
+            self.predictor_weights = np.where(mask, self._combine_weights, 0.0)
         check_levels_of_theory(self.members, allow_mixed_reference)
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
@@ -275,8 +410,22 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     @property
     def member_names(self) -> list[str]:
-        """Names of the members, in order; unique within the ensemble."""
+        """Names of the members (predictors and witnesses, in the order given); unique."""
         return [m.name for m in self.members]
+
+    @property
+    def roles(self) -> list[str]:
+        """Role of each member (``"predictor"`` or ``"witness"``), in :attr:`member_names` order."""
+        return [m.role for m in self.members]
+
+    @property
+    def predictor_mask(self) -> np.ndarray:
+        """(M,) bool, True for predictors."""
+        return np.array([r == "predictor" for r in self.roles], dtype=bool)
+
+    @property
+    def has_witnesses(self) -> bool:
+        return any(r == "witness" for r in self.roles)
 
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus ``atoms.info`` (members such as UMA read charge/spin there)."""
@@ -308,6 +457,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
         if failures:
             self.report_drops(atoms, failures, survivors=len(by_name))
+        if not self.allow_mixed_reference:
+            self.check_energy_reference(by_name, atoms)
         self.results = self._combine(by_name, failures, with_stress)
         self._info = _info_snapshot(atoms.info)
 
@@ -353,6 +504,14 @@ class HeterogeneousEnsembleCalculator(Calculator):
             for name, lacking in missing.items()
         }
 
+    def check_energy_reference(self, by_name: Mapping[str, Any], atoms, label: str | None = None) -> None:
+        """:func:`check_energy_reference` over the predictors in ``by_name`` (name -> (energy, ...))."""
+        names = [m.name for m in self.members if m.role == "predictor" and m.name in by_name]
+        where = f"{label} ({atoms.get_chemical_formula()})" if label else atoms.get_chemical_formula()
+        check_energy_reference(
+            names, [by_name[n][0] for n in names], len(atoms), self.max_energy_deviation, where
+        )
+
     def report_drops(
         self, atoms, failures: Mapping[str, Exception], survivors: int, label: str | None = None
     ) -> None:
@@ -360,13 +519,15 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
         ``label`` (``"traj.xyz frame 12"``) names the structure in the error.
         """
-        if survivors < self.min_members:
+        predictors_left = [m.name for m in self.members if m.role == "predictor" and m.name not in failures]
+        if survivors < self.min_members or not predictors_left:
             listing = "; ".join(f"{name}: {error}" for name, error in failures.items())
             where = f"{label} ({atoms.get_chemical_formula()})" if label else atoms.get_chemical_formula()
-            raise MemberFailedError(
-                f"only {survivors} of {len(self.members)} members gave results for "
-                f"{where} (min_members={self.min_members}): {listing}"
-            )
+            what = (f"only {survivors} of {len(self.members)} members gave results for "
+                    f"{where} (min_members={self.min_members})")
+            if not predictors_left:
+                what = f"no predictor gave results for {where} (witnesses alone make no prediction)"
+            raise MemberFailedError(f"{what}: {listing}")
         for name, error in failures.items():
             if name not in self._warned:
                 self._warned.add(name)
@@ -383,15 +544,25 @@ class HeterogeneousEnsembleCalculator(Calculator):
         names = self.member_names
         kept = [i for i, name in enumerate(names) if name in by_name]
         energies, forces, stresses = (list(column) for column in zip(*(by_name[names[i]] for i in kept)))
+        witnessed = self.has_witnesses
         results = combine_predictions(
             energies,
             np.stack(forces),
-            self.weights[kept],
+            self._combine_weights[kept],
             np.stack(stresses) if with_stress else None,
+            predictors=self.predictor_mask[kept] if witnessed else None,
         )
         weights = np.zeros(len(names))
-        weights[kept] = self.weights[kept] / self.weights[kept].sum()
+        predictor_weights = np.zeros(len(names))
+        if witnessed:
+            weights[kept] = results["member_weights"]
+            predictor_weights[kept] = results["predictor_weights"]
+        else:
+            weights[kept] = self.weights[kept] / self.weights[kept].sum()
+            predictor_weights[:] = weights
         results["member_weights"] = weights
+        results["predictor_weights"] = predictor_weights
+        results["member_roles"] = self.roles
         results["dropped_members"] = {name: str(error) for name, error in failures.items()}
         if failures:
             for key in ("member_energies", "member_forces", "member_stresses", "member_max_deviation"):
@@ -443,7 +614,10 @@ class HeterogeneousEnsembleCalculator(Calculator):
             "hetens_version": __version__,
             "members": [m.provenance() for m in self.members],
             "weights": [float(w) for w in self.weights],
+            "roles": self.roles,
+            "predictor_weights": [float(w) for w in self.predictor_weights],
             "allow_mixed_reference": self.allow_mixed_reference,
+            "max_energy_deviation": self.max_energy_deviation,
         }
 
     def todict(self) -> dict[str, Any]:
@@ -458,10 +632,19 @@ def _check_policy(on_member_error: str, min_members: int | None, n_members: int)
     if on_member_error not in ("raise", "drop"):
         raise ValueError(f"on_member_error must be 'raise' or 'drop'; got {on_member_error!r}")
     if min_members is None:
-        return on_member_error, min(2, n_members)
-    if not 1 <= int(min_members) <= n_members:
-        raise ValueError(f"min_members must be between 1 and the {n_members} members; got {min_members}")
+        return on_member_error, 2
+    if not 2 <= int(min_members) <= n_members:
+        raise ValueError(
+            f"min_members counts the members in U (predictors and witnesses) and must be between 2 "
+            f"and the {n_members} members; got {min_members}"
+        )
     return on_member_error, int(min_members)
+
+
+def _as_witness(item: Any, device: str) -> Member:
+    """A :class:`Member` with role ``"witness"`` (a copy when a Member is given)."""
+    member = as_member(item, device=device)
+    return member if member.role == "witness" else dataclasses.replace(member, role="witness")
 
 
 def _with_unique_names(members: list[Member]) -> list[Member]:

@@ -197,3 +197,15 @@ class UnsupportedElementError(MemberFailedError):
 
 class MemberDroppedWarning(UserWarning):
     """Issued once per member when ``on_member_error="drop"`` leaves it out of a result."""
+
+
+class TooFewMembersError(HetensError, ValueError):
+    """Raised before any model runs (or when drops leave too few) when an ensemble has
+    fewer than two members in U (predictors plus witnesses) or no predictor.
+
+    U of a single model is identically 0, which would silently disable every
+    flag and halt; the message says how many members of each role there are.
+    """
+
+
+__all__ += ["TooFewMembersError"]

@@ -15,7 +15,11 @@ key                        where   meaning
 ``hetens_member_energies`` info    (M,) member energies, eV (NaN: dropped)
 ``hetens_most_deviating``  info    name of the member contributing most to U
 ``hetens_members``         info    member names joined by ``,``
-``hetens_weights``         info    (M,) normalised weights used (0: dropped)
+``hetens_weights``         info    (M,) normalised U weights used (0: dropped)
+``hetens_roles``           info    with witnesses only: member roles
+                                   (``predictor``/``witness``) joined by ``,``
+``hetens_predictor_weights`` info  with witnesses only: (M,) normalised
+                                   predictor weights (0: witness or dropped)
 ``hetens_dropped``         info    members left out of this frame, joined by
                                    ``,`` (only when ``on_member_error="drop"``
                                    dropped some)
@@ -94,6 +98,10 @@ def annotate(
     )
     if results.get("dropped_members"):
         frame.info["hetens_dropped"] = ",".join(results["dropped_members"])
+    roles = list(results.get("member_roles") or ())
+    if "witness" in roles:
+        frame.info["hetens_roles"] = ",".join(roles)
+        frame.info["hetens_predictor_weights"] = np.asarray(results["predictor_weights"], dtype=float)
     frame.arrays["hetens_u"] = atomic_u
     standard = {k: results[k] for k in _STANDARD if k in results}
     frame.calc = SinglePointCalculator(frame, **standard)
@@ -105,13 +113,17 @@ def read_annotation(atoms) -> dict[str, Any]:
 
     Returns:
         ``{"uncertainty": U, "atomic_uncertainty": (N,), "energy_std": ...,
-        "members": [...]}``; raises ``KeyError`` naming the missing key when
+        "members": [...], "roles": [...]}`` (roles all ``"predictor"`` when
+        the frame has no ``hetens_roles``); raises ``KeyError`` naming the missing key when
         the frame was not written by hetens.
     """
     if "hetens_U" not in atoms.info:
         raise KeyError("hetens_U: this frame carries no ensemble uncertainty (was it written by hetens?)")
     members = atoms.info.get("hetens_members", "")
+    names = members.split(",") if isinstance(members, str) and members else []
+    roles = atoms.info.get("hetens_roles")
     return {
+        "roles": roles.split(",") if isinstance(roles, str) and roles else ["predictor"] * len(names),
         "uncertainty": float(atoms.info["hetens_U"]),
         "atomic_uncertainty": np.asarray(atoms.arrays.get("hetens_u", np.zeros(len(atoms)))),
         "energy_std": float(atoms.info.get("hetens_energy_std", np.nan)),

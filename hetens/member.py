@@ -11,12 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from hetens.device import resolve_device
-from hetens.errors import UnknownModelError, WeightsUnavailableError
+from hetens.errors import MemberSpecError, UnknownModelError, WeightsUnavailableError
 from hetens.families import get_family
 from hetens.registry import find_model, models_of_family
 from hetens.spec import MemberSpec, parse_spec
 
-__all__ = ["Member", "load_member", "as_member"]
+__all__ = ["Member", "load_member", "as_member", "ROLES", "check_role"]
+
+#: The roles a member can have: predictors make the returned energy, forces and
+#: stress and enter U; witnesses enter U only.
+ROLES = ("predictor", "witness")
+
+
+def check_role(role: str, name: str | None = None) -> str:
+    """``role`` itself when it is ``"predictor"`` or ``"witness"``; else a :class:`MemberSpecError`."""
+    if role not in ROLES:
+        who = f"member {name}: " if name else ""
+        raise MemberSpecError(f"{who}role must be 'predictor' or 'witness'; got {role!r}")
+    return role
 
 
 @dataclass
@@ -35,6 +47,9 @@ class Member:
         versions: package name -> version, for provenance.
         elements: atomic numbers the model was trained on, ``None`` when not
             known (then not checked). See :meth:`supported_elements`.
+        role: ``"predictor"`` (default: enters the returned energy, forces,
+            stress and U) or ``"witness"`` (its forces enter U only; see
+            docs/witnesses.md).
     """
 
     calculator: Any
@@ -46,6 +61,10 @@ class Member:
     device: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     elements: frozenset[int] | None = None
+    role: str = "predictor"
+
+    def __post_init__(self) -> None:
+        check_role(self.role, self.name)
 
     @classmethod
     def wrap(
@@ -54,6 +73,7 @@ class Member:
         name: str | None = None,
         level_of_theory: str = "unknown",
         training_data: str = "unknown",
+        role: str = "predictor",
     ) -> "Member":
         """Adopt any ASE calculator as a member, declaring its level of theory."""
         if not hasattr(calculator, "get_forces") and not hasattr(calculator, "get_property"):
@@ -66,6 +86,7 @@ class Member:
             name=name or type(calculator).__name__,
             level_of_theory=level_of_theory,
             training_data=training_data,
+            role=role,
         )
 
     def supported_elements(self) -> frozenset[int] | None:
@@ -87,6 +108,7 @@ class Member:
             "level_of_theory": self.level_of_theory,
             "training_data": self.training_data,
             "versions": dict(self.versions),
+            "role": self.role,
         }
 
 
@@ -98,7 +120,8 @@ def load_member(
     Args:
         spec: ``FAMILY:MODEL[@HEAD][@KEY=VALUE]`` (see :mod:`hetens.spec`), e.g.
             ``sevenn:7net-0``, ``sevenn:7net-mf-0@PBE``, ``chgnet:0.3.0``,
-            ``mace:/path/model.model@level=PBE+U``, ``fairchem:uma-s-1p1@omat``.
+            ``mace:/path/model.model@level=PBE+U``, ``fairchem:uma-s-1p1@omat``;
+            ``@role=witness`` makes it a witness (its forces enter U only).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``... A
             ``device=`` option in the spec wins.
         python: run the member in its own worker process under this interpreter
@@ -125,6 +148,7 @@ def load_member(
     known = find_model(parsed.family, parsed.model)
     options = dict(parsed.options)
     level = options.pop("level", None)
+    role = check_role(options.pop("role", "predictor"), str(parsed))
     display_name = options.pop("name", None) or parsed.label
     requested_device = options.pop("device", device)
     worker = _pop_worker_options(options, parsed, python, worker_options)
@@ -163,6 +187,7 @@ def load_member(
         device=resolved_device,
         versions=versions,
         elements=elements,
+        role=role,
     )
 
 

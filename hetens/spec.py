@@ -7,7 +7,9 @@ Grammar::
 ``MODEL`` is a registry name or a path to a weights file; ``HEAD`` selects a
 head, modal or task (``7net-mf-0@PBE``, ``uma-s-1p1@omat``); ``KEY=VALUE``
 options are passed on (``level=PBE+U`` to declare the level of theory of a
-local file, ``name=...`` for a display name, ``dtype=float64``...).
+local file, ``name=...`` for a display name, ``role=witness`` for a member
+whose forces enter U only (``role=predictor``, the default, for the usual
+member; see docs/witnesses.md), ``dtype=float64``...).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ def parse_spec(text: str) -> MemberSpec:
             key, _, value = part.partition("=")
             if not key or not value:
                 raise MemberSpecError(f"member spec {text!r}: option {part!r} must be KEY=VALUE")
+            if key == "role" and value not in ("predictor", "witness"):
+                raise MemberSpecError(
+                    f"member spec {text!r}: role must be 'predictor' or 'witness'; got {value!r}"
+                )
             options[key] = value
         elif head is None and part:
             head = part

@@ -18,7 +18,9 @@ __all__ = [
     "normalise_weights",
     "inverse_rmse_weights",
     "resolve_weights",
+    "raw_weights",
     "read_weights_file",
+    "read_weights_roles",
 ]
 
 
@@ -107,11 +109,36 @@ def resolve_weights(
     return normalise_weights(weights, n_members)
 
 
+def raw_weights(
+    n_members: int,
+    weights: Sequence[float] | None = None,
+    force_rmse: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The un-normalised weights behind :func:`resolve_weights`: ``weights`` as given,
+    ``1 / force_rmse``, or ones. Checked as :func:`resolve_weights` checks them.
+
+    An ensemble with witnesses normalises these twice over (see
+    docs/witnesses.md): over every member for U, over the predictors for the
+    returned energy, forces and stress.
+
+    Returns:
+        (M,) non-negative weights, not all zero.
+    """
+    resolve_weights(n_members, weights, force_rmse)  # the same checks and messages
+    if force_rmse is not None:
+        return 1.0 / _as_vector(force_rmse, n_members, "force_rmse")
+    if weights is None:
+        return np.ones(n_members)
+    return _as_vector(weights, n_members, "weights")
+
+
 def read_weights_file(path: str | os.PathLike) -> dict[str, float]:
     """Read a weights file written by ``hetens calibrate`` (or by hand).
 
     The file is JSON with a ``"weights"`` object mapping member name to
-    weight, e.g. ``{"weights": {"sevenn:7net-0": 0.6, "chgnet:0.3.0": 0.4}}``.
+    weight, e.g. ``{"weights": {"sevenn:7net-0": 0.6, "chgnet:0.3.0": 0.4}}``,
+    and optionally a ``"roles"`` object mapping member name to
+    ``"predictor"`` or ``"witness"`` (see :func:`read_weights_roles`).
 
     Returns:
         Member name -> weight (not yet normalised).
@@ -134,3 +161,23 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, float]:
             raise ValueError(f"weights file {path}: weight of {name!r} is {value!r}, not a number")
         out[str(name)] = float(value)
     return out
+
+
+def read_weights_roles(path: str | os.PathLike) -> dict[str, str]:
+    """The ``"roles"`` object of a weights file (member name -> ``"predictor"``/``"witness"``).
+
+    Empty when the file has none (every member a predictor). Every name must
+    also be in the file's ``"weights"``.
+    """
+    path = Path(path)
+    weights = read_weights_file(path)
+    data = json.loads(path.read_text())
+    roles = data.get("roles", {})
+    if not isinstance(roles, dict):
+        raise ValueError(f'weights file {path}: "roles" must map member names to "predictor" or "witness"')
+    for name, role in roles.items():
+        if role not in ("predictor", "witness"):
+            raise ValueError(f"weights file {path}: role of {name!r} is {role!r}, not 'predictor' or 'witness'")
+        if name not in weights:
+            raise ValueError(f'weights file {path}: {name!r} has a role but no weight in "weights"')
+    return {str(k): str(v) for k, v in roles.items()}
