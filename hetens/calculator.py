@@ -385,17 +385,14 @@ class HeterogeneousEnsembleCalculator(Calculator):
         #: (M,) U weights: the raw weights normalised over every member.
         self.weights: np.ndarray = resolve_weights(len(self.members), weights, force_rmse)
         mask = self.predictor_mask
-        if mask.all():
-            self._combine_weights = self.weights
-            self.predictor_weights: np.ndarray = self.weights.copy()
-        else:
+        self._witness_weights: np.ndarray | None = None
+        if not mask.all():
             raw = raw_weights(len(self.members), weights, force_rmse)
             if raw[mask].sum() <= 0:
                 raise ValueError("the predictors' weights are all zero; at least one predictor needs a positive weight")
             # Scaled so that its predictor entries are exactly the predictors' own
             # normalised weights: predictions equal a predictors-only ensemble's bit for bit.
-            self._combine_weights = raw / raw[mask].sum()
-            self.predictor_weights = np.where(mask, self._combine_weights, 0.0)
+            self._witness_weights = raw / raw[mask].sum()
         check_levels_of_theory(self.members, allow_mixed_reference)
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
@@ -425,7 +422,29 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     @property
     def has_witnesses(self) -> bool:
+        """Whether any member is a witness."""
         return any(r == "witness" for r in self.roles)
+
+    @property
+    def combine_weights(self) -> np.ndarray:
+        """(M,) the weights given to :func:`combine_predictions`: :attr:`weights` without
+        witnesses; with them, the raw weights over the predictors' sum (so the
+        predictor entries are the predictors' normalised weights exactly)."""
+        return self.weights if self._witness_weights is None else self._witness_weights
+
+    @combine_weights.setter
+    def combine_weights(self, value) -> None:
+        if self._witness_weights is None:
+            self.weights = np.asarray(value, dtype=float)
+        else:
+            self._witness_weights = np.asarray(value, dtype=float)
+
+    @property
+    def predictor_weights(self) -> np.ndarray:
+        """(M,) normalised predictor weights (0 for witnesses); :attr:`weights` without witnesses."""
+        if self._witness_weights is None:
+            return self.weights.copy()
+        return np.where(self.predictor_mask, self._witness_weights, 0.0)
 
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus ``atoms.info`` (members such as UMA read charge/spin there)."""
@@ -548,7 +567,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         results = combine_predictions(
             energies,
             np.stack(forces),
-            self._combine_weights[kept],
+            self.combine_weights[kept],
             np.stack(stresses) if with_stress else None,
             predictors=self.predictor_mask[kept] if witnessed else None,
         )

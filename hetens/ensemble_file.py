@@ -19,7 +19,13 @@ Example (``ensemble.toml``)::
     timeout = 300                       # seconds per calculation
     weight = 0.6
 
-Member keys: ``spec`` (required), ``python``, ``device``, ``weight`` or
+    [[member]]
+    spec = "chgnet:r2scan"
+    role = "witness"                    # forces in U only (docs/witnesses.md)
+    weight = 0.5
+
+Member keys: ``spec`` (required), ``role`` (``"predictor"``, the default,
+or ``"witness"``), ``python``, ``device``, ``weight`` or
 ``force_rmse`` (on every member or on none), ``name``, ``threads``,
 ``timeout``, ``start_timeout`` and ``env`` (a table of environment variables
 for the worker). Model paths inside specs are read as on the command line,
@@ -34,11 +40,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_ensemble_file", "read_ensemble_file", "MEMBER_KEYS", "TOP_LEVEL_KEYS"]
+__all__ = ["load_ensemble_file", "read_ensemble_file", "write_ensemble_file", "MEMBER_KEYS", "TOP_LEVEL_KEYS"]
 
 #: Keys of a ``[[member]]`` table, with the types they take.
 MEMBER_KEYS: dict[str, tuple[type, ...]] = {
     "spec": (str,),
+    "role": (str,),
     "python": (str,),
     "device": (str,),
     "name": (str,),
@@ -94,6 +101,8 @@ def read_ensemble_file(path: str | os.PathLike) -> dict[str, Any]:
         if "spec" not in entry:
             raise ValueError(f"{where}: has no spec (e.g. spec = \"chgnet:0.3.0\")")
         member = dict(entry)
+        if member.get("role", "predictor") not in ("predictor", "witness"):
+            raise ValueError(f"{where}: role must be \"predictor\" or \"witness\"; got {member['role']!r}")
         if "python" in member:
             member["python"] = _interpreter_path(member["python"], path.parent)
         if "env" in member:
@@ -146,6 +155,8 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
     try:
         for entry in entries:
             spec = entry["spec"] + (f"@name={entry['name']}" if "name" in entry else "")
+            if "role" in entry:
+                spec += f"@role={entry['role']}"
             worker = {k: entry[k] for k in _WORKER_KEYS if k in entry}
             if "python" in entry or worker or parallel:
                 worker["python"] = entry.get("python", sys.executable)
@@ -157,6 +168,38 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
 
         close_workers(members)
         raise
+
+
+def write_ensemble_file(calc, path: str | os.PathLike) -> Path:
+    """Write the ensemble file of a built ensemble: each member's spec, role and weight.
+
+    The members must come from specs (a plain ASE calculator cannot be
+    written down). Worker settings other than ``python`` (kept in the spec)
+    are not recorded. :func:`load_ensemble_file` builds the same ensemble
+    back (members, roles, weights).
+    """
+    import json
+
+    from hetens.atomic_io import atomic_path
+    from hetens.spec import MemberSpec, parse_spec
+
+    missing = [m.name for m in calc.members if not m.spec]
+    if missing:
+        raise ValueError(f"member(s) {', '.join(missing)} were given as calculator objects; "
+                         "an ensemble file names members by spec: give specs")
+    lines = [f"allow_mixed_reference = {'true' if calc.allow_mixed_reference else 'false'}"]
+    for member, weight in zip(calc.members, calc.weights):
+        parsed = parse_spec(member.spec)
+        options = {k: v for k, v in parsed.options.items() if k not in ("role", "name")}
+        bare = MemberSpec(parsed.family, parsed.model, parsed.head, options)
+        lines += ["", "[[member]]", f"spec = {json.dumps(str(bare))}"]
+        if member.name != bare.label:
+            lines.append(f"name = {json.dumps(member.name)}")
+        lines += [f"role = {json.dumps(member.role)}", f"weight = {float(weight)!r}"]
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+    return target
 
 
 def _interpreter_path(python: str, folder: Path) -> str:

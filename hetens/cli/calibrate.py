@@ -32,6 +32,16 @@ def add_parser(subparsers) -> None:
         help="live members evaluated on REF (no SPEC: the default offline ensemble)",
     )
     parser.add_argument("--names", nargs="+", metavar="NAME", help="member names for PRED files")
+    parser.add_argument(
+        "--witnesses", nargs="+", metavar="SPEC",
+        help="live witness specs (forces in U only; docs/witnesses.md): the scan runs over the "
+        "--models, every witness kept in U, and rho is reported with and without them "
+        "(default: hetens.ensemble.DEFAULT_WITNESSES without --models SPEC, else none)",
+    )
+    parser.add_argument(
+        "--witness-names", nargs="+", metavar="NAME",
+        help="PRED members (by name: --names or the file names) that are witnesses",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="weights.json", help="weights file to write")
     parser.add_argument("--coverage", type=float, default=0.95, help="target coverage of the bound (0.95)")
     parser.add_argument(
@@ -71,17 +81,21 @@ def _predictions(args: argparse.Namespace):
     if args.names:
         raise ValueError("--names names PRED files; live members are named by their specs")
     from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.ensemble import DEFAULT_MEMBERS
+    from hetens.cli.options import ensemble_members_from_args
     from hetens.rescore.score import predict_file
 
+    members, witnesses = ensemble_members_from_args(args)
     calc = HeterogeneousEnsembleCalculator(
-        list(args.models or DEFAULT_MEMBERS),
+        members,
+        witnesses=witnesses,
         allow_mixed_reference=args.allow_mixed_reference,
         device=args.device,
     )
-    return predict_file(
-        calc, args.reference, index=args.index, batch_size=args.batch_size, progress=args.progress
-    )
+    args.witness_names = [m.name for m in calc.members if m.role == "witness"]
+    with calc:
+        return predict_file(
+            calc, args.reference, index=args.index, batch_size=args.batch_size, progress=args.progress
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
 
     check_output(args.output, [args.reference, *(args.precomputed or [])], option="-o")
+    if args.precomputed and args.witnesses:
+        raise ValueError("--witnesses gives live witness specs; mark PRED witnesses with --witness-names")
+    if not args.precomputed and args.witness_names:
+        raise ValueError("--witness-names marks PRED files; give live witnesses with --witnesses SPEC...")
     predictions = _predictions(args)
     reference = read_frame_arrays(
         args.reference,
@@ -100,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     )
     check_alignment(predictions.frames, reference, args.position_tol)
     result = calibrate(
-        predictions, reference, coverage_target=args.coverage, held_out_fraction=args.held_out, seed=args.seed
+        predictions, reference, coverage_target=args.coverage, held_out_fraction=args.held_out, seed=args.seed,
+        witnesses=args.witness_names or (),
     )
     path = write_weights_file(result, args.output)
     human = sys.stderr if args.json else sys.stdout

@@ -7,22 +7,34 @@ from typing import Any
 
 
 def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
-    """``--models``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``,
-    ``--allow-mixed-reference``, ``--ensemble-file``, ``--parallel``."""
+    """``--models``, ``--witnesses``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``,
+    ``--allow-mixed-reference``, ``--max-energy-deviation``, ``--ensemble-file``, ``--parallel``."""
     group = parser.add_argument_group("ensemble")
     group.add_argument(
         "--models", nargs="+", metavar="SPEC",
-        help="member specs FAMILY:MODEL[@HEAD][@python=ENV/bin/python] (default: the offline ensemble "
-        "sevenn:7net-0 sevenn:7net-l3i5 sevenn:7net-mf-0@PBE chgnet:0.3.0 chgnet:0.2.0)",
+        help="member specs FAMILY:MODEL[@HEAD][@role=witness][@python=ENV/bin/python] (default: the "
+        "offline ensemble, hetens.ensemble.DEFAULT_MEMBERS with DEFAULT_WITNESSES as witnesses)",
+    )
+    group.add_argument(
+        "--witnesses", nargs="+", metavar="SPEC",
+        help="witness specs: their forces enter U only, never the returned energy/forces/stress, so "
+        "they may have another level of theory (docs/witnesses.md); default: none with --models, "
+        "hetens.ensemble.DEFAULT_WITNESSES without",
     )
     weights = group.add_mutually_exclusive_group()
-    weights.add_argument("--weights", nargs="+", type=float, metavar="W", help="one weight per member")
+    weights.add_argument("--weights", nargs="+", type=float, metavar="W",
+                         help="one weight per member, witnesses included (members first, then witnesses)")
     weights.add_argument("--force-rmse", nargs="+", type=float, metavar="RMSE",
                          help="member force RMSEs in eV/A; weights are their normalised inverses")
     weights.add_argument("--weights-file", metavar="JSON", help="weights written by 'hetens calibrate'")
     group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     group.add_argument("--allow-mixed-reference", action="store_true",
-                       help="allow averaging members of different levels of theory (PBE+U with r2SCAN)")
+                       help="allow averaging members of different levels of theory (PBE+U with r2SCAN) "
+                       "or energy references (see --max-energy-deviation)")
+    group.add_argument("--max-energy-deviation", type=float, metavar="EV_PER_ATOM",
+                       help="refuse a structure where a predictor's energy per atom is further than this "
+                       "from the predictors' median: they are on different energy references "
+                       "(default 1.0 eV/atom)")
     group.add_argument("--ensemble-file", metavar="TOML",
                        help="members with their Python environments, devices and weights "
                        "(see docs/workers.md); instead of --models")
@@ -62,21 +74,25 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
     """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe."""
     from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.ensemble import DEFAULT_MEMBERS
-    from hetens.weights import read_weights_file
+    from hetens.weights import read_weights_file, read_weights_roles
 
-    kwargs = {**_member_error_kwargs(args), **kwargs}
+    kwargs = {**_member_error_kwargs(args), **_reference_kwargs(args), **kwargs}
     if getattr(args, "ensemble_file", None):
         return _ensemble_from_file(args, **kwargs)
     weights: Any = args.weights
-    members = list(args.models or DEFAULT_MEMBERS)
+    members, witnesses = ensemble_members_from_args(args)
     if getattr(args, "weights_file", None):
         weights = read_weights_file(args.weights_file)
-        # A weights file names its members; they are the ensemble unless --models says otherwise.
-        members = list(args.models or weights)
+        # A weights file names its members (and their roles); they are the ensemble
+        # unless --models says otherwise.
+        if not args.models:
+            roles = read_weights_roles(args.weights_file)
+            members = [n for n in weights if roles.get(n, "predictor") == "predictor"]
+            witnesses = [n for n in weights if roles.get(n) == "witness"]
     return HeterogeneousEnsembleCalculator(
         members,
         weights=weights,
+        witnesses=witnesses,
         force_rmse=args.force_rmse,
         allow_mixed_reference=args.allow_mixed_reference,
         device=args.device,
@@ -85,13 +101,44 @@ def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
     )
 
 
+def ensemble_members_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(member specs, witness specs) the options name: ``--models`` and ``--witnesses``, or
+    without ``--models`` the defaults (:data:`hetens.ensemble.DEFAULT_MEMBERS` and
+    :data:`~hetens.ensemble.DEFAULT_WITNESSES`; ``--witnesses`` replaces the latter).
+
+    Checks, before any model loads, that U will have two members and a predictor.
+    """
+    from hetens.calculator import check_member_counts, declared_role
+    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
+
+    witnesses = getattr(args, "witnesses", None)
+    if args.models:
+        members, witnesses = list(args.models), list(witnesses or ())
+    else:
+        members = list(DEFAULT_MEMBERS)
+        witnesses = list(DEFAULT_WITNESSES if witnesses is None else witnesses)
+    if not getattr(args, "weights_file", None) or args.models:
+        check_member_counts([declared_role(m) for m in members] + ["witness"] * len(witnesses))
+    return members, witnesses
+
+
+def _reference_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    value = getattr(args, "max_energy_deviation", None)
+    if value is None:
+        return {}
+    if not value > 0:
+        raise ValueError(f"--max-energy-deviation must be a positive number of eV/atom; got {value}")
+    return {"max_energy_deviation": value}
+
+
 def _ensemble_from_file(args: argparse.Namespace, **kwargs: Any):
     """``--ensemble-file``: the file's members; weight, device and parallel options given here win."""
     from hetens.ensemble_file import load_ensemble_file
     from hetens.weights import read_weights_file
 
-    if args.models:
-        raise ValueError("give the members either with --models or with --ensemble-file, not both")
+    if args.models or getattr(args, "witnesses", None):
+        raise ValueError("give the members either with --models/--witnesses or with --ensemble-file, not both "
+                         "(mark witnesses in the file with role = \"witness\")")
     overrides: dict[str, Any] = dict(kwargs)
     if args.weights_file:
         overrides["weights"] = read_weights_file(args.weights_file)

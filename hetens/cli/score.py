@@ -77,6 +77,11 @@ def add_parser(subparsers) -> None:
     pre.add_argument(
         "--names", nargs="+", metavar="NAME", help="member names for PRED files (default: file names)"
     )
+    pre.add_argument(
+        "--witness-names", nargs="+", metavar="NAME",
+        help="PRED members (by their names: --names, or the file names) that are witnesses: their "
+        "forces enter U only (docs/witnesses.md); a --weights-file with roles marks them too",
+    )
     pre.add_argument("--jobs", type=int, default=1, help="read PRED files in this many processes (default 1)")
     parser.add_argument(
         "--reference",
@@ -123,10 +128,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if not args.precomputed and not args.files:
         raise ValueError("give structure FILEs to score, or --precomputed PRED files")
     if args.precomputed:
-        if args.models or getattr(args, "ensemble_file", None):
+        if args.models or getattr(args, "ensemble_file", None) or getattr(args, "witnesses", None):
             raise ValueError(
-                "--models/--ensemble-file run live members; with --precomputed, name members with --names"
+                "--models/--witnesses/--ensemble-file run live members; with --precomputed, name members "
+                "with --names and mark witnesses with --witness-names"
             )
+        if args.max_energy_deviation is not None:
+            raise ValueError("--max-energy-deviation applies to live members, not to --precomputed predictions")
         if args.on_member_error != "raise":
             raise ValueError("--on-member-error applies to live members, not to --precomputed predictions")
     else:
@@ -134,6 +142,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise ValueError("live scoring needs -o OUT.extxyz for the scored frames")
         if args.names:
             raise ValueError("--names names PRED files; live members are named by their specs (--models)")
+        if args.witness_names:
+            raise ValueError("--witness-names marks PRED files; give live witnesses with --witnesses SPEC...")
         _check_paths(args)
 
 
@@ -147,6 +157,17 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.reference is not None:
         check_readable(args.reference, scan=True)
     check_output(args.output, [*args.files, args.reference], option="-o")
+
+
+def _precomputed_witnesses(args: argparse.Namespace) -> list[str]:
+    """Witness names: ``--witness-names``, else those the weights file marks as witnesses."""
+    if args.witness_names:
+        return list(args.witness_names)
+    if args.weights_file:
+        from hetens.weights import read_weights_roles
+
+        return [name for name, role in read_weights_roles(args.weights_file).items() if role == "witness"]
+    return []
 
 
 def _precomputed_weights(args: argparse.Namespace):
@@ -223,6 +244,7 @@ def _precomputed_options(args: argparse.Namespace) -> dict:
         energy_key=args.energy_key,
         forces_key=args.forces_key,
         jobs=args.jobs,
+        witnesses=_precomputed_witnesses(args),
     )
 
 

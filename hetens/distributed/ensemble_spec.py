@@ -34,11 +34,15 @@ class EnsembleSpec:
         device: ``auto``, ``cpu``, ``cuda``; on a worker with several GPUs,
             ``auto``/``cuda`` become one GPU per worker (see
             :func:`hetens.distributed.tasks.worker_device`).
-        allow_mixed_reference, parallel, on_member_error, min_members: as
-            for the calculator.
+        witnesses: witness specs (forces in U only; docs/witnesses.md);
+            ``None``: the default witnesses when ``models`` is ``None``, else none.
+        allow_mixed_reference, parallel, on_member_error, min_members,
+            max_energy_deviation: as for the calculator.
         exact_weights: (M,) normalised weights to set after building, bit for
             bit (from :meth:`from_calculator`: normalising normalised weights
             again may change the last bit).
+        exact_combine_weights: (M,) with witnesses, the calculator's
+            ``combine_weights`` to set after building, bit for bit.
     """
 
     models: tuple[str, ...] | None = None
@@ -52,6 +56,9 @@ class EnsembleSpec:
     exact_weights: tuple[float, ...] | None = None
     on_member_error: str = "raise"
     min_members: int | None = None
+    witnesses: tuple[str, ...] | None = None
+    max_energy_deviation: float | None = None
+    exact_combine_weights: tuple[float, ...] | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EnsembleSpec:
@@ -67,6 +74,8 @@ class EnsembleSpec:
             parallel=bool(getattr(args, "parallel", False)),
             on_member_error=getattr(args, "on_member_error", "raise"),
             min_members=getattr(args, "min_members", None),
+            witnesses=tuple(args.witnesses) if getattr(args, "witnesses", None) else None,
+            max_energy_deviation=getattr(args, "max_energy_deviation", None),
         )
 
     @classmethod
@@ -83,8 +92,17 @@ class EnsembleSpec:
                 "builds members on the workers from their specs (e.g. 'sevenn:7net-0'): give specs"
             )
         weights = tuple(float(w) for w in calc.weights)
+        # Roles travel inside the specs, so the members keep their order.
+        models = tuple(
+            m.spec if m.role == "predictor" or "@role=" in m.spec else f"{m.spec}@role=witness"
+            for m in calc.members
+        )
+        witnessed = any(m.role == "witness" for m in calc.members)
         return cls(
-            models=tuple(m.spec for m in calc.members),
+            models=models,
+            witnesses=(),
+            exact_combine_weights=tuple(float(w) for w in calc.combine_weights) if witnessed else None,
+            max_energy_deviation=calc.max_energy_deviation,
             weights=weights,
             device=device,
             allow_mixed_reference=bool(calc.allow_mixed_reference),
@@ -143,6 +161,8 @@ class EnsembleSpec:
             parallel=self.parallel,
             on_member_error=self.on_member_error,
             min_members=self.min_members,
+            witnesses=list(self.witnesses) if self.witnesses is not None else None,
+            max_energy_deviation=self.max_energy_deviation,
         )
         calc = ensemble_from_args(args)
         if self.exact_weights is not None:
@@ -153,6 +173,8 @@ class EnsembleSpec:
                     f"{len(self.exact_weights)} weights for {len(calc.members)} members built from the specs"
                 )
             calc.weights = np.array(self.exact_weights, dtype=float)
+            if self.exact_combine_weights is not None and calc.has_witnesses:
+                calc.combine_weights = np.array(self.exact_combine_weights, dtype=float)
         return calc
 
 

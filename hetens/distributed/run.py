@@ -144,6 +144,7 @@ def score_on_cluster(
 
     records, info = _run_chunks(store, len(chunks), task, run_live_chunk, cluster, progress, on_chunk)
     names, weights = _ensemble_of(records)
+    roles = records[min(records)].get("roles")
     store.assemble(output, range(len(chunks)))
     parts = [store.arrays(i) for i in range(len(chunks))]
     errors = [_errors_of(p) for p in parts] if ref_table is not None else []
@@ -159,6 +160,7 @@ def score_on_cluster(
         Path(output),
         start,
         [p["dropped_frames"] for p in parts],
+        roles=roles,
     )
     return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
 
@@ -185,6 +187,7 @@ def score_precomputed_on_cluster(
     keep_chunks: bool = False,
     progress: str = "auto",
     on_chunk: ChunkHook | None = None,
+    witnesses: Sequence[str] = (),
 ):
     """:func:`~hetens.rescore.score.score_precomputed` with the output written by Dask workers.
 
@@ -204,7 +207,7 @@ def score_precomputed_on_cluster(
     scored = score_loaded_predictions(  # as score_precomputed does, on all frames at once
         paths, names=names, weights=weights, force_rmse=force_rmse, reference=reference, index=index,
         energy_key=energy_key, forces_key=forces_key, reference_energy_key=reference_energy_key,
-        reference_forces_key=reference_forces_key, position_tol=position_tol, jobs=jobs,
+        reference_forces_key=reference_forces_key, position_tol=position_tol, jobs=jobs, witnesses=witnesses,
     )
     loaded, w, scores, errors = scored.predictions, scored.weights, scored.scores, scored.errors
     template = frame_table(reference if reference is not None else paths[0], index)
@@ -218,6 +221,7 @@ def score_precomputed_on_cluster(
         "reference": None if reference is None else {"path": template.path, "stat": file_stat(template.path)},
         "names": loaded.names,
         "weights": [float(x) for x in w],
+        **({"roles": scored.roles} if scored.roles else {}),
         "options": {
             "index": str(index), "energy_key": energy_key, "forces_key": forces_key,
             "reference_energy_key": reference_energy_key, "reference_forces_key": reference_forces_key,
@@ -399,6 +403,9 @@ def _frame_slice(predictions, scores, first: int, stop: int):
         forces=scores.forces[atoms],
         stress=None if scores.stress is None else scores.stress[first:stop],
         member_weights=None if scores.member_weights is None else scores.member_weights[first:stop],
+        frame_predictor_weights=None
+        if scores.frame_predictor_weights is None
+        else scores.frame_predictor_weights[first:stop],
     )
     return sliced, sliced_scores
 

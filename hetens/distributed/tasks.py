@@ -149,8 +149,15 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
 
 def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
     """Score the chunk's frames with the worker's ensemble and save them; return the chunk's record."""
-    from hetens.rescore.score import _annotated, _chunks, _reference_chunk, dropped_counts, predict_frames
-    from hetens.rescore.scoring import ReferenceErrors, score_predictions
+    from hetens.rescore.score import (
+        _annotated,
+        _chunks,
+        _reference_chunk,
+        dropped_counts,
+        predict_frames,
+        score_ensemble_predictions,
+    )
+    from hetens.rescore.scoring import ReferenceErrors
 
     store = ChunkStore(task.store, task.run_id)
     done = store.record(task.chunk)
@@ -169,7 +176,7 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
         texts, u, n_atoms, spread, errors, dropped = [], [], [], [], [], []
         for batch in _chunks(items, options["batch_size"], options["max_batch_atoms"]):
             predictions = predict_frames(calc, batch, batched=options["batched"])
-            scores = score_predictions(predictions, calc.weights)
+            scores = score_ensemble_predictions(calc, predictions)
             eps = None
             if ref_frames is not None:
                 part = _reference_chunk(
@@ -206,6 +213,7 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
                 "frames": len(items),
                 "members": calc.member_names,
                 "weights": [float(w) for w in calc.weights],
+                "roles": calc.roles,
                 "devices": sorted({str(m.device) for m in calc.members}),
                 **_where_and_when(load_s, compute_s, start),
             },

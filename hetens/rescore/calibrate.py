@@ -8,13 +8,17 @@ members' predictions of them:
    top-N ensemble with inverse-force-RMSE weights, and its Spearman rho
    between U and eps (METHOD.md); the N with the highest rho is chosen
    (the smallest such N on ties);
+   With witnesses (members whose forces enter U only, docs/witnesses.md)
+   the scan runs over the predictors, every witness kept in U, and each
+   entry also gives rho without the witnesses;
 3. beyond the paper, a split-conformal bound: on a random half of the
    frames, the factor k with ``max_i |F_ref - F_ens| <= k * U`` for the
    requested coverage, and the coverage that k achieves on the other half.
 
 :func:`write_weights_file` saves it as JSON whose ``"weights"`` object holds
-the chosen members only, so ``--weights-file`` in ``score``/``md`` and
-:func:`hetens.read_weights_file` use the chosen ensemble.
+the chosen members only (and, with witnesses, a ``"roles"`` object), so
+``--weights-file`` in ``score``/``md`` and :func:`hetens.read_weights_file`
+use the chosen ensemble.
 """
 
 from __future__ import annotations
@@ -49,9 +53,18 @@ class CalibrationResult:
         members: (M,) member names, sorted by force RMSE (best first).
         force_rmse, energy_rmse: name -> RMSE (eV/Å; eV/atom, ``None``
             without reference energies).
-        top_n_scan: one entry per N: ``{"n", "members", "rho", "rho_energy"}``.
+        top_n_scan: one entry per N (predictors): ``{"n", "members", "rho",
+            "rho_energy"}``; with witnesses also ``"rho_without_witnesses"``
+            (U over the N predictors alone; ``None`` for N = 1), ``members``
+            listing the witnesses too and ``rho`` with them.
         chosen_n: the N with the highest rho.
-        weights: name -> normalised inverse-force-RMSE weight of the chosen members.
+        weights: name -> normalised inverse-force-RMSE weight of the chosen
+            members (witnesses included; U weights).
+        roles: name -> ``"predictor"``/``"witness"`` of the chosen members;
+            empty without witnesses.
+        rho_with_witnesses, rho_without_witnesses: rho(U, eps) of the chosen
+            ensemble with and without its witnesses (both ``None`` without
+            witnesses: see ``top_n_scan``).
         calibration: the conformal bound: ``coverage`` (target), ``factor``
             k, ``held_out_coverage``, ``n_calibration``, ``n_held_out``,
             ``target``; ``factor`` is ``None`` (with a ``note``) when there
@@ -71,6 +84,9 @@ class CalibrationResult:
     n_atoms: int
     sources: dict[str, str] = field(default_factory=dict)
     reference: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
+    rho_with_witnesses: float | None = None
+    rho_without_witnesses: float | None = None
 
     @property
     def chosen_members(self) -> list[str]:
@@ -79,8 +95,12 @@ class CalibrationResult:
     def to_json(self) -> dict[str, Any]:
         from hetens import __version__
 
+        witnessed = {"roles": dict(self.roles),
+                     "rho_with_witnesses": self.rho_with_witnesses,
+                     "rho_without_witnesses": self.rho_without_witnesses} if self.roles else {}
         return {
             "weights": dict(self.weights),
+            **witnessed,
             "members": list(self.members),
             "force_rmse": dict(self.force_rmse),
             "energy_rmse": dict(self.energy_rmse),
@@ -106,6 +126,7 @@ def calibrate(
     coverage_target: float = 0.95,
     held_out_fraction: float = 0.5,
     seed: int = 0,
+    witnesses=(),
 ) -> CalibrationResult:
     """Member errors, inverse-RMSE weights, the top-N scan and a conformal U bound.
 
@@ -117,9 +138,17 @@ def calibrate(
         coverage_target: probability the bound ``k * U`` should cover.
         held_out_fraction: share of frames kept aside to measure the coverage.
         seed: seed of the random calibration/held-out split.
+        witnesses: names of the members that are witnesses (forces in U
+            only); the scan runs over the others, every witness kept in U.
     """
+    from hetens.calculator import check_member_counts
+
+    unknown = [n for n in witnesses if n not in predictions.names]
+    if unknown:
+        raise ValueError(f"witness(es) {', '.join(unknown)} are not among the members {', '.join(predictions.names)}")
     if predictions.n_members < 2:
         raise ValueError("calibration needs at least 2 members: U is 0 for a single model")
+    check_member_counts(["witness" if n in witnesses else "predictor" for n in predictions.names])
     if reference.forces is None:
         raise ValueError(f"reference {reference.path} has no forces; calibration needs reference forces")
     names = predictions.names
@@ -132,30 +161,42 @@ def calibrate(
             f"member {zero} reproduces the reference forces exactly; is its file the reference itself?"
         )
     order = np.argsort(rmse_f, kind="stable")
+    is_witness = np.array([n in witnesses for n in names])
+    predictor_order = order[~is_witness[order]]
+    witness_order = order[is_witness[order]]
 
-    scan, best = [], None
-    for n in range(2, predictions.n_members + 1):
-        chosen = order[:n]
+    def evaluate(chosen):
+        """Scores and errors of the ensemble of members ``chosen`` (predictors first, then witnesses)."""
         subset = predictions.subset(chosen)
         weights = inverse_rmse_weights(rmse_f[chosen])
-        scores = score_predictions(subset, weights)
-        sub_errors = reference_errors(subset, scores, reference)
+        mask = ~is_witness[chosen]
+        scores = score_predictions(subset, weights, predictors=None if mask.all() else mask)
+        return subset, weights, scores, reference_errors(subset, scores, reference)
+
+    scan, best = [], None
+    first = max(1, 2 - witness_order.size)
+    for n in range(first, predictor_order.size + 1):
+        chosen = np.concatenate([predictor_order[:n], witness_order])
+        subset, weights, scores, sub_errors = evaluate(chosen)
         rho = spearman(scores.uncertainty, sub_errors.eps)
         rho_energy = (
             None
             if np.isnan(sub_errors.energy_error).any()
             else spearman(scores.energy_std, sub_errors.energy_error)
         )
-        scan.append({"n": n, "members": subset.names, "rho": rho, "rho_energy": rho_energy})
+        entry = {"n": n, "members": subset.names, "rho": rho, "rho_energy": rho_energy}
+        if witness_order.size:
+            entry["rho_without_witnesses"] = _rho_of(evaluate(predictor_order[:n])) if n >= 2 else None
+        scan.append(entry)
         if rho is not None and (best is None or rho > best[0]):
             best = (rho, n, subset, weights, scores, sub_errors)
     if best is None:  # rho undefined everywhere (constant U or eps): keep every member
-        n = predictions.n_members
-        subset = predictions.subset(order)
-        weights = inverse_rmse_weights(rmse_f[order])
-        scores = score_predictions(subset, weights)
-        best = (None, n, subset, weights, scores, reference_errors(subset, scores, reference))
+        n = predictor_order.size
+        subset, weights, scores, sub_errors = evaluate(np.concatenate([predictor_order, witness_order]))
+        best = (None, n, subset, weights, scores, sub_errors)
     _, chosen_n, subset, weights, scores, sub_errors = best
+    roles = {name: ("witness" if name in witnesses else "predictor") for name in subset.names}
+    chosen_entry = next(e for e in scan if e["n"] == chosen_n) if scan else {}
 
     return CalibrationResult(
         members=[names[i] for i in order],
@@ -171,7 +212,15 @@ def calibrate(
         n_atoms=int(predictions.frames.n_atoms.sum()),
         sources=dict(zip(names, predictions.sources)) if predictions.sources else {},
         reference=reference.path,
+        roles=roles if witness_order.size else {},
+        rho_with_witnesses=chosen_entry.get("rho") if witness_order.size else None,
+        rho_without_witnesses=chosen_entry.get("rho_without_witnesses") if witness_order.size else None,
     )
+
+
+def _rho_of(evaluated) -> float | None:
+    _, _, scores, errors = evaluated
+    return spearman(scores.uncertainty, errors.eps)
 
 
 def _conformal(u, eps, target: float, held_out_fraction: float, seed: int) -> dict[str, Any]:
@@ -217,12 +266,28 @@ def format_calibration(result: CalibrationResult) -> str:
             f"{name.ljust(width)}  {result.force_rmse[name]:>17.4f}  "
             f"{'n/a' if energy is None else f'{energy:.4f}':>21}"
         )
-    lines += ["", "top-N scan (members sorted by force RMSE):"]
+    def text(rho):
+        return "n/a" if rho is None else f"{rho:.3f}"
+
+    witnesses = [n for n, r in result.roles.items() if r == "witness"]
+    if witnesses:
+        lines += ["", f"top-N scan (predictors sorted by force RMSE; witnesses {', '.join(witnesses)} in U):"]
+    else:
+        lines += ["", "top-N scan (members sorted by force RMSE):"]
     for entry in result.top_n_scan:
-        rho = "n/a" if entry["rho"] is None else f"{entry['rho']:.3f}"
         mark = "  <- chosen" if entry["n"] == result.chosen_n else ""
-        lines.append(f"  N={entry['n']:<3d} rho(U, eps) = {rho}{mark}")
-    lines += ["", "weights: " + ", ".join(f"{n} {w:.3f}" for n, w in result.weights.items())]
+        without = (f", without witnesses {text(entry['rho_without_witnesses'])}"
+                   if "rho_without_witnesses" in entry else "")
+        lines.append(f"  N={entry['n']:<3d} rho(U, eps) = {text(entry['rho'])}{without}{mark}")
+    if witnesses:
+        lines.append(
+            f"chosen ensemble: rho(U, eps) = {text(result.rho_with_witnesses)} with its witnesses, "
+            f"{text(result.rho_without_witnesses)} without"
+        )
+    lines += ["", "weights: " + ", ".join(
+        f"{n} {w:.3f}" + (" (witness)" if result.roles.get(n) == "witness" else "")
+        for n, w in result.weights.items()
+    )]
     cal = result.calibration
     if cal["factor"] is not None:
         held = cal["held_out_coverage"]

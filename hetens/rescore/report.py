@@ -3,7 +3,10 @@
 Keys (always): ``n_frames``, ``n_atoms`` (total), ``members`` (names, in
 order), ``weights`` (name -> normalised weight), ``U_quantiles`` and
 ``energy_std_quantiles`` (min, p05, p25, p50, p75, p95, max, mean; eV/Å and
-eV/atom). With reference labels also: ``spearman_rho`` (U vs eps, METHOD.md),
+eV/atom), and with witnesses ``roles`` (name -> ``predictor``/``witness``;
+``weights`` are then the U weights). With reference labels also:
+``spearman_rho`` (U vs eps, eps = max force error of the forces hetens
+returns),
 ``spearman_rho_energy`` (energy spread vs the ensemble's per-atom energy
 error), ``member_force_rmse`` (eV/Å) and ``member_energy_rmse`` (eV/atom)
 keyed by member name, ``ensemble_force_rmse``, ``ensemble_energy_rmse`` and
@@ -38,6 +41,8 @@ def build_report(
     energy_std,
     errors: ReferenceErrors | None = None,
     dropped_frames=None,
+    *,
+    roles: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The score summary as a JSON-ready dict.
 
@@ -49,6 +54,8 @@ def build_report(
         energy_std: (F,) energy spread, eV/atom.
         errors: errors against reference labels, or ``None``.
         dropped_frames: (M,) how many frames each member was dropped from, or ``None``.
+        roles: (M,) member roles; with a witness among them the report has
+            ``roles`` (name -> role) and ``weights`` are the U weights.
     """
     u = np.asarray(uncertainty, dtype=float)
     report: dict[str, Any] = {
@@ -56,6 +63,7 @@ def build_report(
         "n_atoms": int(np.sum(n_atoms)),
         "members": list(names),
         "weights": {name: float(w) for name, w in zip(names, weights)},
+        **({"roles": dict(zip(names, roles))} if roles is not None and "witness" in roles else {}),
         "U_quantiles": quantiles(u),
         "energy_std_quantiles": quantiles(energy_std),
     }
@@ -101,7 +109,10 @@ def format_report(report: dict[str, Any]) -> str:
     q = report["U_quantiles"]
     lines = [
         f"{report['n_frames']} frames, {report['n_atoms']} atoms, {len(report['members'])} members",
-        "weights: " + ", ".join(f"{n} {w:.3f}" for n, w in report["weights"].items()),
+        "weights: " + ", ".join(
+            f"{n} {w:.3f}" + (" (witness)" if report.get("roles", {}).get(n) == "witness" else "")
+            for n, w in report["weights"].items()
+        ),
         "U [eV/A]: min {} | p25 {} | median {} | p75 {} | p95 {} | max {}".format(
             *(_number(q[k]) for k in ("min", "p25", "p50", "p75", "p95", "max"))
         ),

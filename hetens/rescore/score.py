@@ -17,8 +17,9 @@ keys) and return a :class:`ScoreResult` whose ``report`` is the summary of
 key                        where   meaning
 =========================  ======  ===========================================
 ``hetens_source``          info    ``FILE:INDEX`` the frame was read from
-``hetens_eps``             info    with a reference: ``max_i |F_ref - Fbar|``
-                                   (METHOD.md), eV/Å
+``hetens_eps``             info    with a reference: ``max_i |F_ref - F|``,
+                                   F the forces hetens returns (weighted
+                                   predictor mean), eV/Å
 ``hetens_member_forces``   arrays  with ``keep_member_forces``: (N, 3M)
                                    member forces, member-major columns
                                    ``m0x m0y m0z m1x ...``, eV/Å
@@ -75,6 +76,7 @@ __all__ = [
     "predict_frames",
     "predict_file",
     "resolve_member_weights",
+    "score_ensemble_predictions",
     "pack_member_forces",
     "unpack_member_forces",
     "MEMBER_FORCES_KEY",
@@ -310,6 +312,9 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
         if failures[f]:
             failures[f] = {name: _naming(source, exc) for name, exc in failures[f].items()}
             calc.report_drops(atoms, failures[f], len(members) - len(failures[f]), label=str(source))
+        if not calc.allow_mixed_reference:
+            by_name = {members[m].name: outputs[m][f] for m in range(len(members)) if outputs[m][f] is not None}
+            calc.check_energy_reference(by_name, atoms, label=str(source))
     return _prediction_set(calc, chunk, outputs, any(with_stress), failures)
 
 
@@ -505,7 +510,7 @@ def score_live(
             for chunk in _chunks(iter_frames(paths, index, format), batch_size, max_batch_atoms):
                 current = chunk[0][0]
                 predictions = predict_frames(calc, chunk, batched=batched)
-                scores = score_predictions(predictions, calc.weights)
+                scores = score_ensemble_predictions(calc, predictions)
                 eps = None
                 if ref_frames is not None:
                     errors = _reference_chunk(
@@ -555,7 +560,8 @@ def score_live(
     finally:
         bar.close()
     return _result(
-        names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start, dropped_parts
+        names, calc.weights, u_parts, n_parts, std_parts, error_parts, Path(output), start, dropped_parts,
+        roles=calc.roles,
     )
 
 
@@ -579,15 +585,26 @@ def dropped_counts(predictions: PredictionSet) -> np.ndarray:
     return np.array([sum(name in why for why in predictions.dropped.values()) for name in predictions.names])
 
 
+def score_ensemble_predictions(calc, predictions: PredictionSet) -> EnsembleScores:
+    """:func:`score_predictions` with the weights and roles of the ensemble ``calc``.
+
+    With witnesses, the predictions equal those of the predictors-only
+    ensemble bit for bit (the calculator's ``combine_weights``).
+    """
+    if not calc.has_witnesses:
+        return score_predictions(predictions, calc.weights)
+    return score_predictions(predictions, calc.combine_weights, predictors=calc.predictor_mask)
+
+
 def _result(
-    names, weights, u_parts, n_parts, std_parts, error_parts, output, start, dropped_parts=()
+    names, weights, u_parts, n_parts, std_parts, error_parts, output, start, dropped_parts=(), roles=None
 ) -> ScoreResult:
     u = np.concatenate(u_parts) if u_parts else np.zeros(0)
     n_atoms = np.concatenate(n_parts) if n_parts else np.zeros(0, dtype=np.int64)
     errors = ReferenceErrors.concatenate(error_parts) if error_parts else None
     dropped = np.sum(dropped_parts, axis=0) if len(dropped_parts) else None
     report = build_report(
-        names, weights, u, n_atoms, np.concatenate(std_parts) if std_parts else [], errors, dropped
+        names, weights, u, n_atoms, np.concatenate(std_parts) if std_parts else [], errors, dropped, roles=roles
     )
     elapsed = time.perf_counter() - start
     report["elapsed_s"] = round(elapsed, 3)
@@ -651,6 +668,7 @@ def score_precomputed(
     keep_member_forces: bool = False,
     jobs: int = 1,
     progress: str = "auto",
+    witnesses: Sequence[str] = (),
 ) -> ScoreResult:
     """Score predictions made elsewhere: one file per member, the same frames in each.
 
@@ -668,6 +686,8 @@ def score_precomputed(
             :func:`hetens.rescore.precomputed.load_predictions`.
         keep_member_forces: also write each member's forces (and stresses).
         progress: progress display while writing (see :func:`score_live`).
+        witnesses: names (among ``names``) of the members that are witnesses:
+            their forces enter U only (docs/witnesses.md).
 
     Raises:
         AlignmentError: the files do not hold the same frames (names file and frame).
@@ -689,6 +709,7 @@ def score_precomputed(
         reference_forces_key=reference_forces_key,
         position_tol=position_tol,
         jobs=jobs,
+        witnesses=witnesses,
     )
     predictions, scores, errors = scored.predictions, scored.scores, scored.errors
     out_path = None
@@ -711,6 +732,7 @@ class ScoredPredictions:
         scores: U and the ensemble's results for every frame.
         errors: errors against the reference labels, or ``None``.
         left_out: members the weights did not name (left out).
+        roles: (M,) role of each member kept.
     """
 
     predictions: PredictionSet
@@ -718,6 +740,7 @@ class ScoredPredictions:
     scores: EnsembleScores
     errors: ReferenceErrors | None
     left_out: list[str]
+    roles: list[str] | None = None
 
     def result(self, output: Path | None, start: float) -> ScoreResult:
         """The :class:`ScoreResult` of a run that began at ``start`` (``time.perf_counter``)."""
@@ -730,6 +753,7 @@ class ScoredPredictions:
             [self.errors] if self.errors is not None else [],
             output,
             start,
+            roles=self.roles,
         )
         if self.left_out:
             result.report["dropped_members"] = self.left_out
@@ -751,6 +775,7 @@ def score_loaded_predictions(
     reference_forces_key: str = "forces",
     position_tol: float = DEFAULT_POSITION_TOL,
     jobs: int = 1,
+    witnesses: Sequence[str] = (),
 ) -> ScoredPredictions:
     """The steps of :func:`score_precomputed` before writing: load, weigh, score all frames at once.
 
@@ -766,10 +791,23 @@ def score_loaded_predictions(
             position_tol=position_tol,
             jobs=jobs,
         )
+    unknown = [n for n in witnesses if n not in predictions.names]
+    if unknown:
+        raise ValueError(
+            f"witness name(s) {', '.join(unknown)} match no prediction file; the members are "
+            f"{', '.join(predictions.names)} (name them with --names)"
+        )
     kept, w, left_out = resolve_member_weights(predictions.names, weights, force_rmse)
     if left_out:
         predictions = predictions.subset(kept)
-    scores = score_predictions(predictions, w)
+    roles = ["witness" if n in witnesses else "predictor" for n in predictions.names]
+    from hetens.calculator import check_member_counts
+
+    check_member_counts(roles)
+    if "witness" in roles:
+        scores = score_predictions(predictions, w, predictors=np.array([r == "predictor" for r in roles]))
+    else:
+        scores = score_predictions(predictions, w)
     errors = None
     if reference is not None:
         ref_arrays = read_frame_arrays(
@@ -781,7 +819,7 @@ def score_loaded_predictions(
         )
         check_alignment(predictions.frames, ref_arrays, position_tol)
         errors = reference_errors(predictions, scores, ref_arrays)
-    return ScoredPredictions(predictions, w, scores, errors, left_out)
+    return ScoredPredictions(predictions, w, scores, errors, left_out, roles if "witness" in roles else None)
 
 
 def _write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.uncertainty import energy_spread, member_max_deviation, reference_forces
+from hetens.uncertainty import energy_spread, member_max_deviation
 from hetens.weights import normalise_weights
 
 __all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
@@ -40,6 +40,13 @@ class EnsembleScores:
         member_weights: (F, M) the weights each frame used: ``weights``,
             except on frames where members were dropped (0 for those, the
             others renormalised); ``None`` when no frame dropped a member.
+        predictors: (M,) bool mask of the predictors, ``None`` when every
+            member is one (no witnesses).
+        predictor_weights: (M,) normalised predictor weights (0 for
+            witnesses); ``weights`` when there are no witnesses.
+        frame_predictor_weights: (F, M) those of each frame when members
+            were dropped, else ``None``.
+        raw_weights: (M,) the weights as given (with witnesses only).
     """
 
     weights: np.ndarray
@@ -52,9 +59,13 @@ class EnsembleScores:
     forces: np.ndarray
     stress: np.ndarray | None
     member_weights: np.ndarray | None = None
+    predictors: np.ndarray | None = None
+    predictor_weights: np.ndarray | None = None
+    frame_predictor_weights: np.ndarray | None = None
+    raw_weights: np.ndarray | None = None
 
 
-def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScores:
+def score_predictions(predictions: PredictionSet, weights=None, *, predictors=None) -> EnsembleScores:
     """Weighted means, U and its companions for every frame of ``predictions``.
 
     No copy and no grouping by atom count: the (T, M, 3) member forces are
@@ -68,11 +79,26 @@ def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScore
     recomputed one by one with :func:`hetens.combine.combine_predictions`
     over the members left, as the calculator does.
 
+    With witnesses (``predictors`` not all True), energy, forces, stress and
+    energy_std are over the predictors with their own normalised weights; U
+    and its companions over every member, as
+    :func:`hetens.combine.combine_predictions` computes them.
+
     Args:
         predictions: M members on F frames (every frame with at least one atom).
-        weights: (M,) weights (normalised here), ``None`` for uniform.
+        weights: (M,) raw weights (normalised here), ``None`` for uniform.
+        predictors: (M,) bool mask of the predictors; ``None`` for all.
     """
+    from hetens.combine import predictor_mask
+
     w = normalise_weights(weights, predictions.n_members)
+    mask = predictor_mask(predictors, predictions.n_members)
+    if mask.all():
+        pw, p_idx = w, slice(None)
+    else:
+        raw = np.ones(predictions.n_members) if weights is None else np.asarray(weights, dtype=float)
+        p_idx = np.flatnonzero(mask)
+        pw = normalise_weights(raw[p_idx], p_idx.size)
     frames = predictions.frames
     if np.any(frames.n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(frames.n_atoms)))} has no atoms")
@@ -90,11 +116,16 @@ def score_predictions(predictions: PredictionSet, weights=None) -> EnsembleScore
         atomic_uncertainty=np.sqrt(atom_deviation**2 @ w),
         member_max_deviation=deviation,
         most_deviating=np.argmax(contribution, axis=1),
-        energy=energies @ w,
-        energy_std=energy_spread(energies, frames.n_atoms, w) if starts.size else np.zeros(0),
-        forces=np.tensordot(member_forces, w, axes=([1], [0])),
-        stress=None if stresses is None else np.einsum("m,fmk->fk", w, stresses),
+        energy=energies[:, p_idx] @ pw,
+        energy_std=energy_spread(energies[:, p_idx], frames.n_atoms, pw) if starts.size else np.zeros(0),
+        forces=np.tensordot(member_forces[:, p_idx], pw, axes=([1], [0])),
+        stress=None if stresses is None else np.einsum("m,fmk->fk", pw, stresses[:, p_idx]),
     )
+    if not mask.all():
+        scores.predictors = mask
+        scores.predictor_weights = np.zeros(len(w))
+        scores.predictor_weights[p_idx] = pw
+        scores.raw_weights = np.ones(len(w)) if weights is None else np.asarray(weights, dtype=float)
     if predictions.dropped:
         _rescore_dropped(predictions, scores)
     return scores
@@ -105,7 +136,11 @@ def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None
     from hetens.combine import combine_predictions
 
     w, offsets = scores.weights, predictions.frames.offsets
-    scores.member_weights = np.tile(w, (predictions.n_frames, 1))
+    mask = scores.predictors
+    if mask is not None:
+        w = scores.raw_weights
+        scores.frame_predictor_weights = np.tile(scores.predictor_weights, (predictions.n_frames, 1))
+    scores.member_weights = np.tile(scores.weights, (predictions.n_frames, 1))
     for frame, why in predictions.dropped.items():
         kept = np.array([m for m, name in enumerate(predictions.names) if name not in why], dtype=np.int64)
         rows = slice(offsets[frame], offsets[frame + 1])
@@ -116,6 +151,7 @@ def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None
             predictions.member_forces[rows, kept].transpose(1, 0, 2),
             w[kept],
             stresses if with_stress else None,
+            predictors=None if mask is None else mask[kept],
         )
         scores.uncertainty[frame] = results["uncertainty"]
         scores.atomic_uncertainty[rows] = results["atomic_uncertainty"]
@@ -128,7 +164,12 @@ def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None
         if scores.stress is not None:
             scores.stress[frame] = results["stress"] if with_stress else np.nan
         scores.member_weights[frame] = 0.0
-        scores.member_weights[frame, kept] = w[kept] / w[kept].sum()
+        if mask is None:
+            scores.member_weights[frame, kept] = w[kept] / w[kept].sum()
+        else:
+            scores.member_weights[frame, kept] = results["member_weights"]
+            scores.frame_predictor_weights[frame] = 0.0
+            scores.frame_predictor_weights[frame, kept] = results["predictor_weights"]
 
 
 def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int) -> dict[str, Any]:
@@ -149,6 +190,13 @@ def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int
     }
     if scores.member_weights is not None:
         results["member_weights"] = scores.member_weights[frame]
+    if scores.predictors is not None:
+        results["member_roles"] = ["predictor" if p else "witness" for p in scores.predictors]
+        results["predictor_weights"] = (
+            scores.frame_predictor_weights[frame]
+            if scores.frame_predictor_weights is not None
+            else scores.predictor_weights
+        )
     if frame in predictions.dropped:
         results["dropped_members"] = dict(predictions.dropped[frame])
     if scores.stress is not None and np.isfinite(scores.stress[frame]).all():
@@ -162,10 +210,12 @@ class ReferenceErrors:
     """Errors against reference (DFT) labels, per frame, for F frames and M members.
 
     Attributes:
-        eps: (F,) ``max_i ||F_ref[i] - Fbar[i]||``, the error U tracks
-            (METHOD.md; ``Fbar`` is the plain member mean), eV/Å.
-        ensemble_eps: (F,) the same against the weighted mean forces the
-            ensemble returns, eV/Å.
+        eps: (F,) ``max_i ||F_ref[i] - F_returned[i]||``, the error U tracks,
+            where ``F_returned`` are the forces hetens returns (the weighted
+            predictor mean), eV/Å. The one definition of eps used by
+            ``score``, ``calibrate`` and ``plot`` (docs/rescoring.md).
+        ensemble_eps: (F,) the same as ``eps`` (kept for callers of the
+            earlier API), eV/Å.
         energy_error: (F,) ``|E_ensemble - E_ref| / N``, eV/atom.
         member_force_sse: (F, M) sum over atoms and components of
             ``(F_m - F_ref)**2``, (eV/Å)².
@@ -213,19 +263,15 @@ def reference_errors(
     n_atoms = frames.n_atoms
     if np.any(n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(n_atoms)))} has no atoms")
-    fbar = reference_forces(predictions.member_forces[:, :, None, :])[:, 0]  # (T, 3) plain member mean
-    for frame, why in predictions.dropped.items():  # the plain mean of the members left
-        kept = [m for m, name in enumerate(predictions.names) if name not in why]
-        rows = slice(frames.offsets[frame], frames.offsets[frame + 1])
-        fbar[rows] = reference_forces(predictions.member_forces[rows][:, kept].transpose(1, 0, 2))
+    eps = _ragged_max_error(scores.forces, reference.forces, starts, n_atoms)
     diff = predictions.member_forces - reference.forces[:, None, :]
     sse = np.add.reduceat((diff**2).sum(axis=2), starts, axis=0)
     per_atom = n_atoms.astype(float)
     # A reference without energies still gives force errors; energy errors are then NaN.
     ref_energy = reference.energy if reference.energy is not None else np.full(frames.n_frames, np.nan)
     return ReferenceErrors(
-        eps=_ragged_max_error(fbar, reference.forces, starts, n_atoms),
-        ensemble_eps=_ragged_max_error(scores.forces, reference.forces, starts, n_atoms),
+        eps=eps,
+        ensemble_eps=eps.copy(),
         energy_error=np.abs(scores.energy - ref_energy) / per_atom,
         member_force_sse=sse,
         ensemble_force_sse=np.add.reduceat(((scores.forces - reference.forces) ** 2).sum(axis=1), starts),
