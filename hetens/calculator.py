@@ -654,8 +654,8 @@ def _check_policy(on_member_error: str, min_members: int | None, n_members: int)
         return on_member_error, 2
     if not 2 <= int(min_members) <= n_members:
         raise ValueError(
-            f"min_members counts the members in U (predictors and witnesses) and must be between 2 "
-            f"and the {n_members} members; got {min_members}"
+            f"min_members must be between 2 and the {n_members} members; got {min_members} (it counts "
+            "the members in U, predictors and witnesses: U of one member is always 0)"
         )
     return on_member_error, int(min_members)
 

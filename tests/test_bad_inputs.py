@@ -14,6 +14,8 @@ member use the shipped SevenNet 7net-0.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import shutil
@@ -115,7 +117,7 @@ def work(data, tmp_path) -> Path:
 def live_calc(sevenn_member):
     from hetens import HeterogeneousEnsembleCalculator
 
-    return HeterogeneousEnsembleCalculator([sevenn_member])
+    return HeterogeneousEnsembleCalculator([sevenn_member, dataclasses.replace(sevenn_member, name="copy")])
 
 
 # ------------------------------------------------------------------ the Python API side

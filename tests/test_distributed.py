@@ -8,6 +8,8 @@ on the thread count.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -236,15 +238,18 @@ def test_dropped_members_on_a_cluster_as_locally(tmp_path, client, one_thread, s
     frames = _frames(24, 3)
     frames[5] = Atoms("W2", positions=[[0, 0, 0], [0, 0, 2.3]])
     write(tmp_path / "in.extxyz", frames)
-    local = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], on_member_error="drop", min_members=1)
+    witness = dataclasses.replace(sevenn_member, name="sevenn-witness")  # two members of U survive the drop
+    local = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], witnesses=[witness],
+                                            on_member_error="drop")
     with pytest.warns(MemberDroppedWarning):
         expected = score_live(tmp_path / "in.extxyz", tmp_path / "local.extxyz", local, progress="off")
-    spec = EnsembleSpec(models=SPECS, device="cpu", on_member_error="drop", min_members=1)
+    spec = EnsembleSpec(models=SPECS, witnesses=("sevenn:7net-0@name=sevenn-witness",), device="cpu",
+                        on_member_error="drop")
     result = score_on_cluster(tmp_path / "in.extxyz", tmp_path / "out.extxyz", spec, cluster=client,
                               chunk_size=16, progress="off")
     assert (tmp_path / "out.extxyz").read_bytes() == (tmp_path / "local.extxyz").read_bytes()
     assert result.report["dropped_frames"] == expected.report["dropped_frames"] == {
-        "sevenn:7net-0": 0, "chgnet:0.3.0": 1
+        "sevenn:7net-0": 0, "chgnet:0.3.0": 1, "sevenn-witness": 0
     }
 
 

@@ -13,6 +13,8 @@ their files on close, and ``score_live`` raising
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import signal
@@ -177,7 +179,7 @@ def test_score_live_raises_interrupted_after_keeping_frames(sevenn_member, many_
     """In-process: a real SIGINT once two frames are written; ``Interrupted`` says what was kept."""
     from hetens.rescore.score import score_live
 
-    calc = HeterogeneousEnsembleCalculator([sevenn_member])
+    calc = HeterogeneousEnsembleCalculator([sevenn_member, dataclasses.replace(sevenn_member, name="copy")])
     out = tmp_path / "scored.extxyz"
     stop = threading.Event()
 

@@ -3,13 +3,16 @@
 The failures are real where they can be: CHGNet cannot take a structure
 without a cell (pymatgen inverts the zero lattice), and 7net-0 was not
 trained on Po. One more member (:func:`test_member_errors.faulty`, a real
-SevenNet model) raises as a GPU out of memory would, on one chosen frame.
+SevenNet model) raises as a GPU out of memory would, on one chosen frame;
+a witness (a renamed CHGNet) is dropped with CHGNet, so two members of U
+always survive (fewer is an error whatever min_members says).
 Every scored frame must equal what the calculator gives for it under the
 same policy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -46,7 +49,8 @@ def structures(tmp_path):
 
 def _ensemble(sevenn_member, chgnet_member, **policy) -> HeterogeneousEnsembleCalculator:
     members = [sevenn_member, chgnet_member, faulty(sevenn_member, "raise", fail_on={FAULTY_CALL})]
-    return HeterogeneousEnsembleCalculator(members, **policy)
+    witness = dataclasses.replace(chgnet_member, name="chgnet-witness")
+    return HeterogeneousEnsembleCalculator(members, witnesses=[witness], **policy)
 
 
 def _score(structures, out, calc, **kwargs):
@@ -58,15 +62,23 @@ def _score(structures, out, calc, **kwargs):
 
 def test_each_frame_is_the_calculators_result_with_the_same_policy(sevenn_member, chgnet_member, structures):
     out = structures.with_name("out.extxyz")
-    calc = _ensemble(sevenn_member, chgnet_member, on_member_error="drop", min_members=1)
+    calc = _ensemble(sevenn_member, chgnet_member, on_member_error="drop")
     result, warned = _score(structures, out, calc, batched=False)
-    assert sorted(str(w.message).split()[2] for w in warned) == ["chgnet:0.3.0", "faulty", "sevenn:7net-0"]
-    assert result.report["dropped_frames"] == {"sevenn:7net-0": 1, "chgnet:0.3.0": 1, "faulty": 2}
-    assert "dropped (frames): sevenn:7net-0 1, chgnet:0.3.0 1, faulty 2" in _formatted(result.report)
+    assert sorted(str(w.message).split()[2] for w in warned) == [
+        "chgnet-witness", "chgnet:0.3.0", "faulty", "sevenn:7net-0"
+    ]
+    assert result.report["dropped_frames"] == {
+        "sevenn:7net-0": 1, "chgnet:0.3.0": 1, "faulty": 2, "chgnet-witness": 1
+    }
+    assert "dropped (frames): sevenn:7net-0 1, chgnet:0.3.0 1, faulty 2, chgnet-witness 1" in _formatted(
+        result.report
+    )
 
-    reference = _ensemble(sevenn_member, chgnet_member, on_member_error="drop", min_members=1)
+    reference = _ensemble(sevenn_member, chgnet_member, on_member_error="drop")
     scored = read(out, ":")
-    expected_drops = [set(), {"chgnet:0.3.0"}, {"sevenn:7net-0", "faulty"}, {"faulty"}, set()]
+    expected_drops = [
+        set(), {"chgnet:0.3.0", "chgnet-witness"}, {"sevenn:7net-0", "faulty"}, {"faulty"}, set()
+    ]
     for frame, (atoms, got) in enumerate(zip(read(structures, ":"), scored)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MemberDroppedWarning)
@@ -81,6 +93,10 @@ def test_each_frame_is_the_calculators_result_with_the_same_policy(sevenn_member
         np.testing.assert_allclose(got.get_forces(), expected["forces"], atol=1e-8)
         np.testing.assert_allclose(got.arrays["hetens_u"], expected["atomic_uncertainty"], atol=1e-8)
         np.testing.assert_allclose(got.info["hetens_weights"], expected["member_weights"], rtol=1e-12)
+        np.testing.assert_allclose(
+            got.info["hetens_predictor_weights"], expected["predictor_weights"], rtol=1e-12
+        )
+        assert got.info["hetens_roles"] == "predictor,predictor,predictor,witness"
         member_energies = got.info["hetens_member_energies"]
         assert np.isnan(member_energies).tolist() == [m in expected_drops[frame] for m in calc.member_names]
     assert result.uncertainty[0] > 0 and np.all(np.isfinite(result.uncertainty))
@@ -90,11 +106,11 @@ def test_a_batch_that_fails_is_rerun_frame_by_frame(sevenn_member, chgnet_member
     """CHGNet's batched call fails on the whole batch; only the frame without a cell is dropped."""
     by_frame, _ = _score(
         structures, structures.with_name("a.extxyz"),
-        _ensemble(sevenn_member, chgnet_member, on_member_error="drop", min_members=1), batched=False,
+        _ensemble(sevenn_member, chgnet_member, on_member_error="drop"), batched=False,
     )
     batched, _ = _score(
         structures, structures.with_name("b.extxyz"),
-        _ensemble(sevenn_member, chgnet_member, on_member_error="drop", min_members=1), batched=True,
+        _ensemble(sevenn_member, chgnet_member, on_member_error="drop"), batched=True,
     )
     assert batched.report["dropped_frames"] == by_frame.report["dropped_frames"]
     for a, b in zip(read(structures.with_name("a.extxyz"), ":"), read(structures.with_name("b.extxyz"), ":")):
@@ -125,14 +141,18 @@ def test_raise_stays_the_default(sevenn_member, chgnet_member, tmp_path):
 def test_cli_drop(structures, capsys):
     out = structures.with_name("out.extxyz")
     argv = ["score", str(structures), "-o", str(out), "--models", "sevenn:7net-0", "chgnet:0.3.0",
+            "--witnesses", "sevenn:7net-0@name=w1", "chgnet:0.3.0@name=w2",
             "--device", "cpu", "--progress", "off", "--json"]
+    assert main([*argv, "--on-member-error", "drop", "--min-members", "1"]) == 2
+    assert "min_members must be between 2 and the" in capsys.readouterr().err
     with pytest.warns(MemberDroppedWarning):
-        assert main([*argv, "--on-member-error", "drop", "--min-members", "1"]) == 0
+        assert main([*argv, "--on-member-error", "drop", "--min-members", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["dropped_frames"] == {"sevenn:7net-0": 1, "chgnet:0.3.0": 1}
-    assert [a.info.get("hetens_dropped") for a in read(out, ":")] == [
-        None, "chgnet:0.3.0", "sevenn:7net-0", None, None
-    ]
+    assert report["dropped_frames"] == {"sevenn:7net-0": 1, "chgnet:0.3.0": 1, "w1": 1, "w2": 1}
+    assert report["roles"] == {"sevenn:7net-0": "predictor", "chgnet:0.3.0": "predictor",
+                               "w1": "witness", "w2": "witness"}
+    dropped = [set(filter(None, a.info.get("hetens_dropped", "").split(","))) for a in read(out, ":")]
+    assert dropped == [set(), {"chgnet:0.3.0", "w2"}, {"sevenn:7net-0", "w1"}, set(), set()]
 
 
 def test_cli_refuses_drop_for_precomputed_predictions(structures, capsys):
@@ -143,12 +163,13 @@ def test_cli_refuses_drop_for_precomputed_predictions(structures, capsys):
 
 
 def test_cluster_workers_get_the_policy(sevenn_member, chgnet_member):
-    calc = HeterogeneousEnsembleCalculator(["sevenn:7net-0"], on_member_error="drop", min_members=1)
+    members = [sevenn_member, dataclasses.replace(sevenn_member, name="copy", spec="sevenn:7net-0@name=copy")]
+    calc = HeterogeneousEnsembleCalculator(members, on_member_error="drop", min_members=2)
     spec = EnsembleSpec.from_calculator(calc)
-    assert (spec.on_member_error, spec.min_members) == ("drop", 1)
-    assert EnsembleSpec.from_calculator(HeterogeneousEnsembleCalculator(["sevenn:7net-0"])).on_member_error == "raise"
+    assert (spec.on_member_error, spec.min_members) == ("drop", 2)
+    assert EnsembleSpec.from_calculator(HeterogeneousEnsembleCalculator(members)).on_member_error == "raise"
     built = spec.build(device="cpu")
-    assert (built.on_member_error, built.min_members) == ("drop", 1)
+    assert (built.on_member_error, built.min_members) == ("drop", 2)
 
 
 def _formatted(report) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -51,7 +53,7 @@ def test_unsupported_elements():
 def test_calculator_refuses_before_any_member_runs(sevenn_member):
     calls = []
     original = sevenn_member.calculator.calculate
-    calc = HeterogeneousEnsembleCalculator([sevenn_member])
+    calc = HeterogeneousEnsembleCalculator([sevenn_member, dataclasses.replace(sevenn_member, name="copy")])
     sevenn_member.calculator.calculate = lambda *a, **k: (calls.append(1), original(*a, **k))
     try:
         atoms = Atoms("W2", positions=[[0, 0, 0], [0.01, 0, 0]], cell=[3, 3, 3], pbc=True)

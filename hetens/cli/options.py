@@ -54,7 +54,8 @@ def add_member_error_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--min-members", type=int, metavar="K",
-        help="with --on-member-error drop: stop when fewer than K members are left (default 2)",
+        help="with --on-member-error drop: stop when fewer than K members of U (predictors and "
+        "witnesses) are left (default and minimum 2)",
     )
 
 

@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     human = sys.stderr if args.json else sys.stdout
     if "error" in kinds and "error" not in written:
         print("note: no U-vs-error plot: the frames carry no hetens_eps; give --reference", file=human)
+    if "error" in written:
+        from hetens.rescore.metrics import spearman
+
+        rho = spearman(data.uncertainty, data.eps)
+        print(f"Spearman rho(U, eps) = {'n/a' if rho is None else f'{rho:.3f}'} "
+              "(eps: max force error of the forces hetens returns)", file=human)
     for kind, path in written.items():
         print(f"{kind}: {path}", file=human)
     if args.json:

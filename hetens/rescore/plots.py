@@ -79,7 +79,8 @@ def plot_u_vs_error(u, eps, path: str | os.PathLike, *, title: str | None = None
 
     Args:
         u: (F,) U, eV/Å.
-        eps: (F,) true max force error ``max_i |F_ref - Fbar|``, eV/Å.
+        eps: (F,) true max force error ``max_i |F_ref[i] - F[i]|``, F the
+            forces hetens returns (weighted predictor mean), eV/Å.
         path: PNG to write.
     """
     from matplotlib.colors import LogNorm
@@ -117,7 +118,8 @@ def plot_u_vs_error(u, eps, path: str | os.PathLike, *, title: str | None = None
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_aspect("equal")
-    ax.set_xlabel("true max force error ε [eV/Å]")
+    ax.set_xlabel("true max force error ε = max$_i$ |F$_{DFT,i}$ − F$_i$| [eV/Å]\n"
+                  "(F: the forces hetens returns, weighted predictor mean)", fontsize=9)
     ax.set_ylabel("uncertainty U [eV/Å]")
     ax.set_title(title or "U against the true error")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
@@ -229,9 +231,9 @@ def load_plot_data(
     """U, max u, atom counts and (when known) eps of scored files.
 
     eps comes from each frame's ``hetens_eps`` (written by ``score
-    --reference``) or, with ``reference``, is computed here against the
-    plain member mean (from ``hetens_member_forces``) or, without member
-    forces, against the frame's ensemble forces.
+    --reference``) or, with ``reference``, is computed here with the same
+    definition: ``max_i |F_ref[i] - F[i]|`` with F the frame's forces (those
+    hetens returned).
     """
     from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
@@ -265,8 +267,7 @@ def load_plot_data(
 def _eps_from_reference(frames, reference, index, energy_key, forces_key) -> np.ndarray:
     from hetens.rescore.arrays import frame_arrays_from_atoms
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
-    from hetens.rescore.score import MEMBER_FORCES_KEY, unpack_member_forces
-    from hetens.uncertainty import max_force_error, reference_forces
+    from hetens.uncertainty import max_force_error
 
     labels = read_frame_arrays(
         reference, index, energy_key=energy_key, forces_key=forces_key, require_energy=False
@@ -275,10 +276,7 @@ def _eps_from_reference(frames, reference, index, energy_key, forces_key) -> np.
     eps = np.empty(len(frames))
     for f, atoms in enumerate(frames):
         rows = slice(labels.offsets[f], labels.offsets[f + 1])
-        if MEMBER_FORCES_KEY in atoms.arrays:
-            members = str(atoms.info.get("hetens_members", "")).split(",")
-            predicted = reference_forces(unpack_member_forces(atoms.arrays[MEMBER_FORCES_KEY], len(members)))
-        elif atoms.calc is not None and "forces" in atoms.calc.results:
+        if atoms.calc is not None and "forces" in atoms.calc.results:
             predicted = atoms.calc.results["forces"]
         else:
             raise FrameReadError(f"scored frame {f} has no forces to compare with {reference}")

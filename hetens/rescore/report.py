@@ -125,7 +125,8 @@ def format_report(report: dict[str, Any]) -> str:
         )
     if "spearman_rho" in report:
         lines.append(
-            f"Spearman rho(U, eps) = {_number(report['spearman_rho'], 3)}; "
+            f"Spearman rho(U, eps) = {_number(report['spearman_rho'], 3)} "
+            "(eps: max force error of the forces hetens returns); "
             f"rho(energy spread, energy error) = {_number(report['spearman_rho_energy'], 3)}"
         )
         width = max(len("ensemble"), *(len(n) for n in report["members"]))
