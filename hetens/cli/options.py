@@ -138,8 +138,8 @@ def _ensemble_from_file(args: argparse.Namespace, **kwargs: Any):
     from hetens.weights import read_weights_file
 
     if args.models or getattr(args, "witnesses", None):
-        raise ValueError("give the members either with --models/--witnesses or with --ensemble-file, not both "
-                         "(mark witnesses in the file with role = \"witness\")")
+        raise ValueError("give the members either with --models or with --ensemble-file, not both "
+                         "(nor --witnesses: mark witnesses in the file with role = \"witness\")")
     overrides: dict[str, Any] = dict(kwargs)
     if args.weights_file:
         overrides["weights"] = read_weights_file(args.weights_file)

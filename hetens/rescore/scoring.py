@@ -188,8 +188,8 @@ def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int
         "member_max_deviation": scores.member_max_deviation[frame],
         "most_deviating_member": int(scores.most_deviating[frame]),
     }
-    if scores.member_weights is not None:
-        results["member_weights"] = scores.member_weights[frame]
+    results["member_weights"] = scores.weights if scores.member_weights is None else scores.member_weights[frame]
+    results["predictor_weights"] = results["member_weights"]
     if scores.predictors is not None:
         results["member_roles"] = ["predictor" if p else "witness" for p in scores.predictors]
         results["predictor_weights"] = (
