@@ -222,7 +222,7 @@ class Case:
 
 PRE = ["score", "--precomputed"]
 A_B = ["{d}/a.extxyz", "{d}/b.extxyz"]
-SEVENN = ["--models", "sevenn:7net-0", "--device", "cpu"]
+SEVENN = ["--models", "sevenn:7net-0", "--witnesses", "sevenn:7net-0@name=w", "--device", "cpu"]
 NO_MODEL = ["--models", "nosuch:model"]  # never reached: the files fail first
 MD = ["--log", "{d}/md.csv", "--steps", "2"]
 
@@ -344,10 +344,10 @@ TABLE = {
         AlignmentError, r"two\.extxyz holds 2 selected frames but the inputs hold 3", "out.extxyz"),
     # -- unknown member specs
     "unknown-family": Case(
-        _load_member("nosuch:model"), ["score", "{d}/a.extxyz", "-o", "{d}/out.extxyz", "--models", "nosuch:model"],
+        _load_member("nosuch:model"), ["score", "{d}/a.extxyz", "-o", "{d}/out.extxyz", "--models", "nosuch:model", "sevenn:7net-0"],
         UnknownModelError, r"unknown model family 'nosuch'; known families: sevenn", "out.extxyz"),
     "unknown-model": Case(
-        _load_member("sevenn:not-a-model"), ["md", "{d}/a.extxyz", *MD, "--models", "sevenn:not-a-model"],
+        _load_member("sevenn:not-a-model"), ["md", "{d}/a.extxyz", *MD, "--models", "sevenn:not-a-model", "sevenn:7net-0"],
         UnknownModelError, r"sevenn has no model 'not-a-model'.*known sevenn models: 7net-0", "md.csv"),
     # -- outputs that cannot be written
     "unwritable/no-folder-score": Case(

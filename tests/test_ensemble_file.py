@@ -112,7 +112,8 @@ def test_cli_options(tmp_path):
     both = parser.parse_args(["--ensemble-file", str(path), "--models", "chgnet:0.3.0"])
     with pytest.raises(ValueError, match="either with --models or with --ensemble-file"):
         ensemble_from_args(both)
-    specs = parser.parse_args(["--models", f"chgnet:0.3.0@python={sys.executable}", "--device", "cpu"])
+    specs = parser.parse_args(["--models", f"chgnet:0.3.0@python={sys.executable}",
+                               f"chgnet:0.2.0@python={sys.executable}", "--device", "cpu"])
     with ensemble_from_args(specs) as calc:
         assert calc.members[0].calculator.worker.python == sys.executable
 
