@@ -344,10 +344,12 @@ TABLE = {
         AlignmentError, r"two\.extxyz holds 2 selected frames but the inputs hold 3", "out.extxyz"),
     # -- unknown member specs
     "unknown-family": Case(
-        _load_member("nosuch:model"), ["score", "{d}/a.extxyz", "-o", "{d}/out.extxyz", "--models", "nosuch:model", "sevenn:7net-0"],
+        _load_member("nosuch:model"),
+        ["score", "{d}/a.extxyz", "-o", "{d}/out.extxyz", "--models", "nosuch:model", "sevenn:7net-0"],
         UnknownModelError, r"unknown model family 'nosuch'; known families: sevenn", "out.extxyz"),
     "unknown-model": Case(
-        _load_member("sevenn:not-a-model"), ["md", "{d}/a.extxyz", *MD, "--models", "sevenn:not-a-model", "sevenn:7net-0"],
+        _load_member("sevenn:not-a-model"),
+        ["md", "{d}/a.extxyz", *MD, "--models", "sevenn:not-a-model", "sevenn:7net-0"],
         UnknownModelError, r"sevenn has no model 'not-a-model'.*known sevenn models: 7net-0", "md.csv"),
     # -- outputs that cannot be written
     "unwritable/no-folder-score": Case(
