@@ -377,3 +377,30 @@ def test_score_and_plot_report_the_same_rho(tmp_path, capsys):
     frames, labels = read(scored, ":"), read(ref, ":")
     eps = [np.max(np.linalg.norm(f.get_forces() - r.get_forces(), axis=1)) for f, r in zip(frames, labels)]
     np.testing.assert_allclose(stored.eps, eps, atol=1e-7)
+
+
+def test_weights_file_roles_build_the_ensemble_and_a_cluster_spec_keeps_them(tmp_path, w16):
+    """A weights file with roles is the ensemble (CLI path); a Dask worker rebuilds it, roles and weights exact."""
+    import argparse
+
+    from hetens.cli.options import add_ensemble_options, ensemble_from_args
+    from hetens.distributed import EnsembleSpec
+
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"weights": {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3},
+                                "roles": {"sevenn:7net-0": "predictor", "chgnet:0.3.0": "witness"}}))
+    parser = argparse.ArgumentParser()
+    add_ensemble_options(parser)
+    calc = ensemble_from_args(parser.parse_args(["--weights-file", str(path), "--device", "cpu"]))
+    assert calc.roles == ["predictor", "witness"]
+    np.testing.assert_allclose(calc.weights, [0.625, 0.375])
+    np.testing.assert_allclose(calc.predictor_weights, [1.0, 0.0])
+    spec = EnsembleSpec.from_calculator(calc)
+    assert spec.models == ("sevenn:7net-0", "chgnet:0.3.0@role=witness")
+    built = spec.build(device="cpu")
+    assert built.member_names == calc.member_names and built.roles == calc.roles
+    np.testing.assert_array_equal(built.weights, calc.weights)
+    np.testing.assert_array_equal(built.combine_weights, calc.combine_weights)
+    atoms = w16.copy()
+    assert built.get_potential_energy(atoms) == calc.get_potential_energy(w16.copy())
+    assert built.results["uncertainty"] == calc.results["uncertainty"]
