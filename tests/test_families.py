@@ -160,7 +160,9 @@ def test_members_do_not_interfere_in_one_process(members):
         if family in alone:
             assert alone[family] == pytest.approx(value, abs=0.01), family
 
-    calc = hetens.HeterogeneousEnsembleCalculator(loaded)
+    # The tiny hub models are untrained: their energies are off the real models' reference
+    # by up to 6 eV/atom, which the energy-reference check refuses unless allowed.
+    calc = hetens.HeterogeneousEnsembleCalculator(loaded, allow_mixed_reference=True)
     probe = atoms.copy()
     probe.calc = calc
     assert np.isfinite(probe.get_potential_energy())
