@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from hetens.errors import WeightsUnavailableError
+from hetens.errors import MemberFailedError, WeightsUnavailableError
 
 __all__ = [
     "hub_reachable",
@@ -18,6 +18,7 @@ __all__ = [
     "deterministic_torch",
     "package_versions",
     "is_local_path",
+    "isolated_periodic_copy",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -131,3 +132,75 @@ def package_versions(*names: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+#: Å of vacuum beyond the cutoff left between a structure and its periodic images.
+ISOLATION_MARGIN = 1.0
+
+
+def isolated_periodic_copy(atoms, cutoff: float, member: str):
+    """``atoms`` as a 3D periodic structure whose periodic images are beyond ``cutoff``.
+
+    For models that treat every structure as a crystal (CHGNet builds a
+    pymatgen ``Structure``, which needs an invertible cell): a structure
+    without periodicity (``pbc`` all False, a molecule or cluster) is put,
+    centred, in an orthorhombic box ``extent + cutoff + ISOLATION_MARGIN`` Å
+    wide along x, y and z, so no atom sees a periodic image within the
+    model's cutoff and the results are those of the isolated structure
+    (forces unchanged: only a translation is applied). A fully periodic
+    structure is returned as it is (not copied).
+
+    A partly periodic structure (a slab, a wire) with a 3D cell is returned
+    as it is when its cell already leaves at least ``cutoff`` Å of vacuum
+    along each non-periodic direction (images beyond the cutoff: the model's
+    results are those of the non-periodic structure).
+
+    Args:
+        atoms: ASE ``Atoms`` (not modified); positions in Å.
+        cutoff: the model's interaction cutoff, Å.
+        member: member name, for the error message.
+
+    Returns:
+        ``Atoms`` with ``pbc`` all True (a copy when boxed).
+
+    Raises:
+        MemberFailedError: a partly periodic structure whose cell is not 3D
+            or leaves less than ``cutoff`` Å of vacuum along a non-periodic
+            direction; the message says what cell to give.
+    """
+    import numpy as np
+
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.all():
+        return atoms
+    if not pbc.any():
+        boxed = atoms.copy()
+        boxed.set_constraint()
+        positions = boxed.get_positions()
+        extent = positions.max(axis=0) - positions.min(axis=0) if len(boxed) else np.zeros(3)
+        lengths = extent + cutoff + ISOLATION_MARGIN
+        boxed.set_cell(np.diag(lengths))
+        boxed.set_positions(positions - positions.min(axis=0) + (lengths - extent) / 2)
+        boxed.pbc = True
+        return boxed
+    cell = atoms.cell
+    axes = "abc"
+    open_axes = [axes[i] for i in range(3) if not pbc[i]]
+    advice = (
+        f"{member} treats every structure as 3D periodic and has a {cutoff:g} A cutoff: give this "
+        f"partly periodic structure (pbc={pbc.tolist()}) a 3D cell with at least {cutoff:g} A of vacuum "
+        f"along {', '.join(open_axes)} (e.g. atoms.center(vacuum={cutoff / 2 + ISOLATION_MARGIN:g}, "
+        f"axis={[i for i in range(3) if not pbc[i]]})), or pbc=False for a molecule or cluster"
+    )
+    if cell.rank < 3:
+        raise MemberFailedError(f"{advice}; its cell is not 3D")
+    reciprocal = np.linalg.inv(cell.array).T  # rows: normals to the lattice planes, 1/height long
+    scaled = atoms.get_positions() @ reciprocal.T  # fractional coordinates
+    for i in np.flatnonzero(~pbc):
+        height = 1.0 / np.linalg.norm(reciprocal[i])
+        spread = (scaled[:, i].max() - scaled[:, i].min()) * height if len(atoms) else 0.0
+        if height - spread < cutoff:
+            raise MemberFailedError(
+                f"{advice}; along {axes[i]} it has {height - spread:.2f} A"
+            )
+    return atoms
