@@ -37,7 +37,9 @@ def add_parser(subparsers) -> None:
     md = parser.add_argument_group("dynamics")
     md.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
     md.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
-    md.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
+    md.add_argument("--temperature", type=float, default=300.0,
+                    help="temperature in K (default 300); the start velocities are drawn at it, so a run "
+                    "from a lattice first settles near half of it (equipartition; the plot marks it)")
     md.add_argument("--ensemble", choices=("langevin", "nve", "berendsen"), default="langevin",
                     help="thermostat (default langevin)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
@@ -127,14 +129,14 @@ def run(args: argparse.Namespace) -> int:
 
     print(outcome.summary(), file=human)
     print(f"log            {log}", file=human)
-    if args.flag_above is not None:
+    if outcome.flagged:  # the flagged file exists only once a frame was flagged
         print(f"flagged        {flagged}", file=human)
     if args.traj:
         print(f"trajectory     {args.traj}", file=human)
     png = None
     if not args.no_plot and outcome.observed:
         png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
-                       halted_at=outcome.halted_at,
+                       halted_at=outcome.halted_at, **_temperature_line(args),
                        title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K")
         print(f"plot           {png}", file=human)
     if args.json:
@@ -145,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_HALTED if outcome.halted else 0
 
 
+def _temperature_line(args) -> dict:
+    """The plot's temperature line: the thermostat's target, or NVE's start temperature."""
+    thermostat = getattr(args, "ensemble", None) != "nve"
+    return {"target_temperature": args.temperature, "target_label": "target" if thermostat else "start"}
+
+
 def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int:
     """Ctrl-C: say where the run stopped and what was kept; plot what was logged; exit 130."""
     from hetens.monitor import plot_log
@@ -153,11 +161,12 @@ def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int
     if monitor.trajectory is not None:
         kept.append(f"trajectory {monitor.trajectory.path} has {monitor.trajectory.frames} frames")
     if monitor.flagger is not None:
-        kept.append(f"flagged {monitor.flagger.path} has {monitor.flagger.flagged} frames")
+        kept.append(f"flagged {monitor.flagger.path} has {monitor.flagger.flagged} frames"
+                    if monitor.flagger.flagged else "0 frames flagged")
     print(f"hetens md: interrupted at step {steps_done} of {args.steps}; {', '.join(kept)}",
           file=sys.stderr, flush=True)
     if not args.no_plot and monitor.logger.rows:
-        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
+        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above, **_temperature_line(args),
                        title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K "
                        f"(interrupted)")
         print(f"plot           {png}", file=human)
