@@ -15,6 +15,7 @@ from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
     add_member_error_options,
+    check_ensemble_args,
     ensemble_from_args,
 )
 
@@ -31,7 +32,7 @@ def add_parser(subparsers) -> None:
         "completes, 3 when it was halted by uncertainty, 2 for bad input.",
     )
     parser.add_argument("structure", help="any ASE-readable structure file")
-    parser.add_argument("--index", default="-1", help="frame of STRUCTURE to start from (default: last)")
+    parser.add_argument("--index", help="frame of STRUCTURE to start from (default: -1, the last)")
     add_ensemble_options(parser)
     add_member_error_options(parser)
     md = parser.add_argument_group("dynamics")
@@ -72,7 +73,8 @@ def _beside(log: Path, suffix: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
     from hetens.monitor.dynamics import check_md_settings, make_md
-    from hetens.rescore.reading import iter_frames
+    from hetens.monitor.observers import check_extxyz_name
+    from hetens.rescore.reading import iter_frames, no_frame_error
 
     human = sys.stderr if args.json else sys.stdout
     minimum = {"steps": 0, "flag_spacing": 0, "traj_interval": 1, "interval": 1, "print_every": 1,
@@ -85,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive U in eV/A; got {value}")
-    frames = [atoms for _, atoms in iter_frames(args.structure, args.index)]
+    index = "-1" if args.index is None else args.index
+    frames = [atoms for _, atoms in iter_frames(args.structure, index)]
     if not frames:
-        raise ValueError(f"{args.structure}: no frame selected by --index {args.index}")
+        total = sum(1 for _ in iter_frames(args.structure, ":")) if args.index is not None else None
+        raise no_frame_error(args.structure, index, total=total, index_given=args.index is not None)
     atoms = frames[-1]
     atoms.calc = None
     log = Path(args.log) if args.log else Path(Path(args.structure).stem + ".md.csv")
@@ -101,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         outputs["plot"] = log.with_suffix(".png")
     _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
+    for option in ("--traj", "--flagged", "--halt-file"):
+        if outputs.get(option):
+            check_extxyz_name(outputs[option])  # frames with U: extxyz only, said before any model loads
+    check_ensemble_args(args)
 
     calc = ensemble_from_args(args)
     with calc:  # closing stops worker processes, whatever happens
