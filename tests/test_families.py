@@ -455,3 +455,52 @@ def test_chgnet_slab_without_enough_vacuum_says_what_cell_to_give(members):
         calc.get_potential_energy(slab)
     slab.center(vacuum=4.0, axis=2)  # now 8 A of vacuum along c: taken as it is
     assert np.isfinite(calc.get_potential_energy(slab))
+
+
+# ---------------------------------------------------------------- upstream noise
+
+
+def test_chgnet_warning_is_silenced_for_the_call_only(members):
+    """CHGNet's per-structure requires_grad UserWarning does not reach a Python session,
+    and a warning of the user's own in the same block still does (no process-wide filter)."""
+    import warnings
+
+    calc = members("chgnet").calculator
+    atoms = probe_cell()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calc.get_potential_energy(atoms)
+        warnings.warn("the user's own warning", UserWarning)
+    messages = [str(w.message) for w in caught]
+    assert not any("requires_grad" in m for m in messages), messages
+    assert "the user's own warning" in messages
+
+
+def test_upstream_noise_is_dropped_and_everything_else_kept(capfd):
+    import sys
+
+    from hetens.families._common import without_upstream_noise
+
+    with without_upstream_noise():
+        os.write(2, b"Warp CUDA warning: Could not find or load the NVIDIA CUDA driver. GPU execution...\n")
+        print("cuequivariance or cuequivariance_torch is not available. Cuequivariance acceleration will be disabled.")
+        os.write(1, b"a line from C that matters\n")
+        print("a Python line that matters", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert out == ""  # stdout stays clean for --json
+    assert "Warp" not in err and "cuequivariance" not in err
+    assert "a line from C that matters" in err and "a Python line that matters" in err
+
+
+def test_hetens_models_prints_no_upstream_noise():
+    """A fresh process, so every family's package is imported for the first time."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "hetens.cli.main", "models"], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert "sevenn:7net-0" in done.stdout

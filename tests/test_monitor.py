@@ -247,4 +247,5 @@ def test_halt_at_the_start_structure_says_so_and_plots_one_point(pair, tmp_path)
     assert len(t_line.get_xdata()) == 1 and t_line.get_marker() == "o"  # the one T is visible
     assert any(list(line.get_ydata()) == [300.0, 300.0] for line in t_axis.get_lines()[1:])
     assert "target 300 K" in [t.get_text() for t in t_axis.get_legend().get_texts()]
+    assert "half the start temperature" in t_axis.get_title(loc="left")
 

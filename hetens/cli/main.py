@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Upstream warnings that say nothing actionable to a CLI user (the CLI owns its process).
+#: Upstream warnings that say nothing actionable to a CLI user; ignored while a command runs
+#: (the adapters silence them too, for Python sessions), the caller's filters restored after.
 _QUIET_WARNINGS = (
     "Converting a tensor with requires_grad=True to a scalar",  # chgnet, every structure
     "The TorchScript type system",  # e3nn via sevenn, at load
@@ -63,8 +64,6 @@ _QUIET_WARNINGS = (
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    for message in _QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -78,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("hetens: interrupted", file=sys.stderr)
         return 130

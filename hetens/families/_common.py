@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import os
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ __all__ = [
     "package_versions",
     "is_local_path",
     "isolated_periodic_copy",
+    "UPSTREAM_NOISE",
+    "without_upstream_noise",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -204,3 +207,62 @@ def isolated_periodic_copy(atoms, cutoff: float, member: str):
                 f"{advice}; along {axes[i]} it has {height - spread:.2f} A"
             )
     return atoms
+
+
+#: Lines model packages print on import or first use that tell a user nothing actionable:
+#: MACE prints that cuEquivariance is absent (on every CPU machine); NVIDIA warp, which
+#: matgl imports, writes from C to the process's stderr that no CUDA driver was found.
+UPSTREAM_NOISE = (
+    "cuequivariance or cuequivariance_torch is not available",
+    "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver",
+)
+
+
+@contextlib.contextmanager
+def without_upstream_noise(patterns: tuple[str, ...] = UPSTREAM_NOISE) -> Iterator[None]:
+    """Drop the known upstream lines (:data:`UPSTREAM_NOISE`) printed during the block.
+
+    Scoped to one import or load, never process-wide: everything written to
+    stdout or stderr during the block, by Python or by C code (file
+    descriptors 1 and 2), is captured and written back to stderr afterwards,
+    except the lines containing one of ``patterns``. So nothing else is
+    hidden, and stdout (``--json``) stays clean. Python warnings are not
+    touched (filter those with :func:`warnings.catch_warnings`).
+    """
+    import sys
+    import tempfile
+
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    python_out = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved: dict[int, int] = {}
+        try:
+            for fd in (1, 2):
+                try:
+                    saved[fd] = os.dup(fd)
+                except OSError:  # no such descriptor (an embedded interpreter): leave it
+                    continue
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(python_out), contextlib.redirect_stderr(python_out):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                _flush(stream)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            captured = sink.read().decode("utf-8", "replace") + python_out.getvalue()
+            kept = [line for line in captured.splitlines(keepends=True)
+                    if line.strip() and not any(p in line for p in patterns)]
+            if kept:
+                sys.stderr.write("".join(kept) + ("" if kept[-1].endswith("\n") else "\n"))
+                _flush(sys.stderr)
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import warnings
 from pathlib import Path
 
 from hetens.families._common import is_local_path, isolated_periodic_copy, package_versions
@@ -57,6 +58,18 @@ def elements(calculator) -> frozenset[int]:
     return frozenset(range(1, n_elements + 1))
 
 
+@contextlib.contextmanager
+def quiet_prediction():
+    """Silence the UserWarning CHGNet's forward pass raises on every structure
+    ("Converting a tensor with requires_grad=True to a scalar", from its own
+    ``torch.tensor(volumes)``): for the call only, the user's filters untouched."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor with requires_grad=True to a scalar", category=UserWarning
+        )
+        yield
+
+
 def periodic_structure(atoms, model, member: str = "chgnet"):
     """``atoms`` as CHGNet can take it: 3D periodic, images beyond the graph cutoff (see module doc)."""
     return isolated_periodic_copy(atoms, float(model.graph_converter.atom_graph_cutoff), member)
@@ -76,7 +89,8 @@ def _voigt_calculator_class():
         def calculate(self, atoms=None, properties=None, system_changes=None, task="efsm") -> None:
             given = atoms if atoms is not None else self.atoms
             periodic = periodic_structure(given, self.model, self.member_label)
-            super().calculate(periodic, properties, system_changes, task)
+            with quiet_prediction():
+                super().calculate(periodic, properties, system_changes, task)
             if periodic is not given:
                 self.atoms = given.copy()  # the caller's structure, so ASE's caching sees no change
                 self.results.pop("stress", None)  # a molecule has no stress

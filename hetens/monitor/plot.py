@@ -101,9 +101,8 @@ def log_figure(
         if target_temperature is not None:
             axes[1].axhline(target_temperature, color="0.3", ls="--", lw=1,
                             label=f"{target_label} {target_temperature:g} K")
-            axes[1].text(0.01, 0.03, "started from a lattice, T first settles near half the start "
-                         "temperature (equipartition)", transform=axes[1].transAxes, fontsize=7,
-                         color="0.3", va="bottom")
+            axes[1].set_title("started from a lattice, T first settles near half the start temperature "
+                              "(equipartition)", loc="left", fontsize=7, color="0.3")
             axes[1].legend(loc="upper right", fontsize=8)
         axes[1].set_ylabel("T [K]")
         axes[1].grid(alpha=0.3)
