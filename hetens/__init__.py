@@ -27,6 +27,8 @@ _EXPORTS = {
     "reference_forces": "hetens.uncertainty",
     "weighted_mean": "hetens.uncertainty",
     "combine_predictions": "hetens.combine",
+    "annotate": "hetens.frames",
+    "read_annotation": "hetens.frames",
     "normalise_weights": "hetens.weights",
     "inverse_rmse_weights": "hetens.weights",
     "read_weights_file": "hetens.weights",
@@ -55,5 +57,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from hetens.calculator import HeterogeneousEnsembleCalculator
     from hetens.ensemble import DEFAULT_MEMBERS, default_ensemble
+    from hetens.frames import annotate, read_annotation
     from hetens.member import Member, load_member
     from hetens.uncertainty import compute_uncertainty

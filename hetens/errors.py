@@ -117,8 +117,10 @@ class UncertaintyHalt(HetensError):
         time_fs: simulation time of the offending frame in fs (``None`` for optimizers).
         atoms: the offending frame, annotated (:func:`hetens.frames.annotate`).
         last_safe: the last observed frame with U at or below the threshold,
-            annotated, or ``None`` if there was none.
-        saved_to: the file both frames were written to, or ``None``.
+            annotated, or ``None`` if there was none (:attr:`at_start`: the
+            start structure was already above the threshold).
+        saved_to: the file the frames were written to (both, or only the
+            offending one when there was no safe frame), or ``None``.
     """
 
     def __init__(self, step, uncertainty, threshold, *, consecutive=1, time_fs=None,
@@ -133,11 +135,21 @@ class UncertaintyHalt(HetensError):
         self.saved_to = saved_to
         streak = f" for {self.consecutive} observations in a row" if self.consecutive > 1 else ""
         when = f"step {self.step}" + (f" (t = {time_fs:.1f} fs)" if time_fs is not None else "")
-        saved = f"; last safe and offending frames saved to {saved_to}" if saved_to else ""
-        super().__init__(
-            f"halted at {when}: U = {self.uncertainty:.4g} eV/A exceeded the halt threshold "
-            f"{self.threshold:.4g} eV/A{streak}{saved}"
-        )
+        if self.at_start:
+            saved = f"; the offending frame saved to {saved_to} (no safe frame to save)" if saved_to else ""
+            text = (f"halted at {when}: the START structure is already above the halt threshold: "
+                    f"U = {self.uncertainty:.4g} eV/A > {self.threshold:.4g} eV/A{streak}{saved}; "
+                    "raise the threshold or start from a structure the members agree on")
+        else:
+            saved = f"; last safe and offending frames saved to {saved_to}" if saved_to else ""
+            text = (f"halted at {when}: U = {self.uncertainty:.4g} eV/A exceeded the halt threshold "
+                    f"{self.threshold:.4g} eV/A{streak}{saved}")
+        super().__init__(text)
+
+    @property
+    def at_start(self) -> bool:
+        """Whether no observed frame was safe: the run started above the threshold."""
+        return self.last_safe is None
 
 
 class InvalidStructureError(HetensError, ValueError):

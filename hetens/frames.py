@@ -53,17 +53,28 @@ _STANDARD = ("energy", "free_energy", "forces", "stress")
 
 def annotate(
     atoms,
-    results: Mapping[str, Any],
-    member_names: Sequence[str],
-    weights,
+    results: Mapping[str, Any] | None = None,
+    member_names: Sequence[str] | None = None,
+    weights=None,
     **extra_info: Any,
 ):
     """A copy of ``atoms`` carrying the ensemble's results, safe to write.
 
+    ``ase.io.write`` keeps only the results ASE knows (energy, forces,
+    stress) and silently drops U; write ``annotate(atoms)`` instead::
+
+        atoms.calc = hetens.default_ensemble()
+        atoms.get_potential_energy()
+        ase.io.write("out.extxyz", hetens.annotate(atoms))  # U in info["hetens_U"]
+
     Args:
-        atoms: the structure (not modified).
+        atoms: the structure (not modified). With ``results`` omitted, its
+            calculator must be the ensemble (:class:`hetens.HeterogeneousEnsembleCalculator`):
+            its results for ``atoms``, member names and weights are used
+            (computed first if it has none for this structure).
         results: an ensemble ``calc.results`` (see
-            :func:`hetens.combine.combine_predictions`).
+            :func:`hetens.combine.combine_predictions`); give
+            ``member_names`` and ``weights`` with it.
         member_names: (M,) member names, for ``hetens_members`` and
             ``hetens_most_deviating``.
         weights: (M,) normalised weights.
@@ -79,6 +90,14 @@ def annotate(
 
     from hetens import __version__
 
+    if results is None:
+        if member_names is not None or weights is not None:
+            raise TypeError("annotate: give results with member_names and weights, or none of them "
+                            "(then the ensemble attached as atoms.calc is read)")
+        results, member_names, weights = _from_attached_ensemble(atoms)
+    elif member_names is None or weights is None:
+        raise TypeError("annotate: with results, give member_names and weights too "
+                        "(or call annotate(atoms) to read the ensemble attached as atoms.calc)")
     frame = atoms.copy()
     for key in [k for k in frame.info if k.startswith("hetens_")]:
         del frame.info[key]
@@ -106,6 +125,20 @@ def annotate(
     standard = {k: results[k] for k in _STANDARD if k in results}
     frame.calc = SinglePointCalculator(frame, **standard)
     return frame
+
+
+def _from_attached_ensemble(atoms) -> tuple[Mapping[str, Any], list[str], Any]:
+    """``(results, member_names, weights)`` of the ensemble attached to ``atoms``, for ``atoms``."""
+    calc = atoms.calc
+    if calc is None or not hasattr(calc, "member_names") or not hasattr(calc, "get_property"):
+        what = "no calculator" if calc is None else f"a {type(calc).__name__}"
+        raise ValueError(
+            f"annotate(atoms) reads the hetens ensemble attached as atoms.calc, but atoms has {what}; "
+            "attach a HeterogeneousEnsembleCalculator (atoms.calc = hetens.default_ensemble()), or "
+            "pass results, member_names and weights"
+        )
+    calc.get_property("uncertainty", atoms)  # computes only when it has no results for these atoms
+    return calc.results, list(calc.member_names), calc.weights
 
 
 def read_annotation(atoms) -> dict[str, Any]:

@@ -111,3 +111,33 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_halt_at_start_with_a_calm_flag_threshold(tmp_path, capsys):
+    """Halted on the start structure: the summary says so and describes the halt file truly;
+    no frame crossed --flag-above, so there is no flagged file and none is named."""
+    log = tmp_path / "w.csv"
+    code = main(["md", DATA, *PAIR, "--steps", "3", "--log", str(log), "--flag-above", "50",
+                 "--halt-above", "0.000001"])
+    assert code == 3
+    out = capsys.readouterr().out
+    assert "START structure is already above the halt threshold" in out
+    assert "offending only" in out and "(last_safe, offending)" not in out
+    assert "frames flagged 0" in out and "w.flagged.extxyz" not in out
+    assert not (tmp_path / "w.flagged.extxyz").exists()
+    assert [f.info["hetens_role"] for f in read(tmp_path / "w.halt.extxyz", ":")] == ["offending"]
+    assert (tmp_path / "w.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_md_of_a_molecule_without_a_cell(tmp_path, capsys):
+    """H2O with pbc=False runs (CHGNet sees it in a box beyond its cutoff)."""
+    from ase.build import molecule
+    from ase.io import write
+
+    water = tmp_path / "h2o.xyz"
+    write(water, molecule("H2O"))
+    log = tmp_path / "h2o.csv"
+    code = main(["md", str(water), *PAIR, "--steps", "2", "--temperature", "100", "--log", str(log), "--no-plot"])
+    assert code == 0, capsys.readouterr().err
+    rows = read_log(log)
+    assert rows["step"].tolist() == [0, 1, 2] and np.all(np.isfinite(rows["U"]))

@@ -411,3 +411,98 @@ def test_adapter_options_and_heads(tiny_dir):
         hetens.load_member(f"mace:{mace}@cutoff=5", device="cpu")
     with pytest.raises(UnknownModelError, match="no heads"):
         hetens.load_member(f"matgl:{tiny_matgl_model(tiny_dir)}@PBE", device="cpu")
+
+
+# ---------------------------------------------------------------- molecules
+
+
+def small_molecule():
+    """A bent WO2 molecule without a cell (pbc False), elements every test model knows."""
+    from ase import Atoms
+
+    return Atoms("WO2", positions=[[0.0, 0.0, 0.0], [1.75, 0.0, 0.1], [-0.6, 1.65, -0.1]], pbc=False)
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_molecule_without_a_cell_gives_the_isolated_results(family, members):
+    """A structure with pbc=False works for every family and gives the results of the same
+    molecule far from its images (a 40 A box); no stress is reported for it."""
+    calc = members(family).calculator
+    mol = small_molecule()
+    before = snapshot(mol)
+    e_mol = energy(calc, mol)
+    f_mol = np.asarray(calc.get_forces(mol))
+    assert "stress" not in calc.results or family != "chgnet"
+    assert_unchanged(mol, before, family)
+
+    far = small_molecule()
+    far.set_cell([40.0, 41.0, 42.0])
+    far.center()
+    far.pbc = True
+    assert energy(calc, far) == pytest.approx(e_mol, abs=ENERGY_ATOL_PER_ATOM * 3), family
+    np.testing.assert_allclose(calc.get_forces(far), f_mol, atol=FORCE_ATOL, err_msg=family)
+    moved = small_molecule()
+    moved.translate([3.1, -7.2, 0.4])
+    assert energy(calc, moved) == pytest.approx(e_mol, abs=ENERGY_ATOL_PER_ATOM * 3), family
+    np.testing.assert_allclose(calc.get_forces(moved), f_mol, atol=FORCE_ATOL, err_msg=family)
+
+
+def test_chgnet_slab_without_enough_vacuum_says_what_cell_to_give(members):
+    from hetens.errors import MemberFailedError
+
+    calc = members("chgnet").calculator
+    slab = bulk("W", "bcc", a=3.17, cubic=True).repeat((1, 1, 2))
+    slab.pbc = [True, True, False]  # images along c at 6.3 A, atoms spread 4.8 A: 1.6 A of vacuum
+    with pytest.raises(MemberFailedError, match=r"chgnet:0\.3\.0 .* at least 6 A of vacuum along c"):
+        calc.get_potential_energy(slab)
+    slab.center(vacuum=4.0, axis=2)  # now 8 A of vacuum along c: taken as it is
+    assert np.isfinite(calc.get_potential_energy(slab))
+
+
+# ---------------------------------------------------------------- upstream noise
+
+
+def test_chgnet_warning_is_silenced_for_the_call_only(members):
+    """CHGNet's per-structure requires_grad UserWarning does not reach a Python session,
+    and a warning of the user's own in the same block still does (no process-wide filter)."""
+    import warnings
+
+    calc = members("chgnet").calculator
+    atoms = probe_cell()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calc.get_potential_energy(atoms)
+        warnings.warn("the user's own warning", UserWarning)
+    messages = [str(w.message) for w in caught]
+    assert not any("requires_grad" in m for m in messages), messages
+    assert "the user's own warning" in messages
+
+
+def test_upstream_noise_is_dropped_and_everything_else_kept(capfd):
+    import sys
+
+    from hetens.families._common import without_upstream_noise
+
+    with without_upstream_noise():
+        os.write(2, b"Warp CUDA warning: Could not find or load the NVIDIA CUDA driver. GPU execution...\n")
+        print("cuequivariance or cuequivariance_torch is not available. Cuequivariance acceleration will be disabled.")
+        os.write(1, b"a line from C that matters\n")
+        print("a Python line that matters", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert out == ""  # stdout stays clean for --json
+    assert "Warp" not in err and "cuequivariance" not in err
+    assert "a line from C that matters" in err and "a Python line that matters" in err
+
+
+def test_hetens_models_prints_no_upstream_noise():
+    """A fresh process, so every family's package is imported for the first time."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "hetens.cli.main", "models"], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert "sevenn:7net-0" in done.stdout

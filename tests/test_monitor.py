@@ -124,7 +124,7 @@ def test_flagged_file_holds_exactly_the_frames_above_the_threshold(pair, tmp_pat
         outcome = run_monitored(dyn, 6, monitor)
     rows = read_log(log)
     expected = [int(s) for s, u in zip(rows["step"], rows["U"]) if u > threshold]
-    frames = read(flagged, ":") if flagged.stat().st_size else []
+    frames = read(flagged, ":") if flagged.exists() else []
     assert [f.info["hetens_step"] for f in frames] == expected
     assert outcome.flagged == len(expected)
     for frame in frames:
@@ -208,3 +208,44 @@ def test_halt_streak_and_flag_spacing_rules(tmp_path):
             if decisions[-1]:
                 flagger.last_flagged_step = step
     assert decisions == [True, False, False, True, False, False, True, False]
+
+
+def test_calm_run_leaves_no_flagged_file(pair, tmp_path):
+    """The flagged file is created with the first flagged frame: none for a calm run (and a
+    file of that name from an earlier run is gone, so it cannot pass for this run's)."""
+    atoms, dyn = hot_md(pair, temperature=300.0)
+    flagged = tmp_path / "flagged.extxyz"
+    flagged.write_text("stale frames of an earlier run\n")
+    with UncertaintyMonitor(dyn, log=tmp_path / "u.csv", flag_above=50.0, flagged=flagged) as monitor:
+        assert not flagged.exists()
+        outcome = run_monitored(dyn, 2, monitor)
+    assert outcome.flagged == 0 and not monitor.flagger.written
+    assert not flagged.exists()
+    assert "frames flagged 0" in outcome.summary()
+
+
+def test_halt_at_the_start_structure_says_so_and_plots_one_point(pair, tmp_path):
+    from hetens.monitor.plot import log_figure
+
+    atoms, dyn = hot_md(pair, temperature=300.0)
+    log, halt_file = tmp_path / "u.csv", tmp_path / "halt.extxyz"
+    with UncertaintyMonitor(dyn, log=log, halt_above=1e-6, halt_file=halt_file) as monitor:
+        outcome = run_monitored(dyn, 3, monitor)
+    assert outcome.halted and outcome.halted_at == 0 and outcome.halt.at_start
+    assert "START structure is already above the halt threshold" in str(outcome.halt)
+    assert "no safe frame" in str(outcome.halt) and "last safe and offending" not in str(outcome.halt)
+    summary = outcome.summary()
+    assert "START structure" in summary and "offending only" in summary and "(last_safe, offending)" not in summary
+    frames = read(halt_file, ":")
+    assert [f.info["hetens_role"] for f in frames] == ["offending"]
+    assert outcome.as_dict()["halt_at_start"] is True
+
+    fig = log_figure(log, halt_above=1e-6, halted_at=0, target_temperature=300.0)
+    u_axis, t_axis = fig.axes[:2]
+    assert t_axis.get_xlim() == pytest.approx((-1.0, 1.0))  # not matplotlib's +-0.04 around one point
+    t_line = t_axis.get_lines()[0]
+    assert len(t_line.get_xdata()) == 1 and t_line.get_marker() == "o"  # the one T is visible
+    assert any(list(line.get_ydata()) == [300.0, 300.0] for line in t_axis.get_lines()[1:])
+    assert "target 300 K" in [t.get_text() for t in t_axis.get_legend().get_texts()]
+    assert "half the start temperature" in t_axis.get_title(loc="left")
+

@@ -49,10 +49,11 @@ def test_plot_cli_from_scored_file(tmp_path, capsys):
     code = main(["plot", str(scored), "-o", str(tmp_path / "figs"), "--threshold", "0.3", "--json"])
     assert code == 0
     written = json.loads(capsys.readouterr().out)
-    assert set(written) == {"error", "hist", "fraction", "trajectory"}
+    assert set(written) == {"u_vs_eps", "hist", "fraction", "trajectory"}  # no key reads as a failure
+    assert "error" not in written
     assert all(
         _is_png(tmp_path / "figs" / name)
-        for name in ("u_vs_error.png", "u_histogram.png", "dft_fraction.png", "u_trajectory.png")
+        for name in ("u_vs_eps.png", "u_histogram.png", "dft_fraction.png", "u_trajectory.png")
     )
     # eps recomputed from --reference equals the hetens_eps stored by score.
     stored = load_plot_data([scored])
@@ -66,9 +67,23 @@ def test_error_plot_needs_eps(tmp_path, capsys):
     score_precomputed(paths, scored, progress="off")
     data = load_plot_data([scored])
     assert data.eps is None
-    assert "error" not in make_plots(data, tmp_path / "figs")
-    code = main(["plot", str(scored), "-o", str(tmp_path / "figs"), "--kinds", "error"])
+    assert "u_vs_eps" not in make_plots(data, tmp_path / "figs")
+    code = main(["plot", str(scored), "-o", str(tmp_path / "figs"), "--kinds", "error"])  # the former name
     assert code == 0
     assert "give --reference" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown plot kind"):
         make_plots(data, tmp_path, kinds=["pie"])
+
+
+def test_histogram_counts_whole_frames_and_labels_each_threshold():
+    from hetens.rescore.plots import u_histogram_figure
+
+    u = np.array([0.11, 0.12, 0.12, 0.15, 0.2])  # few frames: matplotlib would tick 0.5, 1.5...
+    figure = u_histogram_figure(u, thresholds=[0.12, 0.18])
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    ticks = ax.get_yticks()
+    assert np.allclose(ticks, np.round(ticks))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "U_c = 0.12 eV/Å" in labels and "U_c = 0.18 eV/Å" in labels
+    assert len(labels) == 3  # two thresholds and the median, none unlabelled

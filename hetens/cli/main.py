@@ -23,8 +23,24 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
+class UsageError(Exception):
+    """A command line argparse refused; ``prog`` is the (sub)command it concerns."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are raised (as :class:`UsageError`) for :func:`main` to
+    print as one line, instead of a usage block and ``sys.exit``. Subparsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hetens",
         description="Heterogeneous ensembles of pretrained uMLIPs with a universal uncertainty U.",
     )
@@ -36,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Upstream warnings that say nothing actionable to a CLI user (the CLI owns its process).
+#: Upstream warnings that say nothing actionable to a CLI user; ignored while a command runs
+#: (the adapters silence them too, for Python sessions), the caller's filters restored after.
 _QUIET_WARNINGS = (
     "Converting a tensor with requires_grad=True to a scalar",  # chgnet, every structure
     "The TorchScript type system",  # e3nn via sevenn, at load
@@ -47,15 +64,23 @@ _QUIET_WARNINGS = (
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    for message in _QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise UsageError(_subcommand(parser, args).prog, _unknown_message(_subcommand(parser, args), unknown))
+    except UsageError as exc:
+        print(f"{exc.prog}: error: {_usage_message(exc, argv)} (see {exc.prog} --help)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("hetens: interrupted", file=sys.stderr)
         return 130
@@ -64,6 +89,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hetens {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``args`` were parsed for (``parser`` itself when none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, "command", None):
+            return action.choices[args.command]
+    return parser
+
+
+def _unknown_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``unrecognized arguments`` with the closest option of ``parser`` for a mistyped one."""
+    import difflib
+
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    for word in unknown:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                return f"unrecognized option {word}; did you mean {close[0]}?"
+    return f"unrecognized arguments: {' '.join(unknown)}"
+
+
+def _usage_message(exc: UsageError, argv: list[str]) -> str:
+    """argparse's message, or, when files given after ``--models`` left a positional missing, why."""
+    message = str(exc)
+    if "--models" in argv and "required" in message:
+        from types import SimpleNamespace
+
+        from hetens.cli.options import check_model_specs
+
+        start = argv.index("--models") + 1
+        end = next((i for i in range(start, len(argv)) if argv[i].startswith("-")), len(argv))
+        command = next((w for w in argv if w in SUBCOMMANDS), None)
+        try:
+            check_model_specs(SimpleNamespace(models=argv[start:end], command=command))
+        except ValueError as found:
+            return str(found)
+    return " ".join(message.split())
 
 
 def _one_line(exc: BaseException) -> str:

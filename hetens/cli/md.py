@@ -15,6 +15,7 @@ from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
     add_member_error_options,
+    check_ensemble_args,
     ensemble_from_args,
 )
 
@@ -31,13 +32,15 @@ def add_parser(subparsers) -> None:
         "completes, 3 when it was halted by uncertainty, 2 for bad input.",
     )
     parser.add_argument("structure", help="any ASE-readable structure file")
-    parser.add_argument("--index", default="-1", help="frame of STRUCTURE to start from (default: last)")
+    parser.add_argument("--index", help="frame of STRUCTURE to start from (default: -1, the last)")
     add_ensemble_options(parser)
     add_member_error_options(parser)
     md = parser.add_argument_group("dynamics")
     md.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
     md.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
-    md.add_argument("--temperature", type=float, default=300.0, help="temperature in K (default 300)")
+    md.add_argument("--temperature", type=float, default=300.0,
+                    help="temperature in K (default 300); the start velocities are drawn at it, so a run "
+                    "from a lattice first settles near half of it (equipartition; the plot marks it)")
     md.add_argument("--ensemble", choices=("langevin", "nve", "berendsen"), default="langevin",
                     help="thermostat (default langevin)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
@@ -70,7 +73,8 @@ def _beside(log: Path, suffix: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
     from hetens.monitor.dynamics import check_md_settings, make_md
-    from hetens.rescore.reading import iter_frames
+    from hetens.monitor.observers import check_extxyz_name
+    from hetens.rescore.reading import iter_frames, no_frame_error
 
     human = sys.stderr if args.json else sys.stdout
     minimum = {"steps": 0, "flag_spacing": 0, "traj_interval": 1, "interval": 1, "print_every": 1,
@@ -83,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive U in eV/A; got {value}")
-    frames = [atoms for _, atoms in iter_frames(args.structure, args.index)]
+    index = "-1" if args.index is None else args.index
+    frames = [atoms for _, atoms in iter_frames(args.structure, index)]
     if not frames:
-        raise ValueError(f"{args.structure}: no frame selected by --index {args.index}")
+        total = sum(1 for _ in iter_frames(args.structure, ":")) if args.index is not None else None
+        raise no_frame_error(args.structure, index, total=total, index_given=args.index is not None)
     atoms = frames[-1]
     atoms.calc = None
     log = Path(args.log) if args.log else Path(Path(args.structure).stem + ".md.csv")
@@ -99,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         outputs["plot"] = log.with_suffix(".png")
     _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
+    for option in ("--traj", "--flagged", "--halt-file"):
+        if outputs.get(option):
+            check_extxyz_name(outputs[option])  # frames with U: extxyz only, said before any model loads
+    check_ensemble_args(args)
 
     calc = ensemble_from_args(args)
     with calc:  # closing stops worker processes, whatever happens
@@ -127,14 +137,14 @@ def run(args: argparse.Namespace) -> int:
 
     print(outcome.summary(), file=human)
     print(f"log            {log}", file=human)
-    if args.flag_above is not None:
+    if outcome.flagged:  # the flagged file exists only once a frame was flagged
         print(f"flagged        {flagged}", file=human)
     if args.traj:
         print(f"trajectory     {args.traj}", file=human)
     png = None
     if not args.no_plot and outcome.observed:
         png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
-                       halted_at=outcome.halted_at,
+                       halted_at=outcome.halted_at, **_temperature_line(args),
                        title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K")
         print(f"plot           {png}", file=human)
     if args.json:
@@ -145,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_HALTED if outcome.halted else 0
 
 
+def _temperature_line(args) -> dict:
+    """The plot's temperature line: the thermostat's target, or NVE's start temperature."""
+    thermostat = getattr(args, "ensemble", None) != "nve"
+    return {"target_temperature": args.temperature, "target_label": "target" if thermostat else "start"}
+
+
 def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int:
     """Ctrl-C: say where the run stopped and what was kept; plot what was logged; exit 130."""
     from hetens.monitor import plot_log
@@ -153,11 +169,12 @@ def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int
     if monitor.trajectory is not None:
         kept.append(f"trajectory {monitor.trajectory.path} has {monitor.trajectory.frames} frames")
     if monitor.flagger is not None:
-        kept.append(f"flagged {monitor.flagger.path} has {monitor.flagger.flagged} frames")
+        kept.append(f"flagged {monitor.flagger.path} has {monitor.flagger.flagged} frames"
+                    if monitor.flagger.flagged else "0 frames flagged")
     print(f"hetens md: interrupted at step {steps_done} of {args.steps}; {', '.join(kept)}",
           file=sys.stderr, flush=True)
     if not args.no_plot and monitor.logger.rows:
-        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
+        png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above, **_temperature_line(args),
                        title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K "
                        f"(interrupted)")
         print(f"plot           {png}", file=human)

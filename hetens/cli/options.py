@@ -72,11 +72,75 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON object on stdout; human text goes to stderr")
 
 
+def check_model_specs(args: argparse.Namespace, files: list[str] | None = None) -> None:
+    """``--models`` holds member specs, not structure files (``--models`` takes every word after it).
+
+    A "spec" that names an existing file is a structure given after ``--models``:
+    the error says so and shows the command in the right order.
+    """
+    import os
+    import shlex
+
+    models = list(getattr(args, "models", None) or [])
+    strays = [m for m in models if os.path.isfile(m) or (os.path.isdir(m) and ":" not in m)]
+    if not strays:
+        return
+    specs = [m for m in models if m not in strays]
+    command = getattr(args, "command", None) or "COMMAND"
+    order = " ".join(shlex.quote(p) for p in [*(files or []), *strays])
+    spec_text = " ".join(shlex.quote(m) for m in specs) or "SPEC..."
+    raise ValueError(
+        f"--models got {strays[0]!r}, which is a file, not a member spec (FAMILY:MODEL): --models takes "
+        f"every word after it, so give the structure files first: hetens {command} {order} "
+        f"--models {spec_text} [options]"
+    )
+
+
+def check_ensemble_args(args: argparse.Namespace) -> None:
+    """The ensemble options' checks that need no model, so they fail before any model loads.
+
+    Specs are parsed (and must not be files: :func:`check_model_specs`), the
+    ``--min-members`` policy is checked, a weights file is read, and
+    ``--weights``/``--force-rmse`` must be valid and give one value per member.
+    """
+    from hetens.spec import parse_spec
+    from hetens.weights import read_weights_file, resolve_weights
+
+    check_model_specs(args)
+    _member_error_kwargs(args)
+    _reference_kwargs(args)
+    models = list(getattr(args, "models", None) or [])
+    for spec in [*models, *(getattr(args, "witnesses", None) or [])]:
+        parse_spec(spec)
+    if getattr(args, "ensemble_file", None):
+        return  # the file names the members; it is read when the ensemble is built
+    predictors, witnesses = ensemble_members_from_args(args)
+    members = predictors + witnesses
+    if getattr(args, "weights_file", None):
+        table = read_weights_file(args.weights_file)
+        members = models + witnesses if models else list(table)
+    n = len(members)
+    for option, values in (("--weights", getattr(args, "weights", None)),
+                           ("--force-rmse", getattr(args, "force_rmse", None))):
+        if values is None:
+            continue
+        if len(values) != n:
+            given = "--models names" if models else "the default ensemble has"
+            raise ValueError(
+                f"{option} has {len(values)} value{'s' if len(values) != 1 else ''} but {given} {n} "
+                f"members ({' '.join(members)}); give one per member, in that order"
+            )
+        resolve_weights(n, values if option == "--weights" else None,
+                        values if option == "--force-rmse" else None)
+
+
 def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
-    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe."""
+    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe
+    (after :func:`check_ensemble_args`: nothing loads when the options are wrong)."""
     from hetens.calculator import HeterogeneousEnsembleCalculator
     from hetens.weights import read_weights_file, read_weights_roles
 
+    check_ensemble_args(args)
     kwargs = {**_member_error_kwargs(args), **_reference_kwargs(args), **kwargs}
     if getattr(args, "ensemble_file", None):
         return _ensemble_from_file(args, **kwargs)

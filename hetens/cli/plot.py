@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
         nargs="+",
         default=None,
         metavar="KIND",
-        help="which figures: error hist fraction trajectory (default: all that apply)",
+        help="which figures: u_vs_eps (U against the true error; needs eps) hist fraction trajectory "
+        "(default: all that apply)",
     )
     parser.add_argument("--prefix", default="", help="prefix of the PNG file names")
     parser.add_argument("--index", default=":", metavar="SEL", help="frames of each file (ASE syntax)")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = args.kinds or PLOT_KINDS
     written = make_plots(data, args.out_dir, kinds=kinds, thresholds=args.thresholds, prefix=args.prefix)
     human = sys.stderr if args.json else sys.stdout
-    if "error" in kinds and "error" not in written:
+    if {"u_vs_eps", "error"} & set(kinds) and "u_vs_eps" not in written:
         print("note: no U-vs-error plot: the frames carry no hetens_eps; give --reference", file=human)
     if "error" in written:
         from hetens.rescore.metrics import spearman

@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from hetens.cli.options import add_ensemble_options, add_json_option, add_member_error_options, ensemble_from_args
+from hetens.cli.options import (
+    add_ensemble_options,
+    add_json_option,
+    add_member_error_options,
+    check_ensemble_args,
+    check_model_specs,
+    ensemble_from_args,
+)
 
 
 def add_reading_options(parser: argparse.ArgumentParser, *, predictions: bool) -> None:
@@ -123,6 +130,7 @@ def add_parser(subparsers) -> None:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
+    check_model_specs(args, args.files)
     if args.precomputed and args.files:
         raise ValueError("give structure FILEs (live members) or --precomputed PRED files, not both")
     if not args.precomputed and not args.files:
@@ -145,15 +153,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
         if args.witness_names:
             raise ValueError("--witness-names marks PRED files; give live witnesses with --witnesses SPEC...")
         _check_paths(args)
+        check_ensemble_args(args)
 
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Live scoring: inputs readable and the output writable (not an input) before any model loads."""
     from hetens.atomic_io import check_output
-    from hetens.rescore.reading import check_readable
+    from hetens.rescore.reading import check_readable, check_selection
 
     for path in args.files:
         check_readable(path, scan=True, format=args.format)
+        check_selection(path, args.index, args.format)
     if args.reference is not None:
         check_readable(args.reference, scan=True)
     check_output(args.output, [*args.files, args.reference], option="-o")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from hetens.errors import WeightsUnavailableError
+from hetens.errors import MemberFailedError, WeightsUnavailableError
 
 __all__ = [
     "hub_reachable",
@@ -18,6 +19,9 @@ __all__ = [
     "deterministic_torch",
     "package_versions",
     "is_local_path",
+    "isolated_periodic_copy",
+    "UPSTREAM_NOISE",
+    "without_upstream_noise",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -131,3 +135,134 @@ def package_versions(*names: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+#: Å of vacuum beyond the cutoff left between a structure and its periodic images.
+ISOLATION_MARGIN = 1.0
+
+
+def isolated_periodic_copy(atoms, cutoff: float, member: str):
+    """``atoms`` as a 3D periodic structure whose periodic images are beyond ``cutoff``.
+
+    For models that treat every structure as a crystal (CHGNet builds a
+    pymatgen ``Structure``, which needs an invertible cell): a structure
+    without periodicity (``pbc`` all False, a molecule or cluster) is put,
+    centred, in an orthorhombic box ``extent + cutoff + ISOLATION_MARGIN`` Å
+    wide along x, y and z, so no atom sees a periodic image within the
+    model's cutoff and the results are those of the isolated structure
+    (forces unchanged: only a translation is applied). A fully periodic
+    structure is returned as it is (not copied).
+
+    A partly periodic structure (a slab, a wire) with a 3D cell is returned
+    as it is when its cell already leaves at least ``cutoff`` Å of vacuum
+    along each non-periodic direction (images beyond the cutoff: the model's
+    results are those of the non-periodic structure).
+
+    Args:
+        atoms: ASE ``Atoms`` (not modified); positions in Å.
+        cutoff: the model's interaction cutoff, Å.
+        member: member name, for the error message.
+
+    Returns:
+        ``Atoms`` with ``pbc`` all True (a copy when boxed).
+
+    Raises:
+        MemberFailedError: a partly periodic structure whose cell is not 3D
+            or leaves less than ``cutoff`` Å of vacuum along a non-periodic
+            direction; the message says what cell to give.
+    """
+    import numpy as np
+
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.all():
+        return atoms
+    if not pbc.any():
+        boxed = atoms.copy()
+        boxed.set_constraint()
+        positions = boxed.get_positions()
+        extent = positions.max(axis=0) - positions.min(axis=0) if len(boxed) else np.zeros(3)
+        lengths = extent + cutoff + ISOLATION_MARGIN
+        boxed.set_cell(np.diag(lengths))
+        boxed.set_positions(positions - positions.min(axis=0) + (lengths - extent) / 2)
+        boxed.pbc = True
+        return boxed
+    cell = atoms.cell
+    axes = "abc"
+    open_axes = [axes[i] for i in range(3) if not pbc[i]]
+    advice = (
+        f"{member} treats every structure as 3D periodic and has a {cutoff:g} A cutoff: give this "
+        f"partly periodic structure (pbc={pbc.tolist()}) a 3D cell with at least {cutoff:g} A of vacuum "
+        f"along {', '.join(open_axes)} (e.g. atoms.center(vacuum={cutoff / 2 + ISOLATION_MARGIN:g}, "
+        f"axis={[i for i in range(3) if not pbc[i]]})), or pbc=False for a molecule or cluster"
+    )
+    if cell.rank < 3:
+        raise MemberFailedError(f"{advice}; its cell is not 3D")
+    reciprocal = np.linalg.inv(cell.array).T  # rows: normals to the lattice planes, 1/height long
+    scaled = atoms.get_positions() @ reciprocal.T  # fractional coordinates
+    for i in np.flatnonzero(~pbc):
+        height = 1.0 / np.linalg.norm(reciprocal[i])
+        spread = (scaled[:, i].max() - scaled[:, i].min()) * height if len(atoms) else 0.0
+        if height - spread < cutoff:
+            raise MemberFailedError(
+                f"{advice}; along {axes[i]} it has {height - spread:.2f} A"
+            )
+    return atoms
+
+
+#: Lines model packages print on import or first use that tell a user nothing actionable:
+#: MACE prints that cuEquivariance is absent (on every CPU machine); NVIDIA warp, which
+#: matgl imports, writes from C to the process's stderr that no CUDA driver was found.
+UPSTREAM_NOISE = (
+    "cuequivariance or cuequivariance_torch is not available",
+    "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver",
+)
+
+
+@contextlib.contextmanager
+def without_upstream_noise(patterns: tuple[str, ...] = UPSTREAM_NOISE) -> Iterator[None]:
+    """Drop the known upstream lines (:data:`UPSTREAM_NOISE`) printed during the block.
+
+    Scoped to one import or load, never process-wide: everything written to
+    stdout or stderr during the block, by Python or by C code (file
+    descriptors 1 and 2), is captured and written back to stderr afterwards,
+    except the lines containing one of ``patterns``. So nothing else is
+    hidden, and stdout (``--json``) stays clean. Python warnings are not
+    touched (filter those with :func:`warnings.catch_warnings`).
+    """
+    import sys
+    import tempfile
+
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    python_out = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved: dict[int, int] = {}
+        try:
+            for fd in (1, 2):
+                try:
+                    saved[fd] = os.dup(fd)
+                except OSError:  # no such descriptor (an embedded interpreter): leave it
+                    continue
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(python_out), contextlib.redirect_stderr(python_out):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                _flush(stream)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            captured = sink.read().decode("utf-8", "replace") + python_out.getvalue()
+            kept = [line for line in captured.splitlines(keepends=True)
+                    if line.strip() and not any(p in line for p in patterns)]
+            if kept:
+                sys.stderr.write("".join(kept) + ("" if kept[-1].endswith("\n") else "\n"))
+                _flush(sys.stderr)
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        pass

@@ -4,6 +4,13 @@
 file loads with ``CHGNet.from_file``. CHGNet returns float32 arrays and
 stress already converted to eV/Å³, but as a 3x3 matrix: the calculator made
 here returns ASE's (6,) Voigt vector (``Atoms.get_stress`` warns otherwise).
+
+CHGNet treats every structure as a crystal (a pymatgen ``Structure``), so a
+molecule (``pbc=False``) failed with "Singular matrix". The calculator made
+here evaluates a structure without periodicity in a box wide enough that no
+periodic image falls within CHGNet's 6 Å graph cutoff
+(:func:`hetens.families._common.isolated_periodic_copy`): energy and forces
+are those of the isolated molecule, and no stress is reported for it.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import warnings
 from pathlib import Path
 
-from hetens.families._common import is_local_path, package_versions
+from hetens.families._common import is_local_path, isolated_periodic_copy, package_versions
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 
@@ -35,7 +43,9 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             network = CHGNet.from_file(str(Path(model).expanduser()))
         else:
             network = CHGNet.load(model_name=model, use_device=device, verbose=False)
-        return _voigt_calculator_class()(network, use_device=device, **options)
+        calculator = _voigt_calculator_class()(network, use_device=device, **options)
+    calculator.member_label = f"chgnet:{model}"
+    return calculator
 
 
 def versions() -> dict[str, str]:
@@ -48,16 +58,43 @@ def elements(calculator) -> frozenset[int]:
     return frozenset(range(1, n_elements + 1))
 
 
+@contextlib.contextmanager
+def quiet_prediction():
+    """Silence the UserWarning CHGNet's forward pass raises on every structure
+    ("Converting a tensor with requires_grad=True to a scalar", from its own
+    ``torch.tensor(volumes)``): for the call only, the user's filters untouched."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor with requires_grad=True to a scalar", category=UserWarning
+        )
+        yield
+
+
+def periodic_structure(atoms, model, member: str = "chgnet"):
+    """``atoms`` as CHGNet can take it: 3D periodic, images beyond the graph cutoff (see module doc)."""
+    return isolated_periodic_copy(atoms, float(model.graph_converter.atom_graph_cutoff), member)
+
+
 @functools.cache
 def _voigt_calculator_class():
     from ase.stress import full_3x3_to_voigt_6_stress
     from chgnet.model.dynamics import CHGNetCalculator
 
     class VoigtCHGNetCalculator(CHGNetCalculator):
-        """CHGNet's calculator with stress as ASE's (6,) Voigt vector, eV/Å³."""
+        """CHGNet's calculator with stress as ASE's (6,) Voigt vector, eV/Å³; a structure
+        without periodicity is evaluated isolated, in a box (see the module docstring)."""
+
+        member_label = "chgnet"
 
         def calculate(self, atoms=None, properties=None, system_changes=None, task="efsm") -> None:
-            super().calculate(atoms, properties, system_changes, task)
+            given = atoms if atoms is not None else self.atoms
+            periodic = periodic_structure(given, self.model, self.member_label)
+            with quiet_prediction():
+                super().calculate(periodic, properties, system_changes, task)
+            if periodic is not given:
+                self.atoms = given.copy()  # the caller's structure, so ASE's caching sees no change
+                self.results.pop("stress", None)  # a molecule has no stress
+                return
             stress = self.results.get("stress")
             if stress is not None and getattr(stress, "shape", None) == (3, 3):
                 self.results["stress"] = full_3x3_to_voigt_6_stress(stress)

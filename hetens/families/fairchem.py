@@ -30,6 +30,7 @@ from hetens.families._common import (
     package_versions,
     preserved_torch_state,
     require_download,
+    without_upstream_noise,
 )
 
 _HOST = "huggingface.co"
@@ -43,7 +44,7 @@ def weights_status(model: str) -> str:
         return "local file"
     from huggingface_hub import try_to_load_from_cache
 
-    with preserved_torch_state():
+    with without_upstream_noise(), preserved_torch_state():
         from fairchem.core.calculate import pretrained_mlip
 
     entry = pretrained_mlip._MODEL_CKPTS.checkpoints.get(model)
@@ -68,7 +69,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     settings = _settings(model, options)
     device = _fairchem_device(model, device)
     spec = f"fairchem:{model}"
-    with preserved_torch_state():  # MLIPPredictUnit reseeds every global RNG
+    with without_upstream_noise(), preserved_torch_state():  # MLIPPredictUnit reseeds every global RNG
         from fairchem.core.units.mlip_unit import load_predict_unit
 
         if is_local_path(model):

@@ -36,6 +36,7 @@ from hetens.families._common import (
     package_versions,
     preserved_torch_state,
     require_download,
+    without_upstream_noise,
 )
 
 _HOST = "github.com"
@@ -149,6 +150,7 @@ def _mace_loading() -> Iterator[None]:
     shared = BaseCalculator.implemented_properties
     shared_before = list(shared)
     with (
+        without_upstream_noise(),
         preserved_torch_state(),
         contextlib.redirect_stdout(sys.stderr),
         warnings.catch_warnings(),

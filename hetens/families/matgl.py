@@ -25,6 +25,7 @@ from hetens.families._common import (
     package_versions,
     preserved_torch_state,
     require_download,
+    without_upstream_noise,
 )
 
 _HOST = "huggingface.co"
@@ -37,7 +38,7 @@ def weights_status(model: str) -> str:
         return "local file"
     from huggingface_hub import try_to_load_from_cache
 
-    with preserved_torch_state():
+    with without_upstream_noise(), preserved_torch_state():
         from matgl.utils import io as matgl_io  # the cache and hub organisation load_model uses
 
     repo = model if "/" in model else f"{matgl_io.HF_MATGL_ORG}/{model}"
@@ -57,7 +58,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         raise UnknownModelError(f"matgl:{model} has no heads; remove '@{head}'")
     if options:
         raise ValueError(f"matgl member {model}: matgl takes no options; got {', '.join(sorted(options))}")
-    with preserved_torch_state():
+    with without_upstream_noise(), preserved_torch_state():
         import matgl
         from matgl.apps.pes import Potential
 

@@ -132,28 +132,41 @@ class UncertaintyLogger(_Observer):
 class _FrameAppender:
     """An extxyz file that annotated frames are appended to, each flushed and fsynced."""
 
-    def __init__(self, filename: str | os.PathLike, mode: str) -> None:
+    def __init__(self, filename: str | os.PathLike, mode: str, *, lazy: bool = False) -> None:
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' (overwrite) or 'a' (append); got {mode!r}")
         self.path = ensure_writable(filename)
-        if self.path.suffix.lower() not in (".extxyz", ".xyz"):
-            raise ValueError(
-                f"{self.path}: frames with U are written as extended XYZ; use a .extxyz (or .xyz) "
-                "name (ASE's .traj format drops the per-atom uncertainty array)"
-            )
-        # Created (or emptied) now, so a file left by an earlier run is never mistaken for this one's.
-        self._handle = open(self.path, mode, encoding="utf-8")
+        check_extxyz_name(self.path)
+        self._mode = mode
+        self._handle: IO[str] | None = None
         self.frames = 0
+        if not lazy:
+            # Created (or emptied) now, so a file left by an earlier run is never mistaken for this one's.
+            self._handle = open(self.path, mode, encoding="utf-8")
+        elif mode == "w" and self.path.exists():
+            # Created only with the first frame; an earlier run's file must not pass for this one's.
+            self.path.unlink()
 
     def append(self, frame) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, self._mode, encoding="utf-8")
         append_frame(self._handle, frame)
         self.frames += 1
 
     def close(self) -> None:
         """Flush and fsync the file, then close it."""
-        if not self._handle.closed:
+        if self._handle is not None and not self._handle.closed:
             sync_handle(self._handle)
             self._handle.close()
+
+
+def check_extxyz_name(path: str | os.PathLike) -> None:
+    """Refuse a name other than ``.extxyz``/``.xyz`` for frames with U (ValueError naming the file)."""
+    if Path(path).suffix.lower() not in (".extxyz", ".xyz"):
+        raise ValueError(
+            f"{path}: frames with U are written as extended XYZ; use a .extxyz (or .xyz) "
+            "name (ASE's .traj format drops the per-atom uncertainty array)"
+        )
 
 
 class FlagWriter(_Observer):
@@ -166,7 +179,9 @@ class FlagWriter(_Observer):
 
     Args:
         dyn: the ASE dynamics or optimizer.
-        filename: ``.extxyz`` file, created (emptied) now.
+        filename: ``.extxyz`` file, created with the first flagged frame (a
+            calm run leaves none; with ``mode="w"`` a file of that name left
+            by an earlier run is removed now).
         threshold: U in eV/Å; frames with ``U > threshold`` are flagged.
         atoms, calc: see the module docstring.
         min_spacing: at least this many steps (``dyn.nsteps``) between two
@@ -183,8 +198,13 @@ class FlagWriter(_Observer):
             raise ValueError(f"min_spacing must be >= 0 steps; got {min_spacing}")
         self.min_spacing = int(min_spacing)
         self.last_flagged_step: int | None = None
-        self._out = _FrameAppender(filename, mode)
+        self._out = _FrameAppender(filename, mode, lazy=True)
         self.path = self._out.path
+
+    @property
+    def written(self) -> bool:
+        """Whether the flagged file exists (at least one frame was flagged, or ``mode="a"`` found one)."""
+        return self.path.exists()
 
     @property
     def flagged(self) -> int:

@@ -76,6 +76,7 @@ class RunOutcome:
                 halt_U=self.halt.uncertainty,
                 halt_threshold=self.halt.threshold,
                 halt_file=str(self.halt.saved_to) if self.halt.saved_to else None,
+                halt_at_start=self.halt.at_start,
             )
         return out
 
@@ -91,12 +92,15 @@ class RunOutcome:
             where = f"step {self.halt.step}" + (
                 f" (t = {self.halt.time_fs:.1f} fs)" if self.halt.time_fs is not None else ""
             )
+            start = " the START structure is already above the halt threshold:" if self.halt.at_start else ""
             lines.append(
-                f"outcome        HALTED at {where}: U = {self.halt.uncertainty:.4f} eV/A > "
+                f"outcome        HALTED at {where}:{start} U = {self.halt.uncertainty:.4f} eV/A > "
                 f"{self.halt.threshold:.4f}"
             )
             if self.halt.saved_to:
-                lines.append(f"halt frames    {self.halt.saved_to} (last_safe, offending)")
+                held = "offending only: no observed frame was below the threshold" if self.halt.at_start \
+                    else "last_safe, offending"
+                lines.append(f"halt frames    {self.halt.saved_to} ({held})")
         else:
             extra = "" if self.converged is None else (" (converged)" if self.converged else " (not converged)")
             lines.append(f"outcome        completed{extra}")

@@ -68,9 +68,14 @@ def _chgnet_batch(calc, frames):
     """CHGNet: ``CHGNet.predict_graph`` on a list of crystal graphs, as CHGNetCalculator converts units."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    from hetens.families.chgnet import periodic_structure, quiet_prediction
+
     model = calc.model
-    graphs = [model.graph_converter(AseAtomsAdaptor.get_structure(atoms)) for atoms in frames]
-    predictions = model.predict_graph([g.to(calc.device) for g in graphs], task="efs", batch_size=len(graphs))
+    label = getattr(calc, "member_label", "chgnet")
+    structures = [AseAtomsAdaptor.get_structure(periodic_structure(atoms, model, label)) for atoms in frames]
+    graphs = [model.graph_converter(structure) for structure in structures]
+    with quiet_prediction():
+        predictions = model.predict_graph([g.to(calc.device) for g in graphs], task="efs", batch_size=len(graphs))
     if isinstance(predictions, dict):
         predictions = [predictions]
     out = []

@@ -31,13 +31,19 @@ __all__ = [
     "load_plot_data",
     "plot_u_vs_error",
     "plot_u_histogram",
+    "u_histogram_figure",
     "plot_dft_fraction",
     "plot_u_trajectory",
     "make_plots",
     "PLOT_KINDS",
 ]
 
-PLOT_KINDS = ("error", "hist", "fraction", "trajectory")
+#: Figure kinds: ``u_vs_eps`` (U against the true error eps, file ``u_vs_eps.png``),
+#: ``hist``, ``fraction``, ``trajectory``. No kind is called "error": ``plot --json``
+#: prints kind -> file, and a key "error" read as a failure.
+PLOT_KINDS = ("u_vs_eps", "hist", "fraction", "trajectory")
+#: Former kind names still accepted (``--kinds error``).
+_KIND_ALIASES = {"error": "u_vs_eps"}
 _DENSITY_ABOVE = 400  # frames; fewer are drawn as points
 
 
@@ -133,7 +139,21 @@ def _wide(values: np.ndarray) -> bool:
 
 
 def plot_u_histogram(u, path: str | os.PathLike, *, thresholds: Sequence[float] = ()) -> Path:
-    """Histogram of U (log-spaced bins when U spans more than ~1.5 decades), thresholds marked."""
+    """Histogram of U (log-spaced bins when U spans more than ~1.5 decades), thresholds marked.
+
+    Args:
+        u: (F,) U per frame, eV/Å.
+        path: PNG file (written atomically).
+        thresholds: U_c values, eV/Å, each drawn and labelled on its own.
+    """
+    return _save(u_histogram_figure(u, thresholds=thresholds), path)
+
+
+def u_histogram_figure(u, *, thresholds: Sequence[float] = ()):
+    """The ``Figure`` :func:`plot_u_histogram` saves: integer frame counts on the y axis and
+    one legend entry per threshold U_c."""
+    from matplotlib.ticker import MaxNLocator
+
     u = np.asarray(u, dtype=float)
     figure, ax = _figure(5.6, 3.8)
     if _wide(u):
@@ -146,14 +166,17 @@ def plot_u_histogram(u, path: str | os.PathLike, *, thresholds: Sequence[float] 
     else:
         n_bins = int(np.clip(np.histogram_bin_edges(u, bins="auto").size - 1, 5, 60))
         ax.hist(u, bins=n_bins, color="tab:blue", alpha=0.85, edgecolor="white", linewidth=0.5)
+    styles = ("--", ":", "-.", (0, (5, 2, 1, 2)))
     for k, threshold in enumerate(thresholds):
-        ax.axvline(threshold, color="tab:red", ls="--", lw=1, label="U_c" if k == 0 else None)
+        ax.axvline(threshold, color=f"C{3 + k % 7}", ls=styles[k % len(styles)], lw=1.2,
+                   label=f"U_c = {threshold:g} eV/Å")
     ax.axvline(np.median(u), color="black", lw=1, label=f"median {np.median(u):.3g} eV/Å")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # frame counts are whole numbers
     ax.set_xlabel("uncertainty U [eV/Å]")
     ax.set_ylabel("frames")
     ax.set_title(f"U of {u.size} frames")
     ax.legend(fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
 def plot_dft_fraction(u, n_atoms, path: str | os.PathLike, *, thresholds: Sequence[float] = ()) -> Path:
@@ -294,8 +317,10 @@ def make_plots(
 ) -> dict[str, Path]:
     """Write the requested figures into ``out_dir``; return kind -> PNG path.
 
-    ``error`` is skipped (absent from the result) when ``data.eps`` is ``None``.
+    ``u_vs_eps`` is skipped (absent from the result) when ``data.eps`` is
+    ``None``. The former kind name ``error`` is accepted for ``u_vs_eps``.
     """
+    kinds = [_KIND_ALIASES.get(k, k) for k in kinds]
     unknown = [k for k in kinds if k not in PLOT_KINDS]
     if unknown:
         raise ValueError(f"unknown plot kind(s) {', '.join(unknown)}; choose from {', '.join(PLOT_KINDS)}")
@@ -304,8 +329,8 @@ def make_plots(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    if "error" in kinds and data.eps is not None:
-        written["error"] = plot_u_vs_error(data.uncertainty, data.eps, folder / f"{prefix}u_vs_error.png")
+    if "u_vs_eps" in kinds and data.eps is not None:
+        written["u_vs_eps"] = plot_u_vs_error(data.uncertainty, data.eps, folder / f"{prefix}u_vs_eps.png")
     if "hist" in kinds:
         written["hist"] = plot_u_histogram(
             data.uncertainty, folder / f"{prefix}u_histogram.png", thresholds=thresholds

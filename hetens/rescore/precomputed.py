@@ -499,11 +499,33 @@ def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_
 # ---------------------------------------------------------------- many members
 
 
+#: File-name endings a default member name drops (compression, then the structure format).
+_COMPRESSION_SUFFIXES = (".gz", ".xz", ".bz2", ".zst")
+_STRUCTURE_SUFFIXES = (".extxyz", ".xyz", ".traj", ".db", ".json", ".h5", ".xml", ".cif", ".pdb")
+
+
+def member_name_from_path(path: str | os.PathLike) -> str:
+    """A member name from a file name: the file extension(s) removed, the rest kept.
+
+    ``pred_chgnet_0.3.0.extxyz`` -> ``pred_chgnet_0.3.0``, ``mace.xyz.gz`` -> ``mace``;
+    dots inside the name (model versions) stay.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffixes in (_COMPRESSION_SUFFIXES, _STRUCTURE_SUFFIXES):
+        for suffix in suffixes:
+            if lower.endswith(suffix) and len(name) > len(suffix):
+                name, lower = name[: -len(suffix)], lower[: -len(suffix)]
+                break
+    return name
+
+
 def member_names_from_paths(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """Member names from file names (``mace.extxyz`` -> ``mace``), made unique with ``#2``..."""
+    """Member names from file names (``mace.extxyz`` -> ``mace``, ``chgnet_0.3.0.xyz`` ->
+    ``chgnet_0.3.0``: :func:`member_name_from_path`), made unique with ``#2``..."""
     names, seen = [], {}
     for path in paths:
-        stem = Path(path).name.split(".")[0] or Path(path).name
+        stem = member_name_from_path(path)
         seen[stem] = seen.get(stem, 0) + 1
         names.append(stem if seen[stem] == 1 else f"{stem}#{seen[stem]}")
     return names

@@ -28,6 +28,8 @@ __all__ = [
     "parse_index",
     "iter_frames",
     "count_frames",
+    "check_selection",
+    "no_frame_error",
     "scan_extxyz_info",
     "is_extxyz",
     "chunked",
@@ -239,6 +241,45 @@ def count_frames(path: str | os.PathLike, index: Any = ":", format: str | None =
     except (OSError, ValueError, FrameReadError):
         return None
     return _selected_count(total, selection)
+
+
+def no_frame_error(
+    path: str | os.PathLike,
+    index: Any,
+    format: str | None = None,
+    *,
+    total: int | None = None,
+    index_given: bool = True,
+) -> FrameReadError:
+    """The error for a selection that yields no frame: an unreadable file, or an index past its end.
+
+    Args:
+        path: the structure file.
+        index: the ``--index`` selection that yielded nothing.
+        format: ASE format, when given.
+        total: frames in the file, when known (counted here for extxyz and
+            ASE trajectories otherwise).
+        index_given: whether the user gave ``--index`` (a default that selects
+            nothing means the file holds no structure ASE can read).
+    """
+    if total is None:
+        total = count_frames(path, ":", format)
+    if total == 0 or (not index_given and total is None):
+        kind = format or (Path(path).suffix.lstrip(".") or "structure")
+        return FrameReadError(f"{path}: ASE read no structure from it; is it a valid {kind} file?")
+    if total is None:
+        return FrameReadError(f"{path}: --index {index} selects no frame")
+    frames = "1 frame (--index 0 or -1)" if total == 1 else f"{total} frames (--index 0 to {total - 1}, or -1 for the last)"
+    return FrameReadError(f"{path}: --index {index} selects no frame; the file has {frames}")
+
+
+def check_selection(path: str | os.PathLike, index: Any = ":", format: str | None = None) -> None:
+    """Raise :func:`no_frame_error` when ``index`` selects no frame of ``path``, where that is
+    cheap to know (extxyz, ASE trajectory: see :func:`count_frames`); before any model loads."""
+    selection = parse_index(index)
+    total = count_frames(path, ":", format)
+    if total is not None and _selected_count(total, selection) == 0:
+        raise no_frame_error(path, index, format, total=total)
 
 
 def not_text_error(path: str | os.PathLike, exc: UnicodeDecodeError, data: bytes | None = None) -> FrameReadError:
