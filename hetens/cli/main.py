@@ -17,7 +17,7 @@ from hetens._version import __version__
 from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("md", "models", "score", "calibrate", "select", "plot", "env")
+SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "plot", "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -49,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for message in _QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    from hetens.cli.config import parse_args
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # the subcommand's --config file, under the command line
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from hetens.cli.config import add_config_option
 from hetens.cli.options import add_ensemble_options, add_json_option, add_member_error_options, ensemble_from_args
 
 
@@ -114,6 +115,7 @@ def add_parser(subparsers) -> None:
     )
     _add_cluster_options(parser)
     add_json_option(parser)
+    add_config_option(parser)
     parser.set_defaults(func=run)
 
 
