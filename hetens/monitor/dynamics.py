@@ -44,22 +44,25 @@ def check_md_settings(
             raise ValueError("npt-mtk needs a temperature > 0 K (its Nose-Hoover thermostat divides by it)")
 
 
+#: ASE's constant-pressure MD classes (matched by name along the class hierarchy, so an ASE
+#: release without one of them still imports).
+_NPT_CLASSES = frozenset({"NPTBerendsen", "Inhomogeneous_NPTBerendsen", "IsotropicMTKNPT", "MTKNPT",
+                          "MaskedMTKNPT", "MelchionnaNPT", "NPT"})
+
+
 def is_variable_cell(dyn) -> bool:
     """Whether ``dyn`` changes the cell: ASE's NPT dynamics, or an optimizer of a cell filter.
 
     The uncertainty log of such a run gets ``P[GPa]`` and ``V[A^3]`` columns.
     """
-    from ase.filters import Filter, UnitCellFilter
     from ase.md.md import MolecularDynamics
 
     if isinstance(dyn, MolecularDynamics):
-        from ase.md.melchionna import MelchionnaNPT
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT, MTKNPT
-        from ase.md.nptberendsen import NPTBerendsen
-
-        return isinstance(dyn, (NPTBerendsen, IsotropicMTKNPT, MTKNPT, MelchionnaNPT))
+        return any(cls.__name__ in _NPT_CLASSES and cls.__module__.startswith("ase.md")
+                   for cls in type(dyn).__mro__)
     atoms = getattr(dyn, "atoms", None)
-    return isinstance(atoms, (Filter, UnitCellFilter)) or type(atoms).__name__.endswith("CellFilter")
+    return any(cls.__name__.endswith("CellFilter") or cls.__name__ == "StrainFilter"
+               for cls in type(atoms).__mro__)
 
 
 def make_md(
