@@ -167,10 +167,10 @@ def test_npt_at_zero_pressure_pulls_the_volume_back_to_the_relaxed_one(lattice_c
 
 
 def test_deprecated_ensemble_option_still_runs_with_one_notice(tmp_path, capsys):
-    atoms = bulk("W", "bcc", a=3.19, cubic=True).repeat(2)
-    write(tmp_path / "w16.extxyz", atoms)
+    atoms = bulk("W", "bcc", a=3.19, cubic=True)
+    write(tmp_path / "w2.extxyz", atoms)
     log = tmp_path / "mtk.csv"
-    code = main(["md", str(tmp_path / "w16.extxyz"), *MODELS, "--ensemble", "npt-mtk", "--steps", "2",
+    code = main(["md", str(tmp_path / "w2.extxyz"), *MODELS, "--ensemble", "npt-mtk", "--steps", "2",
                  "--log", str(log), "--no-plot"])
     assert code == 0
     err = capsys.readouterr().err.strip().splitlines()

@@ -163,9 +163,9 @@ def run_relaxation(
         step_progress = None if progress is None else (lambda done: progress(done, monitor))
         outcome = run_monitored(opt, steps, monitor, progress=step_progress, fmax=fmax)
     ensemble = atoms.calc if calc is None else calc
-    atoms.get_forces()  # cached: the optimiser evaluated this state (no model call)
-    if cell or atoms.pbc.all():
-        atoms.get_stress()
+    # Cached: the optimiser evaluated this state (no model call). The ensemble computes the
+    # stress with the forces whenever the cell is 3D periodic and every member provides it.
+    atoms.get_forces()
     results = ensemble_results(atoms, ensemble)
     forces = np.asarray(results["forces"], dtype=float)
     final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
