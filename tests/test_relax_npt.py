@@ -186,6 +186,8 @@ def test_deprecated_ensemble_option_still_runs_with_one_notice(tmp_path, capsys)
         (["--dynamics", "npt-berendsen", "--barostat-time", "0"], "barostat time constant must be > 0 fs"),
         (["--dynamics", "npt-berendsen", "--bulk-modulus", "-5"], "bulk modulus must be > 0 GPa"),
         (["--dynamics", "npt-mtk", "--temperature", "0"], "npt-mtk needs a temperature > 0 K"),
+        (["--pressure", "1"], "--pressure applies to --dynamics npt-berendsen or npt-mtk; this run is langevin"),
+        (["--dynamics", "nve", "--bulk-modulus", "300"], "--bulk-modulus applies to --dynamics npt-berendsen"),
     ],
 )
 def test_md_dynamics_bad_input_exits_2(extra, message, tmp_path, capsys):

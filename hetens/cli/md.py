@@ -49,11 +49,11 @@ def add_parser(subparsers) -> None:
     md.add_argument("--ensemble", dest="ensemble_deprecated", choices=DYNAMICS, default=None,
                     help=argparse.SUPPRESS)  # the old name of --dynamics
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
-    md.add_argument("--pressure", type=float, default=0.0,
+    md.add_argument("--pressure", type=float, default=None,
                     help="target pressure in GPa for npt-berendsen and npt-mtk (default 0)")
-    md.add_argument("--barostat-time", type=float, default=1000.0, metavar="FS",
+    md.add_argument("--barostat-time", type=float, default=None, metavar="FS",
                     help="barostat time constant in fs (Berendsen taup, MTK pdamp; default 1000)")
-    md.add_argument("--bulk-modulus", type=float, default=100.0, metavar="GPA",
+    md.add_argument("--bulk-modulus", type=float, default=None, metavar="GPA",
                     help="bulk modulus in GPa for npt-berendsen's coupling strength (default 100)")
     md.add_argument("--seed", type=int, default=0, help="seed for velocities and thermostat noise")
     md.add_argument("--interval", type=int, default=1, help="observe U every N steps (default 1)")
@@ -89,6 +89,13 @@ def _resolve_dynamics(args: argparse.Namespace) -> None:
         args.dynamics = old
     if args.dynamics is None:
         args.dynamics = "langevin"
+    barostat = {"pressure": 0.0, "barostat_time": 1000.0, "bulk_modulus": 100.0}
+    for name, default in barostat.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif args.dynamics not in NPT_DYNAMICS:
+            raise ValueError(f"--{name.replace('_', '-')} applies to --dynamics npt-berendsen or npt-mtk; "
+                             f"this run is {args.dynamics}")
 
 
 def _title(args: argparse.Namespace) -> str:
