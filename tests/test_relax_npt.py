@@ -216,3 +216,18 @@ def test_make_md_builds_the_npt_classes_and_refuses_a_molecule():
     assert not is_variable_cell(make_md(atoms.copy(), ensemble="nve"))
     with pytest.raises(ValueError, match="must be periodic in all three directions"):
         make_md(molecule("H2O"), dynamics="npt-berendsen")
+
+
+def test_logged_pressure_is_ases_pressure_with_the_ideal_gas_term(pair_calc):
+    from ase import units
+    from ase.md.velocitydistribution import thermalize_momenta
+
+    from hetens.monitor.observation import ensemble_pressure_GPa
+
+    atoms = bulk("W", "bcc", a=3.15, cubic=True)
+    thermalize_momenta(atoms, temperature_K=2000, rng=np.random.default_rng(0))
+    atoms.calc = pair_calc
+    ase_pressure = -np.trace(atoms.get_stress(voigt=False, include_ideal_gas=True)) / 3 / units.GPa
+    assert atoms.get_kinetic_energy() > 0.01  # the ideal-gas term is not zero here
+    assert ensemble_pressure_GPa(atoms, pair_calc.results) == pytest.approx(ase_pressure, rel=1e-9)
+    assert ensemble_pressure_GPa(atoms, {"energy": 0.0}) is None
