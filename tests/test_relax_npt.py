@@ -231,3 +231,37 @@ def test_logged_pressure_is_ases_pressure_with_the_ideal_gas_term(pair_calc):
     assert atoms.get_kinetic_energy() > 0.01  # the ideal-gas term is not zero here
     assert ensemble_pressure_GPa(atoms, pair_calc.results) == pytest.approx(ase_pressure, rel=1e-9)
     assert ensemble_pressure_GPa(atoms, {"energy": 0.0}) is None
+
+
+def test_relax_ctrl_c_exits_130_keeping_the_log_and_writing_no_relaxed_structure(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import tungsten_cell
+
+    write(tmp_path / "w16.extxyz", tungsten_cell(2, rattle=0.1, seed=7))
+    log, out = tmp_path / "r.csv", tmp_path / "r.extxyz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hetens.cli.main", "relax", str(tmp_path / "w16.extxyz"), "--models", "sevenn:7net-0",
+         "--device", "cpu", "--fmax", "1e-9", "--steps", "100000", "--log", str(log), "-o", str(out),
+         "--print-every", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    end = time.monotonic() + 600
+    while time.monotonic() < end and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 4:  # header + 3 steps
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    rows = read_log(log)
+    n = len(rows["step"])
+    assert n >= 3 and rows["step"].tolist() == list(range(n))
+    assert f"hetens relax: interrupted at step {n - 1} of 100000; log {log} has {n} rows; no relaxed structure " \
+        "written" in err.splitlines()
+    assert not out.exists()

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     calc = ensemble_from_args(args)
     relaxation = None
+    state = {"done": 0, "rows": 0}
     with calc:
         atoms.calc = calc
         kind = f"{args.optimizer}" + (f" with the cell at {args.scalar_pressure:g} GPa" if args.cell else "")
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
         def progress(done: int, monitor) -> None:
             last = monitor.last
+            state.update(done=done, rows=monitor.logger.rows if monitor.logger else 0)
             if stop.requested:
                 raise KeyboardInterrupt
             if last is None or (done % args.print_every and done != args.steps):
@@ -142,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     if relaxation is None:
-        print(f"hetens relax: interrupted; log {log} has what was observed; no relaxed structure written",
-              file=sys.stderr, flush=True)
+        print(f"hetens relax: interrupted at step {state['done']} of {args.steps}; log {log} has {state['rows']} "
+              "rows; no relaxed structure written", file=sys.stderr, flush=True)
         if args.json:
-            print(json.dumps({"status": "interrupted", "log": str(log)}))
+            print(json.dumps({"status": "interrupted", "steps_done": state["done"], "observed": state["rows"],
+                              "log": str(log), "output": None}))
         return EXIT_INTERRUPTED
 
     outcome = relaxation.outcome
