@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     print(f"{atoms.get_chemical_formula()}, {len(calc.members)} members: {', '.join(calc.member_names)}")
 
     # Strong friction (0.05/fs, ~20 fs relaxation) so the temperature follows the ramp.
-    dyn = make_md(atoms, timestep_fs=2.0, temperature_K=args.t_start, ensemble="langevin",
+    dyn = make_md(atoms, timestep_fs=2.0, temperature_K=args.t_start, dynamics="langevin",
                   friction_per_fs=0.05, seed=args.seed)
     ramp = TemperatureRamp(dyn, args.t_start, args.t_end, args.steps)
     dyn.attach(ramp, interval=1)

@@ -22,7 +22,7 @@ from hetens.monitor import read_log
 DATA = str(Path(__file__).resolve().parents[1] / "examples" / "data" / "W_bcc_16.extxyz")
 PAIR = ["--models", "sevenn:7net-0", "chgnet:0.3.0", "--device", "cpu"]
 # Hot NVE start: U rises within a few steps as the lattice distorts.
-HOT_NVE = ["--ensemble", "nve", "--temperature", "4000", "--timestep", "4", "--seed", "5", "--steps", "4"]
+HOT_NVE = ["--dynamics", "nve", "--temperature", "4000", "--timestep", "4", "--seed", "5", "--steps", "4"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

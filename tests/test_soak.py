@@ -36,7 +36,7 @@ def test_soak_monitored_md_memory_is_flat_and_every_step_is_logged(default_calc,
     atoms = bulk("W", "bcc", a=3.17, cubic=True)  # 2 atoms: the models' fixed costs dominate
     atoms.rattle(0.02, seed=3)
     atoms.calc = default_calc
-    dyn = make_md(atoms, timestep_fs=2.0, temperature_K=300.0, ensemble="langevin", seed=1)
+    dyn = make_md(atoms, timestep_fs=2.0, temperature_K=300.0, dynamics="langevin", seed=1)
     samples: list[tuple[int, float]] = []
     dyn.attach(lambda: samples.append((dyn.nsteps, rss_mb())), interval=max(1, STEPS // 20))
     log = tmp_path / "soak.csv"

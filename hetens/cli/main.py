@@ -17,7 +17,7 @@ from hetens._version import __version__
 from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("md", "models", "score", "calibrate", "select", "plot", "env")
+SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "plot", "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{exc.prog}: error: {_usage_message(exc, argv)} (see {exc.prog} --help)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from hetens.cli.config import apply_config
+
+    args = apply_config(parser, args, argv)  # the subcommand's --config file, under the command line
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from hetens.cli.config import add_config_option
 from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
@@ -19,6 +20,9 @@ from hetens.cli.options import (
     ensemble_from_args,
 )
 
+#: hetens.monitor.dynamics.DYNAMICS and NPT_DYNAMICS, repeated so --help imports no ASE.
+DYNAMICS = ("langevin", "nve", "berendsen", "npt-berendsen", "npt-mtk")
+NPT_DYNAMICS = ("npt-berendsen", "npt-mtk")
 EXIT_HALTED = 3
 EXIT_INTERRUPTED = 130
 
@@ -41,9 +45,19 @@ def add_parser(subparsers) -> None:
     md.add_argument("--temperature", type=float, default=300.0,
                     help="temperature in K (default 300); the start velocities are drawn at it, so a run "
                     "from a lattice first settles near half of it (equipartition; the plot marks it)")
-    md.add_argument("--ensemble", choices=("langevin", "nve", "berendsen"), default="langevin",
-                    help="thermostat (default langevin)")
+    md.add_argument("--dynamics", choices=DYNAMICS, default=None,
+                    help="langevin (NVT, default), nve, berendsen (NVT), npt-berendsen (isotropic "
+                    "Berendsen barostat: robust volume equilibration) or npt-mtk (isotropic "
+                    "Martyna-Tobias-Klein NPT with Nose-Hoover chains: the NPT ensemble)")
+    md.add_argument("--ensemble", dest="ensemble_deprecated", choices=DYNAMICS, default=None,
+                    help=argparse.SUPPRESS)  # the old name of --dynamics
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
+    md.add_argument("--pressure", type=float, default=None,
+                    help="target pressure in GPa for npt-berendsen and npt-mtk (default 0)")
+    md.add_argument("--barostat-time", type=float, default=None, metavar="FS",
+                    help="barostat time constant in fs (Berendsen taup, MTK pdamp; default 1000)")
+    md.add_argument("--bulk-modulus", type=float, default=None, metavar="GPA",
+                    help="bulk modulus in GPa for npt-berendsen's coupling strength (default 100)")
     md.add_argument("--seed", type=int, default=0, help="seed for velocities and thermostat noise")
     md.add_argument("--interval", type=int, default=1, help="observe U every N steps (default 1)")
     out = parser.add_argument_group("monitoring and output")
@@ -63,7 +77,33 @@ def add_parser(subparsers) -> None:
     out.add_argument("--print-every", type=int, default=10,
                      help="when not on a terminal, print a progress line every N steps (default 10)")
     add_json_option(parser)
+    add_config_option(parser)
     parser.set_defaults(func=run)
+
+
+def _resolve_dynamics(args: argparse.Namespace) -> None:
+    """``--ensemble`` (the old name of ``--dynamics``) still works, with a one-line notice on stderr."""
+    old = getattr(args, "ensemble_deprecated", None)
+    if old is not None:
+        if args.dynamics is not None and args.dynamics != old:
+            raise ValueError(f"--ensemble {old} and --dynamics {args.dynamics} disagree; give only --dynamics")
+        print(f"hetens md: --ensemble is deprecated (it reads as the ensemble of models); use --dynamics {old}",
+              file=sys.stderr)
+        args.dynamics = old
+    if args.dynamics is None:
+        args.dynamics = "langevin"
+    barostat = {"pressure": 0.0, "barostat_time": 1000.0, "bulk_modulus": 100.0}
+    for name, default in barostat.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif args.dynamics not in NPT_DYNAMICS:
+            raise ValueError(f"--{name.replace('_', '-')} applies to --dynamics npt-berendsen or npt-mtk; "
+                             f"this run is {args.dynamics}")
+
+
+def _title(args: argparse.Namespace) -> str:
+    title = f"{args.dynamics} {args.temperature:g} K"
+    return title + (f" {args.pressure:g} GPa" if args.dynamics in NPT_DYNAMICS else "")
 
 
 def _beside(log: Path, suffix: str) -> Path:
@@ -82,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     for name, lowest in minimum.items():
         if getattr(args, name) < lowest:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {lowest}; got {getattr(args, name)}")
-    check_md_settings(args.timestep, args.temperature, args.ensemble, args.friction)
+    _resolve_dynamics(args)
+    check_md_settings(args.timestep, args.temperature, args.dynamics, args.friction, pressure_GPa=args.pressure,
+                      taup_fs=args.barostat_time, bulk_modulus_GPa=args.bulk_modulus)
     for name in ("flag_above", "halt_above"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -116,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
               f"{len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
         dyn = make_md(atoms, timestep_fs=args.timestep, temperature_K=args.temperature,
-                      ensemble=args.ensemble, friction_per_fs=args.friction, seed=args.seed)
+                      dynamics=args.dynamics, friction_per_fs=args.friction, pressure_GPa=args.pressure,
+                      taup_fs=args.barostat_time, bulk_modulus_GPa=args.bulk_modulus, seed=args.seed)
         start = int(dyn.nsteps)
         outcome = None
         with _StopOnInterrupt() as stop, UncertaintyMonitor(
@@ -145,11 +188,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot and outcome.observed:
         png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above,
                        halted_at=outcome.halted_at, **_temperature_line(args),
-                       title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K")
+                       title=f"{atoms.get_chemical_formula()} {_title(args)}")
         print(f"plot           {png}", file=human)
     if args.json:
         summary = outcome.as_dict() | {"log": str(log), "plot": str(png) if png else None,
-                                       "members": calc.member_names,
+                                       "dynamics": args.dynamics, "members": calc.member_names,
                                        "weights": [float(w) for w in calc.weights]}
         print(json.dumps(summary))
     return EXIT_HALTED if outcome.halted else 0
@@ -157,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _temperature_line(args) -> dict:
     """The plot's temperature line: the thermostat's target, or NVE's start temperature."""
-    thermostat = getattr(args, "ensemble", None) != "nve"
+    thermostat = getattr(args, "dynamics", None) != "nve"
     return {"target_temperature": args.temperature, "target_label": "target" if thermostat else "start"}
 
 
@@ -175,7 +218,7 @@ def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int
           file=sys.stderr, flush=True)
     if not args.no_plot and monitor.logger.rows:
         png = plot_log(log, flag_above=args.flag_above, halt_above=args.halt_above, **_temperature_line(args),
-                       title=f"{atoms.get_chemical_formula()} {args.ensemble} {args.temperature:g} K "
+                       title=f"{atoms.get_chemical_formula()} {_title(args)} "
                        f"(interrupted)")
         print(f"plot           {png}", file=human)
     if args.json:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from hetens.cli.config import add_config_option
 from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
@@ -126,6 +127,7 @@ def add_parser(subparsers) -> None:
     )
     _add_cluster_options(parser)
     add_json_option(parser)
+    add_config_option(parser)
     parser.set_defaults(func=run)
 
 

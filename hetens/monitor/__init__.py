@@ -7,7 +7,9 @@
 - :func:`run_monitored`: run the dynamics and get a :class:`RunOutcome`
   (completed, or halted at step s with U) instead of a traceback.
 - :func:`read_log`, :func:`plot_log`: the CSV log back, and a PNG of it.
-- :func:`make_md`: the Langevin / NVE / Berendsen MD that ``hetens md`` runs.
+- :func:`make_md`: the Langevin / NVE / Berendsen / NPT MD that ``hetens md`` runs.
+- :func:`run_relaxation`: BFGS/FIRE relaxation (optionally of the cell) with
+  the same observers, what ``hetens relax`` runs.
 
 See ``docs/monitoring.md``.
 """
@@ -26,6 +28,7 @@ from hetens.monitor.observers import (
     UncertaintyMonitor,
 )
 from hetens.monitor.plot import plot_log
+from hetens.monitor.relax import Relaxation, make_optimizer, run_relaxation
 from hetens.monitor.run import RunOutcome, run_monitored
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "FlagWriter",
     "HaltOnUncertainty",
     "Observation",
+    "Relaxation",
     "RunOutcome",
     "TrajectoryWriter",
     "UncertaintyHalt",
@@ -40,7 +44,9 @@ __all__ = [
     "UncertaintyMonitor",
     "ensemble_results",
     "make_md",
+    "make_optimizer",
     "plot_log",
     "read_log",
     "run_monitored",
+    "run_relaxation",
 ]

@@ -18,7 +18,7 @@ from ase import units
 
 from hetens.calculator import HeterogeneousEnsembleCalculator
 
-__all__ = ["Observation", "DynamicsView", "ensemble_results", "underlying_atoms"]
+__all__ = ["Observation", "DynamicsView", "ensemble_pressure_GPa", "ensemble_results", "underlying_atoms"]
 
 
 def underlying_atoms(atoms_or_filter):
@@ -76,7 +76,8 @@ class DynamicsView:
 
     Molecular dynamics (``ase.md.md.MolecularDynamics``) have a time step;
     optimizers do not (FIRE's ``dt`` is an adaptive step, not time), so their
-    time is ``None``.
+    time is ``None``. ``variable_cell`` is true for NPT dynamics and for
+    optimizers of a cell filter (their observations carry pressure and volume).
     """
 
     def __init__(self, dyn) -> None:
@@ -86,8 +87,11 @@ class DynamicsView:
             raise TypeError(
                 f"expected an ASE dynamics or optimizer (with nsteps); got {type(dyn).__name__}"
             )
+        from hetens.monitor.dynamics import is_variable_cell
+
         self._dyn = weakref.ref(dyn)
         self.is_md = isinstance(dyn, MolecularDynamics)
+        self.variable_cell = is_variable_cell(dyn)
 
     @property
     def dyn(self):
@@ -119,6 +123,11 @@ class Observation:
         energy_std: weighted member energy spread, eV/atom.
         temperature: instantaneous temperature in K; ``None`` for optimizers.
         most_deviating: name of the member contributing most to U.
+        pressure_GPa: for a variable-cell run (NPT, cell relaxation): the
+            pressure ``-trace(stress)/3 + 2 E_kin / (3 V)`` from the ensemble
+            stress and the kinetic energy, GPa; ``None`` otherwise (or when
+            the ensemble gave no stress).
+        volume: for a variable-cell run, the cell volume in Å^3; ``None`` otherwise.
         atoms: the live structure (not a copy; use :meth:`frame` to keep it).
         results: the ensemble's ``calc.results`` for this step.
         calc: the ensemble.
@@ -135,6 +144,8 @@ class Observation:
     atoms: Any
     results: Mapping[str, Any]
     calc: HeterogeneousEnsembleCalculator
+    pressure_GPa: float | None = None
+    volume: float | None = None
 
     @classmethod
     def read(cls, view: DynamicsView, atoms, calc=None) -> "Observation":
@@ -154,6 +165,8 @@ class Observation:
             atoms=atoms,
             results=results,
             calc=ensemble,
+            pressure_GPa=ensemble_pressure_GPa(atoms, results) if view.variable_cell else None,
+            volume=float(atoms.get_volume()) if view.variable_cell else None,
         )
 
     def frame(self, **extra_info: Any):
@@ -163,6 +176,25 @@ class Observation:
         ``hetens_*`` keys of :mod:`hetens.frames`.
         """
         return annotate_state(self.atoms, self.results, self.calc, self.step, self.time_fs, **extra_info)
+
+
+def ensemble_pressure_GPa(atoms, results: Mapping[str, Any]) -> float | None:
+    """Pressure of ``atoms`` from the ensemble's stress and the kinetic energy, GPa.
+
+    ``P = -(s_xx + s_yy + s_zz) / 3 + 2 E_kin / (3 V)`` with the stress
+    ``s`` (6,) Voigt in eV/Å^3 from ``results`` (no model call) and ``E_kin``
+    in eV (0 for an optimizer); what ASE's ``get_stress(include_ideal_gas=True)``
+    gives. ``None`` when the results hold no stress.
+    """
+    import numpy as np
+
+    stress = results.get("stress")
+    if stress is None:
+        return None
+    volume = atoms.get_volume()
+    virial = -float(np.sum(np.asarray(stress, dtype=float)[:3])) / 3.0
+    kinetic = 2.0 * float(atoms.get_kinetic_energy()) / (3.0 * volume)
+    return (virial + kinetic) / units.GPa
 
 
 def annotate_state(atoms, results, calc, step: int, time_fs: float | None, **extra_info: Any):

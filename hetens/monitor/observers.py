@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from hetens.atomic_io import append_frame, ensure_writable, sync_handle, write_frames_atomic
 from hetens.errors import UncertaintyHalt
-from hetens.monitor.csvlog import COLUMNS, format_row
+from hetens.monitor.csvlog import CELL_COLUMNS, COLUMNS, format_row
 from hetens.monitor.observation import DynamicsView, Observation, annotate_state, underlying_atoms
 
 __all__ = [
@@ -94,8 +94,9 @@ class UncertaintyLogger(_Observer):
     """One CSV row per observed step; each row is flushed as it is written.
 
     Columns (see :mod:`hetens.monitor.csvlog`): ``step, time[fs], U[eV/A],
-    max_u[eV/A], energy[eV], energy_std[eV/atom], T[K], most_deviating``.
-    Read it back with :func:`hetens.monitor.read_log`.
+    max_u[eV/A], energy[eV], energy_std[eV/atom], T[K], most_deviating``,
+    and ``P[GPa], V[A^3]`` when the dynamics changes the cell (NPT, an
+    optimizer of a cell filter). Read it back with :func:`hetens.monitor.read_log`.
 
     Args:
         dyn: the ASE dynamics or optimizer (kept as a weak reference).
@@ -112,11 +113,11 @@ class UncertaintyLogger(_Observer):
         self._writer = csv.writer(self._handle, lineterminator="\n")
         self.rows = 0
         if not (mode == "a" and self.path is not None and self.path.stat().st_size > 0):
-            self._writer.writerow(COLUMNS)
+            self._writer.writerow(CELL_COLUMNS if self.view.variable_cell else COLUMNS)
             self._handle.flush()
 
     def record(self, obs: Observation) -> None:
-        self._writer.writerow(format_row(obs))
+        self._writer.writerow(format_row(obs, self.view.variable_cell))
         self._handle.flush()
         self.rows += 1
 

@@ -1,0 +1,84 @@
+"""``hetens single``: one structure's energy, forces, stress, U and member energies, as text and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import read, write
+
+from hetens.cli.main import main
+
+PAIR = ["sevenn:7net-0", "chgnet:0.3.0"]
+
+
+@pytest.fixture(scope="module")
+def structure(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("single")
+    atoms = bulk("W", "bcc", a=3.17, cubic=True)
+    atoms.rattle(0.03, seed=1)
+    write(folder / "w2.extxyz", [atoms, atoms.copy()])  # two frames: --index picks one
+    return folder / "w2.extxyz", atoms
+
+
+def test_json_matches_the_calculator_and_the_written_frame(structure, tmp_path, capsys):
+    import hetens
+
+    path, atoms = structure
+    config = tmp_path / "single.yaml"
+    config.write_text("models: [sevenn:7net-0]\ndevice: cpu\nindex: 0\n")  # --models below wins
+    out = tmp_path / "w2.out.extxyz"
+    code = main(["single", str(path), "--config", str(config), "--models", *PAIR, "-o", str(out), "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert captured.err == ""
+    assert summary["members"] == PAIR and summary["index"] == "0" and summary["natoms"] == 2
+
+    calc = hetens.HeterogeneousEnsembleCalculator(PAIR, device="cpu")
+    ref = atoms.copy()
+    ref.calc = calc
+    energy, forces, stress = ref.get_potential_energy(), ref.get_forces(), ref.get_stress()
+    assert summary["energy"] == pytest.approx(energy, abs=1e-5)
+    assert summary["energy_per_atom"] == pytest.approx(energy / 2, abs=1e-5)
+    assert summary["forces_max"] == pytest.approx(np.linalg.norm(forces, axis=1).max(), abs=1e-5)
+    assert summary["forces_rms"] == pytest.approx(np.sqrt(np.mean(forces**2)), abs=1e-5)
+    assert summary["stress_GPa"] == pytest.approx(stress * 160.21766208, abs=1e-3)
+    assert summary["pressure_GPa"] == pytest.approx(-stress[:3].mean() * 160.21766208, abs=1e-3)
+    assert summary["U"] == pytest.approx(calc.results["uncertainty"], abs=1e-6)
+    assert summary["max_u"] == pytest.approx(calc.results["atomic_uncertainty"].max(), abs=1e-6)
+    assert list(summary["member_energies"]) == PAIR
+    assert list(summary["member_energies"].values()) == pytest.approx(calc.results["member_energies"], abs=1e-5)
+    assert summary["most_deviating"] in PAIR and summary["output"] == str(out)
+
+    frame = read(out)
+    assert frame.info["hetens_U"] == pytest.approx(summary["U"])
+    assert frame.arrays["hetens_u"].shape == (2,)
+    assert frame.get_potential_energy() == pytest.approx(summary["energy"])
+
+
+def test_text_output_names_every_quantity_with_units(structure, capsys):
+    path, _ = structure
+    assert main(["single", str(path), "--models", *PAIR, "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    for needle in ("energy ", " eV  (", "eV/atom)", "max |F|", "RMS", "stress [GPa]", "(pressure ",
+                   "U              ", "max per-atom u", "most deviating", "sevenn:7net-0  0.500", "chgnet:0.3.0"):
+        assert needle in text, (needle, text)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--index", ":"], "selects 2 frames; hetens single evaluates one"),
+        (["-o", "x.traj"], "use a .extxyz name"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(structure, extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, _ = structure
+    assert main(["single", str(path), "--models", "no:such-model", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
