@@ -52,6 +52,28 @@ def test_batched_agrees_with_per_frame_for_every_shipped_model(default_calc):
             assert f_b.shape == (len(atoms), 3) and f_b.dtype == np.float64
 
 
+def test_batched_chgnet_takes_a_molecule_with_the_crystals(chgnet_member, monkeypatch):
+    """A molecule (pbc=False) in a CHGNet batch is boxed like in the calculator: one batched
+    call for all frames (no per-frame fallback), the same results as frame by frame."""
+    from ase.build import molecule
+
+    import hetens.rescore.batched as batched_module
+
+    frames = [*_cells()[:2], molecule("H2O")]
+    flags = [True, True, False]
+    single = evaluate_batch(chgnet_member, frames, flags, batched=False)
+    fallbacks = []
+    original = batched_module.evaluate_member
+    monkeypatch.setattr(batched_module, "evaluate_member",
+                        lambda *args, **kwargs: fallbacks.append(1) or original(*args, **kwargs))
+    batched = evaluate_batch(chgnet_member, frames, flags)
+    assert fallbacks == []
+    for (e_b, f_b, s_b), (e_s, f_s, s_s) in zip(batched, single):
+        assert e_b == pytest.approx(e_s, abs=ENERGY_ATOL)
+        np.testing.assert_allclose(f_b, f_s, atol=FORCE_ATOL)
+    assert batched[2][2] is None and single[2][2] is None  # no stress for the molecule
+
+
 def test_batched_leaves_the_calculator_usable(sevenn_member):
     frames = _cells()[:2]
     evaluate_batch(sevenn_member, frames, False)

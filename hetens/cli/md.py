@@ -16,7 +16,6 @@ from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
     add_member_error_options,
-    check_ensemble_args,
     ensemble_from_args,
 )
 
@@ -150,9 +149,8 @@ def run(args: argparse.Namespace) -> int:
     for option in ("--traj", "--flagged", "--halt-file"):
         if outputs.get(option):
             check_extxyz_name(outputs[option])  # frames with U: extxyz only, said before any model loads
-    check_ensemble_args(args)
 
-    calc = ensemble_from_args(args)
+    calc = ensemble_from_args(args)  # checks the ensemble options (weights...) before loading
     with calc:  # closing stops worker processes, whatever happens
         atoms.calc = calc
         print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
