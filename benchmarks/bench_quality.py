@@ -307,6 +307,8 @@ def main(argv=None) -> int:
     parser.add_argument("--members", nargs="*", default=list(CANDIDATES),
                         help="members to evaluate (default: all eight candidates)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--reverse", action="store_true",
+                        help="evaluate the subsample from its end (a second process meets the first)")
     parser.add_argument("--md-repeats", type=int, default=5, help="timed calls on the 54-atom cell")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--table-only", action="store_true", help="no evaluation, only the table")
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
         if args.steps_only:
             measure_steps(args.members, cache, args.md_repeats)
         else:
-            evaluate(args.members, configs, cache, args.md_repeats)
+            evaluate(args.members, configs[::-1] if args.reverse else configs, cache, args.md_repeats)
     if not args.eval_only:
         table(configs, cache, args.bootstrap, args.seed)
     return 0

@@ -160,7 +160,8 @@ def test_members_do_not_interfere_in_one_process(members):
         if family in alone:
             assert alone[family] == pytest.approx(value, abs=0.01), family
 
-    calc = hetens.HeterogeneousEnsembleCalculator(loaded)
+    # diep is r2SCAN, the others PBE+U: mixed on purpose, this checks interference only.
+    calc = hetens.HeterogeneousEnsembleCalculator(loaded, allow_mixed_reference=True)
     probe = atoms.copy()
     probe.calc = calc
     assert np.isfinite(probe.get_potential_energy())
