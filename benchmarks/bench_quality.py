@@ -213,10 +213,18 @@ def candidate_rows():
         ("5 PBE+U + cR,diep wit", PBE_U, ("chgnet:r2scan", "diep:diep_fold1")),
         ("5 PBE+U + cR,mfR wit", PBE_U, ("chgnet:r2scan", "sevenn:7net-mf-0@R2SCAN")),
         ("5 PBE+U + diep wit", PBE_U, ("diep:diep_fold1",)),
-        ("3 PBE+U (7n0,mfP,c30) + 3 wit", ("sevenn:7net-0", "sevenn:7net-mf-0@PBE", "chgnet:0.3.0"),
-         R2SCAN),
         ("3 PBE+U (7n0,mfP,c30)", ("sevenn:7net-0", "sevenn:7net-mf-0@PBE", "chgnet:0.3.0"), ()),
         ("2 PBE+U (7n0,c30) + 3 wit", ("sevenn:7net-0", "chgnet:0.3.0"), R2SCAN),
+        ("5+3 minus l3i5, c20", ("sevenn:7net-0", "sevenn:7net-mf-0@PBE", "chgnet:0.3.0"), R2SCAN),
+        ("5+3 minus c20, mfP", ("sevenn:7net-0", "sevenn:7net-l3i5", "chgnet:0.3.0"), R2SCAN),
+        ("5+3 minus l3i5, mfP", ("sevenn:7net-0", "chgnet:0.3.0", "chgnet:0.2.0"), R2SCAN),
+        ("NEW DEFAULT: mfP,c30 | diep", ("sevenn:7net-mf-0@PBE", "chgnet:0.3.0"), ("diep:diep_fold1",)),
+        ("mfP,c30 | cR,diep", ("sevenn:7net-mf-0@PBE", "chgnet:0.3.0"), ("chgnet:r2scan", "diep:diep_fold1")),
+        ("mfP,c30 | mfR,diep", ("sevenn:7net-mf-0@PBE", "chgnet:0.3.0"),
+         ("sevenn:7net-mf-0@R2SCAN", "diep:diep_fold1")),
+        ("7n0,c30 | diep", ("sevenn:7net-0", "chgnet:0.3.0"), ("diep:diep_fold1",)),
+        ("7n0,mfP,c30 | diep", ("sevenn:7net-0", "sevenn:7net-mf-0@PBE", "chgnet:0.3.0"), ("diep:diep_fold1",)),
+        ("c30,c20 | diep (CHGNet only)", ("chgnet:0.3.0", "chgnet:0.2.0"), ("diep:diep_fold1",)),
         ("3 r2SCAN as predictors", R2SCAN, ()),
         ("all 8 as predictors*", CANDIDATES, ()),
     ]
@@ -262,7 +270,48 @@ def score(preds, wits, keys, data, dft, boot: int, seed: int):
     return rho, lo, hi, rho_a, rho_b, rmse
 
 
-def table(configs, cache: Path, boot: int, seed: int) -> None:
+def search(keys, data, dft, step, top: int) -> None:
+    """Every PBE+U predictor subset with every r2SCAN witness subset (at least two members):
+    ranked by rho on half A only, with rho on half B beside it, so the choice made on A
+    is confirmed on configurations it did not see."""
+    from itertools import combinations
+
+    half = len(keys) // 2
+    rows = []
+    pbe = [s for s in PBE_U if s in data]
+    r2 = [s for s in R2SCAN if s in data]
+    for p in range(1, len(pbe) + 1):
+        for preds in combinations(pbe, p):
+            for w in range(len(r2) + 1):
+                for wits in combinations(r2, w):
+                    if p + w < 2:
+                        continue
+                    us, eps = _u_eps(preds, wits, keys, data, dft)
+                    rows.append((spearman(us[:half], eps[:half]), spearman(us[half:], eps[half:]),
+                                 spearman(us, eps), sum(step[m] for m in preds + wits), preds, wits))
+    rows.sort(key=lambda r: -r[0])
+    print(f"search: {len(rows)} ensembles (PBE+U predictor subsets x r2SCAN witness subsets), "
+          f"ranked by rho on half A; top {top}")
+    print(f"{'rho A':>6s} {'rho B':>6s} {'rho':>6s} {'s/step54':>8s}  predictors | witnesses")
+    for rho_a, rho_b, rho, cost, preds, wits in rows[:top]:
+        print(f"{rho_a:6.3f} {rho_b:6.3f} {rho:6.3f} {cost:8.3f}  "
+              f"{','.join(SHORT[m] for m in preds)} | {','.join(SHORT[m] for m in wits) or '-'}")
+    print()
+
+
+def _u_eps(preds, wits, keys, data, dft):
+    from hetens.uncertainty import compute_uncertainty, max_force_error, weighted_mean
+
+    members = tuple(preds) + tuple(wits)
+    us, eps = [], []
+    for j, key in enumerate(keys):
+        all_forces = np.stack([data[s][1][j] for s in members])
+        us.append(compute_uncertainty(all_forces))
+        eps.append(max_force_error(weighted_mean(all_forces[: len(preds)]), dft[key]))
+    return np.array(us), np.array(eps)
+
+
+def table(configs, cache: Path, boot: int, seed: int, top: int = 0) -> None:
     specs = [s for s in CANDIDATES if (cache / slug(s)).is_dir()]
     keys, data = load_cache(specs, configs, cache)
     dft = {k: f for k, _, f in configs}
@@ -296,6 +345,9 @@ def table(configs, cache: Path, boot: int, seed: int) -> None:
               f"{rho_a:6.3f} {rho_b:6.3f} {rmse:6.3f} {cost:7.3f} {cost54:8.3f}")
     print()
     print("* mixes levels of theory in F_ret: shown for its U only, never a usable default.")
+    print()
+    if top:
+        search(keys, data, dft, step, top)
 
 
 def main(argv=None) -> int:
@@ -311,6 +363,8 @@ def main(argv=None) -> int:
                         help="evaluate the subsample from its end (a second process meets the first)")
     parser.add_argument("--md-repeats", type=int, default=5, help="timed calls on the 54-atom cell")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--search", type=int, default=0, metavar="TOP",
+                        help="also rank every predictor x witness subset by rho on half A (print TOP)")
     parser.add_argument("--table-only", action="store_true", help="no evaluation, only the table")
     parser.add_argument("--steps-only", action="store_true",
                         help="only re-time the 54-atom step of --members, interleaved, then the table")
@@ -332,7 +386,7 @@ def main(argv=None) -> int:
         else:
             evaluate(args.members, configs[::-1] if args.reverse else configs, cache, args.md_repeats)
     if not args.eval_only:
-        table(configs, cache, args.bootstrap, args.seed)
+        table(configs, cache, args.bootstrap, args.seed, args.search)
     return 0
 
 

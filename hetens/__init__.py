@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_member": "hetens.member",
     "default_ensemble": "hetens.ensemble",
     "DEFAULT_MEMBERS": "hetens.ensemble",
+    "DEFAULT_WITNESSES": "hetens.ensemble",
     "compute_uncertainty": "hetens.uncertainty",
     "atomic_uncertainty": "hetens.uncertainty",
     "member_max_deviation": "hetens.uncertainty",
@@ -53,6 +54,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.ensemble import DEFAULT_MEMBERS, default_ensemble
+    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, default_ensemble
     from hetens.member import Member, load_member
     from hetens.uncertainty import compute_uncertainty
