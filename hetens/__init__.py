@@ -56,7 +56,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.ensemble import DEFAULT_MEMBERS, default_ensemble
+    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, default_ensemble
     from hetens.frames import annotate, read_annotation
     from hetens.member import Member, load_member
     from hetens.uncertainty import compute_uncertainty

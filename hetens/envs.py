@@ -73,6 +73,7 @@ FAMILY_STACKS: dict[str, FamilyStack] = {
     "mace": FamilyStack(("mace-torch==0.3.16",), (), ("mace",)),
     "fairchem": FamilyStack(("fairchem-core==2.24.0",), ("lmdb<=1.7.3",), ("fairchem.core",)),
     "matgl": FamilyStack(("matgl>=4.1",), (), ("matgl",)),
+    "diep": FamilyStack(("diep==2.0.0",), (), ("diep",)),
 }
 
 
@@ -109,7 +110,7 @@ def create_environment(
     Args:
         name: folder name of the environment under the root (see :func:`environment_root`).
         family: one of :data:`FAMILY_STACKS` (``sevenn``, ``chgnet``, ``mace``,
-            ``fairchem``, ``matgl``).
+            ``fairchem``, ``matgl``, ``diep``).
         prefix: root folder (default: ``$HETENS_ENV_DIR`` or ``~/.local/share/hetens/envs``).
         python: base interpreter for ``-m venv`` (default: the one running hetens).
         torch: torch version to install first.

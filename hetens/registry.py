@@ -29,7 +29,7 @@ class KnownModel:
     """One pretrained model.
 
     Attributes:
-        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``).
+        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``, ``diep``).
         name: the name the family's own loader takes.
         level_of_theory: label of the DFT reference (see module docstring), for
             single-head models.
@@ -112,6 +112,8 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("matgl", "TensorNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
     KnownModel("matgl", "TensorNet-MatPES-r2SCAN-v2025.1-PES", "r2SCAN", "MatPES-r2SCAN"),
     KnownModel("matgl", "M3GNet-MP-2021.2.8-PES", "PBE+U", "MPF 2021"),
+    # DIEP: diep_fold1 ships inside the diep wheel (diep/pretrained_models/).
+    KnownModel("diep", "diep_fold1", "r2SCAN", "MatPES-r2SCAN", source="wheel"),
 )
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or update) the environment at .venv/ with hetens and every model
-# family that installs on CPU: sevenn, chgnet, fairchem, matgl, mace.
+# family that installs on CPU: sevenn, chgnet, fairchem, matgl, diep, mace.
 #
 # The order matters (see FIELD_NOTES): torch 2.13.0 first (a CPU wheel; an
 # unpinned torch pulls several GB of CUDA), then everything under
@@ -28,9 +28,9 @@ echo "setup: building $VENV (about 2-4 minutes with a warm pip cache)" >&2
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install --upgrade pip setuptools wheel
 "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,mace,dask,test]"
+"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,dask,test]"
 "${pip[@]}" install --no-deps "mace-torch==0.3.16"
-"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl" \
+"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl, diep" \
   || { echo "setup: the environment does not import; see the pip output above" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "setup: done; interpreter $VENV/bin/python, command $VENV/bin/hetens" >&2

@@ -1,6 +1,6 @@
 """One conformance check that every model family passes, through ``hetens.load_member``.
 
-sevenn and chgnet run their shipped weights; mace, fairchem and matgl run tiny
+sevenn, chgnet and diep run their shipped weights; mace, fairchem and matgl run tiny
 models built in code (tests/tiny_models.py) through their official loaders,
 offline. A family whose package is missing is skipped with the reason.
 """
@@ -40,7 +40,7 @@ ENERGY_ATOL_PER_ATOM = 1e-4
 #: Forces that must agree (invariance) or vanish (by symmetry), eV/Å.
 FORCE_ATOL = 1e-3
 
-SHIPPED = {"sevenn": "sevenn:7net-0", "chgnet": "chgnet:0.3.0"}
+SHIPPED = {"sevenn": "sevenn:7net-0", "chgnet": "chgnet:0.3.0", "diep": "diep:diep_fold1"}
 TINY = {"mace": tiny_mace_model, "fairchem": tiny_fairchem_checkpoint, "matgl": tiny_matgl_model}
 ALL_FAMILIES = (*SHIPPED, *TINY)
 #: What users pass offline for the hub families (the registry's names).
@@ -128,7 +128,7 @@ def assert_unchanged(atoms, before: dict, family: str) -> None:
 
 
 def test_members_do_not_interfere_in_one_process(members):
-    """Five families loaded one after another in one process: each member's energy right
+    """Every installed family (six) loaded one after another in one process: each member's energy right
     after its own load equals its energy inside the ensemble after all loads, shipped
     models keep their reference energies (FIELD_NOTES: rattled 54-atom W), and no load
     leaks torch's default dtype, the weights-only env variable, ASE's shared property
@@ -144,7 +144,7 @@ def test_members_do_not_interfere_in_one_process(members):
     numpy_state = np.random.get_state()[1].copy()
 
     # chgnet after mace: MACE once broke CHGNet loaded later in the same process.
-    order = [f for f in ("sevenn", "mace", "chgnet", "fairchem", "matgl") if FAMILIES[f].installed]
+    order = [f for f in ("sevenn", "mace", "chgnet", "fairchem", "matgl", "diep") if FAMILIES[f].installed]
     loaded, alone = [], {}
     for family in order:
         member = members(family)  # first use in the session: loaded now
@@ -160,8 +160,8 @@ def test_members_do_not_interfere_in_one_process(members):
         if family in alone:
             assert alone[family] == pytest.approx(value, abs=0.01), family
 
-    # The tiny hub models are untrained: their energies are off the real models' reference
-    # by up to 6 eV/atom, which the energy-reference check refuses unless allowed.
+    # The tiny hub models are untrained (energies off the real models' reference by up to
+    # 6 eV/atom) and diep is r2SCAN: mixed on purpose, this checks interference only.
     calc = hetens.HeterogeneousEnsembleCalculator(loaded, allow_mixed_reference=True)
     probe = atoms.copy()
     probe.calc = calc
@@ -506,3 +506,30 @@ def test_hetens_models_prints_no_upstream_noise():
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert "sevenn:7net-0" in done.stdout
+# ---------------------------------------------------------------- diep
+
+
+def test_diep_shipped_model_elements_heads_and_molecule():
+    """diep:diep_fold1 loads from the wheel, knows Z 1-83 and
+    89-94, refuses heads, options and unknown names, and gives conservative forces on an
+    isolated molecule (pbc=False, no cell)."""
+    require_family("diep")
+    from ase.build import molecule
+
+    member = hetens.load_member("diep:diep_fold1", device="cpu")
+    assert member.level_of_theory == "r2SCAN"
+    assert member.supported_elements() == frozenset(range(1, 84)) | frozenset(range(89, 95))
+    with pytest.raises(UnknownModelError, match="no heads"):
+        hetens.load_member("diep:diep_fold1@PBE", device="cpu")
+    with pytest.raises(ValueError, match="takes no options"):
+        hetens.load_member("diep:diep_fold1@cutoff=4", device="cpu")
+    with pytest.raises(UnknownModelError, match="diep_fold1"):
+        hetens.load_member("diep:diep_fold9", device="cpu")
+
+    water = molecule("H2O")
+    assert not water.pbc.any() and not water.cell.array.any()
+    calc = member.calculator
+    forces = np.asarray(calc.get_forces(water))
+    assert forces.shape == (3, 3) and np.isfinite(forces).all()
+    assert np.abs(forces).max() > 1e-3  # the bent molecule is not at DIEP's minimum
+    check_forces_are_gradient(calc, water, forces, "diep (molecule)")

@@ -62,6 +62,7 @@ FAMILIES: dict[str, Family] = {
         Family("mace", ("mace",), "mace", "MACE (mace-torch): MACE-MP-0, MACE-OMAT, MatPES, local .model files"),
         Family("fairchem", ("fairchem.core",), "fairchem", "fairchem-core: UMA and eSEN, local checkpoints"),
         Family("matgl", ("matgl",), "matgl", "MatGL: M3GNet, TensorNet, CHGNet on MatPES, local model folders"),
+        Family("diep", ("diep",), "diep", "DIEP (diep 2.x, PyG); diep_fold1 (MatPES r2SCAN) ships in the wheel"),
     )
 }
 
