@@ -25,9 +25,15 @@ DEFAULT_WITNESSES: tuple[str, ...] = (
     "diep:diep_fold1",
 )
 
-#: The default witnesses (specs): members whose forces enter U only (see
-#: docs/witnesses.md). The CLI default (no ``--models``) uses these too.
-DEFAULT_WITNESSES: tuple[str, ...] = ()
+#: The default before witnesses existed: the five PBE+U models shipped in the
+#: sevenn and chgnet wheels, all predictors (benchmarks compare against it).
+PREVIOUS_DEFAULT_MEMBERS: tuple[str, ...] = (
+    "sevenn:7net-0",
+    "sevenn:7net-l3i5",
+    "sevenn:7net-mf-0@PBE",
+    "chgnet:0.3.0",
+    "chgnet:0.2.0",
+)
 
 
 def default_ensemble(device: str = "auto", **kwargs: Any) -> HeterogeneousEnsembleCalculator:
