@@ -112,7 +112,6 @@ def _beside(log: Path, suffix: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
     from hetens.monitor.dynamics import check_md_settings, make_md
-    from hetens.monitor.observers import check_extxyz_name
     from hetens.rescore.reading import iter_frames, no_frame_error
 
     human = sys.stderr if args.json else sys.stdout
@@ -136,19 +135,7 @@ def run(args: argparse.Namespace) -> int:
     atoms = frames[-1]
     atoms.calc = None
     log = Path(args.log) if args.log else Path(Path(args.structure).stem + ".md.csv")
-    flagged = Path(args.flagged) if args.flagged else _beside(log, ".flagged.extxyz")
-    halt_file = Path(args.halt_file) if args.halt_file else _beside(log, ".halt.extxyz")
-    outputs = {"--log": log, "--traj": args.traj and Path(args.traj)}
-    if args.flag_above is not None:
-        outputs["--flagged"] = flagged
-    if args.halt_above is not None:
-        outputs["--halt-file"] = halt_file
-    if not args.no_plot:
-        outputs["plot"] = log.with_suffix(".png")
-    _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
-    for option in ("--traj", "--flagged", "--halt-file"):
-        if outputs.get(option):
-            check_extxyz_name(outputs[option])  # frames with U: extxyz only, said before any model loads
+    flagged, halt_file = check_monitor_outputs(args, log)
 
     calc = ensemble_from_args(args)  # checks the ensemble options (weights...) before loading
     with calc:  # closing stops worker processes, whatever happens
@@ -267,6 +254,28 @@ class _StopOnInterrupt:
 
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> tuple[Path, Path]:
+    """The flagged and halt file paths (``--flagged``/``--halt-file`` or beside ``log``), with every
+    output of a monitored run (log, trajectory, flagged, halt, plot and ``more``, e.g. ``-o``)
+    checked before any model loads: writable, not the input, no two alike, frames as extxyz."""
+    from hetens.monitor.observers import check_extxyz_name
+
+    flagged = Path(args.flagged) if args.flagged else _beside(log, ".flagged.extxyz")
+    halt_file = Path(args.halt_file) if args.halt_file else _beside(log, ".halt.extxyz")
+    outputs = {**more, "--log": log, "--traj": args.traj and Path(args.traj)}
+    if args.flag_above is not None:
+        outputs["--flagged"] = flagged
+    if args.halt_above is not None:
+        outputs["--halt-file"] = halt_file
+    if not args.no_plot:
+        outputs["plot"] = log.with_suffix(".png")
+    _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
+    for option in ("--traj", "--flagged", "--halt-file"):
+        if outputs.get(option):
+            check_extxyz_name(outputs[option])  # frames with U: extxyz only
+    return flagged, halt_file
 
 
 def _check_outputs(structure: Path, outputs: dict[str, Path]) -> None:

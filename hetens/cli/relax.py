@@ -68,7 +68,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hetens.atomic_io import write_frames_atomic
-    from hetens.cli.md import _check_outputs, _StopOnInterrupt
+    from hetens.cli.md import _StopOnInterrupt, check_monitor_outputs
     from hetens.monitor import plot_log
     from hetens.monitor.relax import check_relax_settings, run_relaxation
     from hetens.rescore.reading import iter_frames
@@ -98,16 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix.lower() not in (".extxyz", ".xyz"):
         raise ValueError(f"-o {output}: the relaxed structure is written as extended XYZ with U; "
                          "use a .extxyz (or .xyz) name")
-    flagged = Path(args.flagged) if args.flagged else log.with_name(log.stem + ".flagged.extxyz")
-    halt_file = Path(args.halt_file) if args.halt_file else log.with_name(log.stem + ".halt.extxyz")
-    outputs = {"-o": output, "--log": log, "--traj": args.traj and Path(args.traj)}
-    if args.flag_above is not None:
-        outputs["--flagged"] = flagged
-    if args.halt_above is not None:
-        outputs["--halt-file"] = halt_file
-    if not args.no_plot:
-        outputs["plot"] = log.with_suffix(".png")
-    _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
+    flagged, halt_file = check_monitor_outputs(args, log, **{"-o": output})
 
     calc = ensemble_from_args(args)
     relaxation = None
