@@ -234,9 +234,10 @@ def test_cli_on_a_scheduler_address_with_reference(tmp_path, inputs, client, one
 
 
 def test_dropped_members_on_a_cluster_as_locally(tmp_path, client, one_thread, sevenn_member, chgnet_member):
-    """``on_member_error="drop"`` reaches the workers: CHGNet fails on a frame without a cell (real)."""
+    """``on_member_error="drop"`` reaches the workers: CHGNet fails on a slab whose periodic images
+    along its open direction fall within its cutoff (real; a molecule without a cell it now takes)."""
     frames = _frames(24, 3)
-    frames[5] = Atoms("W2", positions=[[0, 0, 0], [0, 0, 2.3]])
+    frames[5] = Atoms("W2", positions=[[0, 0, 0], [0, 0, 2.3]], cell=[3.2, 3.2, 4.0], pbc=[True, True, False])
     write(tmp_path / "in.extxyz", frames)
     witness = dataclasses.replace(sevenn_member, name="sevenn-witness")  # two members of U survive the drop
     local = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], witnesses=[witness],

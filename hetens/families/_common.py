@@ -190,7 +190,8 @@ def isolated_periodic_copy(atoms, cutoff: float, member: str):
     axes = "abc"
     open_axes = [axes[i] for i in range(3) if not pbc[i]]
     advice = (
-        f"{member} treats every structure as 3D periodic and has a {cutoff:g} A cutoff: give this "
+        f"member {member} failed on {atoms.get_chemical_formula()}: it treats every structure as 3D "
+        f"periodic and has a {cutoff:g} A cutoff: give this "
         f"partly periodic structure (pbc={pbc.tolist()}) a 3D cell with at least {cutoff:g} A of vacuum "
         f"along {', '.join(open_axes)} (e.g. atoms.center(vacuum={cutoff / 2 + ISOLATION_MARGIN:g}, "
         f"axis={[i for i in range(3) if not pbc[i]]})), or pbc=False for a molecule or cluster"
