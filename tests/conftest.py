@@ -30,7 +30,7 @@ def tungsten_cell(repeat: int = 2, rattle: float = 0.05, seed: int = 42):
 
 @pytest.fixture(scope="session")
 def default_calc():
-    """The default offline ensemble (5 shipped models), loaded once per test session.
+    """The default offline ensemble (2 predictors + 1 witness, shipped), loaded once per test session.
 
     Tests must not change its weights or members; use ``calc.reset()`` freely.
     """
