@@ -103,7 +103,7 @@ def rows_in(log: Path) -> int:
 @pytest.mark.parametrize(
     "members",
     [
-        pytest.param(["sevenn:7net-0"], id="in-process"),
+        pytest.param(["sevenn:7net-0", "chgnet:0.3.0"], id="in-process"),
         pytest.param(["sevenn:7net-0", "chgnet:0.3.0", "--parallel"], id="workers"),
     ],
 )

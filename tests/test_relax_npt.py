@@ -244,7 +244,7 @@ def test_relax_ctrl_c_exits_130_keeping_the_log_and_writing_no_relaxed_structure
     write(tmp_path / "w16.extxyz", tungsten_cell(2, rattle=0.1, seed=7))
     log, out = tmp_path / "r.csv", tmp_path / "r.extxyz"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hetens.cli.main", "relax", str(tmp_path / "w16.extxyz"), "--models", "sevenn:7net-0",
+        [sys.executable, "-m", "hetens.cli.main", "relax", str(tmp_path / "w16.extxyz"), "--models", "sevenn:7net-0", "chgnet:0.3.0",
          "--device", "cpu", "--fmax", "1e-9", "--steps", "100000", "--log", str(log), "-o", str(out),
          "--print-every", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

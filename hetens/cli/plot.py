@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     human = sys.stderr if args.json else sys.stdout
     if {"u_vs_eps", "error"} & set(kinds) and "u_vs_eps" not in written:
         print("note: no U-vs-error plot: the frames carry no hetens_eps; give --reference", file=human)
-    if "error" in written:
+    if "u_vs_eps" in written:
         from hetens.rescore.metrics import spearman
 
         rho = spearman(data.uncertainty, data.eps)
