@@ -26,7 +26,9 @@ fi
 echo "setup: building $VENV (about 2-4 minutes with a warm pip cache)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
-"${pip[@]}" install --upgrade pip setuptools wheel
+# setuptools below 81: fairchem-core 2.24 requires it (an upgrade past it on a re-run made pip
+# report a conflict); 77 or later for the SPDX licence string in pyproject.toml.
+"${pip[@]}" install --upgrade pip "setuptools>=77,<81" wheel
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,dask,test]"
 "${pip[@]}" install --no-deps "mace-torch==0.3.16"
