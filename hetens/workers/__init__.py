@@ -18,10 +18,37 @@ installed without dependencies (``pip install --no-deps hetens``;
 - :mod:`~hetens.workers.isolated`: :class:`IsolatedCalculator`, the member's ASE calculator;
 - :mod:`~hetens.workers.pool`: threads, concurrent start-up and evaluation for an ensemble.
 
-See docs/workers.md.
+See docs/workers.md. The two names below are imported on first use, so the
+worker program (which runs in every member environment) does not load the
+parent-side client.
 """
 
-from hetens.workers.client import WorkerProcess
-from hetens.workers.isolated import IsolatedCalculator
+from __future__ import annotations
 
-__all__ = ["WorkerProcess", "IsolatedCalculator"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "WorkerProcess": "hetens.workers.client",
+    "IsolatedCalculator": "hetens.workers.isolated",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hetens.workers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hetens.workers.client import WorkerProcess
+    from hetens.workers.isolated import IsolatedCalculator
