@@ -299,42 +299,44 @@ class _Run:
 
     def force_gradient(self, atoms, forces) -> None:
         tol = self.tol
-        bound = tol.force_fd_atol + tol.force_fd_rtol * np.linalg.norm(forces)
-        for _ in range(tol.directions):
-            d = self.rng.normal(size=forces.shape)
-            d /= np.linalg.norm(d)
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions += tol.position_step * d
-            minus.positions -= tol.position_step * d
-            fd = (self.energy(plus) - self.energy(minus)) / (2 * tol.position_step)
-            analytic = -np.sum(forces * d)
-            if not abs(fd - analytic) <= bound:
-                raise self.fail(
-                    "force_gradient",
-                    f"-F.d = {analytic:.6f} eV/A but the energy's central difference gives {fd:.6f} eV/A "
-                    "(forces are not the negative gradient of the energy)",
-                    f"{bound:.1e} eV/A = force_fd_atol + force_fd_rtol * |F|")
+        directions = [d / np.linalg.norm(d) for d in self.rng.normal(size=(tol.directions, *forces.shape))]
+
+        def displaced(step):
+            moved = atoms.copy()
+            moved.positions += step
+            return moved
+
+        self._central_difference(
+            "force_gradient", displaced, directions, tol.position_step, lambda d: -np.sum(forces * d),
+            tol.force_fd_atol + tol.force_fd_rtol * np.linalg.norm(forces),
+            "-F.d", "eV/A", "(forces are not the negative gradient of the energy)",
+            "force_fd_atol + force_fd_rtol * |F|",
+        )
 
     def stress_strain_derivative(self, atoms, stress) -> None:
         from ase.stress import voigt_6_to_full_3x3_stress
 
         tol = self.tol
-        rng = np.random.default_rng(self.rng.integers(2**32))
         volume = atoms.get_volume()
         sigma = voigt_6_to_full_3x3_stress(stress)
-        bound = (tol.stress_fd_atol + tol.stress_fd_rtol * np.linalg.norm(sigma)) * volume
-        for _ in range(tol.directions):
-            d = rng.normal(size=(3, 3))
-            d = (d + d.T) / np.linalg.norm(d + d.T)
-            fd = self.energy(_strained(atoms, tol.strain_step * d)) - self.energy(_strained(atoms, -tol.strain_step * d))
-            fd /= 2 * tol.strain_step
-            analytic = volume * np.sum(sigma * d)
-            if not abs(fd - analytic) <= bound:
-                raise self.fail(
-                    "stress_strain_derivative",
-                    f"V sigma:D = {analytic:.6f} eV but the energy's central difference gives {fd:.6f} eV "
-                    "(stress in GPa, or the opposite sign convention?)",
-                    f"{bound:.1e} eV = (stress_fd_atol + stress_fd_rtol * |sigma|) * V")
+        directions = [d + d.T for d in self.rng.normal(size=(tol.directions, 3, 3))]
+        self._central_difference(
+            "stress_strain_derivative", lambda eps: _strained(atoms, eps),
+            [d / np.linalg.norm(d) for d in directions], tol.strain_step,
+            lambda d: volume * np.sum(sigma * d),
+            (tol.stress_fd_atol + tol.stress_fd_rtol * np.linalg.norm(sigma)) * volume,
+            "V sigma:D", "eV", "(stress in GPa, or the opposite sign convention?)",
+            "(stress_fd_atol + stress_fd_rtol * |sigma|) * V",
+        )
+
+    def _central_difference(self, check, displaced, directions, step, analytic, bound, what, unit, hint, rule):
+        """The energy's central difference along each direction (step ``step``) against ``analytic(d)``."""
+        for d in directions:
+            fd = (self.energy(displaced(step * d)) - self.energy(displaced(-step * d))) / (2 * step)
+            expected = analytic(d)
+            if not abs(fd - expected) <= bound:
+                raise self.fail(check, f"{what} = {expected:.6f} {unit} but the energy's central difference "
+                                       f"gives {fd:.6f} {unit} {hint}", f"{bound:.1e} {unit} = {rule}")
 
     def _same(self, check: str, atoms, e0, expected_forces, expected_stress=None) -> None:
         tol = self.tol

@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from hetens.families._common import is_local_path, isolated_periodic_copy, package_versions
+from hetens.families._common import is_local_path, is_own_calculator, isolated_periodic_copy, package_versions
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 
@@ -82,10 +81,7 @@ def periodic_structure(atoms, model, member: str = "chgnet"):
 def batchable(calculator) -> bool:
     """Whether ``calculator`` is CHGNet's own calculator or the one :func:`load` makes
     (a user's subclass may compute differently; a worker is not in this process)."""
-    package_class = getattr(sys.modules.get("chgnet.model.dynamics"), "CHGNetCalculator", None)
-    if package_class is None:  # chgnet not loaded: no CHGNet calculator here
-        return False
-    return type(calculator) in (package_class, _voigt_calculator_class())
+    return is_own_calculator(calculator, "chgnet.model.dynamics", "CHGNetCalculator", _voigt_calculator_class)
 
 
 def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:

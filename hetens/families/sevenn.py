@@ -9,12 +9,17 @@ Many structures run in one forward pass with :func:`evaluate_batch`.
 from __future__ import annotations
 
 import functools
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from hetens.families._common import deterministic_torch, is_local_path, package_versions, require_download
+from hetens.families._common import (
+    deterministic_torch,
+    is_local_path,
+    is_own_calculator,
+    package_versions,
+    require_download,
+)
 
 _HOST = "github.com"
 
@@ -89,10 +94,7 @@ def elements(calculator) -> frozenset[int] | None:
 def batchable(calculator) -> bool:
     """Whether ``calculator`` is SevenNet's own calculator or the one :func:`load` makes
     (a user's subclass may compute differently; a worker is not in this process)."""
-    package_class = getattr(sys.modules.get("sevenn.calculator"), "SevenNetCalculator", None)
-    if package_class is None:  # sevenn not loaded: no SevenNet calculator here
-        return False
-    return type(calculator) in (package_class, _deterministic_calculator_class())
+    return is_own_calculator(calculator, "sevenn.calculator", "SevenNetCalculator", _deterministic_calculator_class)
 
 
 def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:

@@ -25,28 +25,21 @@ parent-side client.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {
-    "WorkerProcess": "hetens.workers.client",
-    "IsolatedCalculator": "hetens.workers.isolated",
-}
-
-__all__ = list(_EXPORTS)
+__all__ = ["WorkerProcess", "IsolatedCalculator"]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hetens.workers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    if name == "IsolatedCalculator":
+        from hetens.workers.isolated import IsolatedCalculator
 
+        return IsolatedCalculator
+    if name == "WorkerProcess":
+        from hetens.workers.client import WorkerProcess
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+        return WorkerProcess
+    raise AttributeError(f"module 'hetens.workers' has no attribute {name!r}")
 
 
 if TYPE_CHECKING:  # pragma: no cover
