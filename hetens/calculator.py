@@ -13,17 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import (
-    BaseCalculator,
-    Calculator,
-    PropertyNotImplementedError,
-    all_changes,
-)
-from ase.stress import full_3x3_to_voigt_6_stress
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
 from hetens.errors import (
-    HetensError,
     InvalidStructureError,
     MemberDroppedWarning,
     MemberFailedError,
@@ -31,8 +24,9 @@ from hetens.errors import (
     TooFewMembersError,
     UnsupportedElementError,
 )
+from hetens.evaluation import evaluate_member
 from hetens.member import Member, as_member, check_role
-from hetens.spec import MemberSpec, parse_spec
+from hetens.spec import MemberSpec, as_worker_spec, parse_spec
 from hetens.validation import (
     DEFAULT_MIN_DISTANCE,
     check_structure,
@@ -40,11 +34,11 @@ from hetens.validation import (
     unsupported_elements,
 )
 from hetens.weights import raw_weights, resolve_weights
-from hetens.workers.pool import assign_threads, as_worker_spec, close_workers, evaluate_members, start_workers
+from hetens.workers.pool import assign_threads, close_workers, evaluate_members, start_workers
 
 __all__ = [
     "HeterogeneousEnsembleCalculator",
-    "evaluate_member",
+    "evaluate_member",  # re-exported from hetens.evaluation, where it lives
     "check_levels_of_theory",
     "check_energy_reference",
     "check_member_counts",
@@ -150,90 +144,6 @@ def declared_role(item: Any) -> str:
     if isinstance(item, MemberSpec):
         return check_role(item.options.get("role", "predictor"), str(item))
     return "predictor"
-
-
-def evaluate_member(
-    member: Member, atoms, with_stress: bool, force: bool = False
-) -> tuple[float, np.ndarray, np.ndarray | None]:
-    """Run one member on ``atoms`` in a single evaluation.
-
-    ``force`` recomputes even when the member's own cache looks valid (ASE's
-    ``check_state`` ignores ``atoms.info``, which a member may read).
-
-    Returns:
-        energy (eV), forces (N, 3) eV/Å and stress (6,) Voigt eV/Å³ (``None``
-        unless ``with_stress``), all float64.
-
-    Raises:
-        MemberFailedError: the member raised (the original exception is
-            chained), or returned missing, mis-shaped or non-finite output;
-            the message names the member, the property and the formula.
-    """
-    try:
-        energy, forces, stress = _member_outputs(member, atoms, with_stress, force)
-    except HetensError:
-        raise
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise MemberFailedError(
-            f"member {member.name} failed on {atoms.get_chemical_formula()}: "
-            f"{type(exc).__name__}: {first_line}"
-        ) from exc
-    return _checked_outputs(member, atoms, energy, forces, stress)
-
-
-def _member_outputs(member: Member, atoms, with_stress: bool, force: bool):
-    calc = member.calculator
-    properties = ["energy", "forces"] + (["stress"] if with_stress else [])
-    if isinstance(calc, BaseCalculator):
-        if force or calc.calculation_required(atoms, properties):
-            # One call with every property, so calculators that only compute
-            # what is asked for do not run twice.
-            calc.atoms = None
-            calc.results = {}
-            calc.calculate(atoms, properties, all_changes)
-            if calc.atoms is None:
-                calc.atoms = atoms.copy()
-        results = calc.results
-        energy = results.get("energy", results.get("free_energy"))
-        forces = results.get("forces")
-        stress = results.get("stress") if with_stress else None
-    else:
-        energy = calc.get_potential_energy(atoms)
-        forces = calc.get_forces(atoms)
-        stress = calc.get_stress(atoms) if with_stress else None
-    return energy, forces, stress
-
-
-def _checked_outputs(member: Member, atoms, energy, forces, stress):
-    """Cast to float64 and refuse missing, mis-shaped or non-finite outputs."""
-
-    def fail(what: str) -> MemberFailedError:
-        return MemberFailedError(f"member {member.name} {what} for {atoms.get_chemical_formula()}")
-
-    if energy is None or forces is None:
-        raise fail("returned no energy or no forces")
-    energy_array = np.asarray(energy, dtype=float)
-    if energy_array.size != 1:
-        raise fail(f"returned an energy of shape {energy_array.shape}, expected a scalar")
-    forces = np.asarray(forces, dtype=float)
-    if forces.shape != (len(atoms), 3):
-        raise fail(f"returned forces of shape {forces.shape}, expected ({len(atoms)}, 3)")
-    if stress is not None:
-        stress = np.asarray(stress, dtype=float)
-        if stress.shape == (3, 3):
-            stress = full_3x3_to_voigt_6_stress(stress)
-        if stress.shape != (6,):
-            raise fail(f"returned stress of shape {stress.shape}, expected (6,) Voigt")
-    energy_value = float(energy_array.reshape(()))
-    if not np.isfinite(energy_value):
-        raise fail(f"returned a non-finite energy ({energy_value})")
-    if not np.isfinite(forces).all():
-        bad = int(np.flatnonzero(~np.isfinite(forces).all(axis=1))[0])
-        raise fail(f"returned non-finite forces (first on atom {bad}, {atoms[bad].symbol})")
-    if stress is not None and not np.isfinite(stress).all():
-        raise fail("returned a non-finite stress")
-    return energy_value, forces, stress
 
 
 def _info_snapshot(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -470,6 +380,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         if failures and not dropping:
             raise next(iter(failures.values()))
         active = [m for m in self.members if m.name not in failures]
+        # Workers concurrently, in-process members meanwhile; members of one family
+        # will share one prepared input there (the adapters' reserved evaluate_group hook).
         outputs = evaluate_members(
             active, atoms, with_stress, info_changed, failures=failures if dropping else None
         )

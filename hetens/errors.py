@@ -221,3 +221,16 @@ class TooFewMembersError(HetensError, ValueError):
 
 
 __all__ += ["TooFewMembersError"]
+
+
+class ConformanceError(HetensError, AssertionError):
+    """Raised by :func:`hetens.testing.check_member` when a member fails a conformance check.
+
+    The message names the member, the check (``force_gradient``,
+    ``rotation``...), the values that disagree and the tolerance, by its name
+    in :class:`hetens.testing.Tolerances`. An ``AssertionError``, so test
+    runners report it as a failed test.
+    """
+
+
+__all__ += ["ConformanceError"]

@@ -14,7 +14,7 @@ from hetens.device import resolve_device
 from hetens.errors import MemberSpecError, UnknownModelError, WeightsUnavailableError
 from hetens.families import get_family
 from hetens.registry import find_model, models_of_family
-from hetens.spec import MemberSpec, parse_spec
+from hetens.spec import MemberSpec, parse_spec, pop_worker_options
 
 __all__ = ["Member", "load_member", "as_member", "ROLES", "check_role"]
 
@@ -171,12 +171,12 @@ def load_member(
         versions = calculator.versions  # the same dict, filled when the worker is ready
         # Provenance names the interpreter, however it was given.
         parsed = MemberSpec(parsed.family, parsed.model, parsed.head,
-                            {**parsed.options, "python": calculator.worker.python})
+                            {**parsed.options, "python": calculator.python})
     else:
         adapter = family.adapter()
         calculator = adapter.load(model_name, head=head, device=resolved_device, options=options)
         versions = adapter.versions()
-        elements = adapter.elements(calculator) if hasattr(adapter, "elements") else None
+        elements = adapter.elements(calculator)
     return Member(
         calculator=calculator,
         name=display_name,
@@ -198,8 +198,6 @@ def _pop_worker_options(
 
     Empty when the member runs in this process.
     """
-    from hetens.workers.isolated import pop_worker_options
-
     found = pop_worker_options(options, str(parsed))
     found.update(given)
     if python is not None:

@@ -10,15 +10,32 @@ options are passed on (``level=PBE+U`` to declare the level of theory of a
 local file, ``name=...`` for a display name, ``role=witness`` for a member
 whose forces enter U only (``role=predictor``, the default, for the usual
 member; see docs/witnesses.md), ``dtype=float64``...).
+
+Some options configure the member's worker process rather than the model
+(:data:`WORKER_OPTIONS`: ``@python=/envs/x/bin/python@threads=1@timeout=120``);
+:func:`pop_worker_options` takes them out and types them (see
+:mod:`hetens.workers`).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from hetens.errors import MemberSpecError
 
-__all__ = ["MemberSpec", "parse_spec"]
+__all__ = ["MemberSpec", "parse_spec", "WORKER_OPTIONS", "pop_worker_options", "as_worker_spec"]
+
+#: Spec options (``@key=value``) that configure the worker process rather
+#: than the model, with their types: ``@python=/envs/x/bin/python@threads=1@timeout=120``.
+WORKER_OPTIONS: dict[str, type] = {
+    "python": str,
+    "threads": int,
+    "timeout": float,
+    "start_timeout": float,
+    "lazy": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -84,3 +101,62 @@ def parse_spec(text: str) -> MemberSpec:
                 f"member spec {text!r} has more than one head ({head!r} and {part!r})"
             )
     return MemberSpec(family=family.lower(), model=model, head=head, options=options)
+
+
+def pop_worker_options(options: dict[str, str], spec: str) -> dict[str, Any]:
+    """Remove the :data:`WORKER_OPTIONS` from a spec's ``options`` and convert them.
+
+    Args:
+        options: the spec's ``KEY=VALUE`` options (modified in place).
+        spec: the spec text, for messages.
+
+    Returns:
+        The worker options found, typed (``threads`` int, ``timeout`` float or
+        ``None`` for ``none``, ``lazy`` bool...).
+
+    Raises:
+        MemberSpecError: a value of the wrong form, naming the spec and option.
+    """
+    found: dict[str, Any] = {}
+    for key, kind in WORKER_OPTIONS.items():
+        if key in options:
+            found[key] = _convert(options.pop(key), kind, key, spec)
+    return found
+
+
+def _convert(text: str, kind: type, key: str, spec: str) -> Any:
+    value = text.strip()
+    if kind is str:
+        return value
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise MemberSpecError(f"member spec {spec!r}: option {key}={text!r} must be true or false")
+    if kind is float and value.lower() in ("none", "inf"):
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or number <= 0:
+        what = "a positive integer" if kind is int else "a positive number of seconds (or none)"
+        raise MemberSpecError(f"member spec {spec!r}: option {key}={text!r} must be {what}")
+    return number
+
+
+def as_worker_spec(item: Any, python: str | None = None) -> Any:
+    """A spec that runs in a worker: ``item`` with ``@python=`` added when it has none.
+
+    ``python`` defaults to this interpreter. Anything but a spec (a Member, a
+    calculator: already loaded in this process) is returned unchanged: it
+    stays in-process.
+    """
+    if not isinstance(item, (str, MemberSpec)):
+        return item
+    parsed = item if isinstance(item, MemberSpec) else parse_spec(item)
+    if "python" in parsed.options:
+        return parsed
+    options = {**parsed.options, "python": python or sys.executable}
+    return MemberSpec(parsed.family, parsed.model, parsed.head, options)

@@ -1,8 +1,13 @@
-"""One conformance check that every model family passes, through ``hetens.load_member``.
+"""Every model family through ``hetens.load_member``: conformance, loaders, molecules, noise.
 
-sevenn, chgnet and diep run their shipped weights; mace, fairchem and matgl run tiny
-models built in code (tests/tiny_models.py) through their official loaders,
-offline. A family whose package is missing is skipped with the reason.
+The physics checks are hetens' own shipped conformance check,
+:func:`hetens.testing.check_member`, run here on every family: the first
+shipped model of the families whose weights are in their wheel (sevenn,
+chgnet, diep) and a tiny model built in code (tests/tiny_models.py) for the
+hub families, through their official loaders, offline. The family lists
+come from the tables (``FAMILIES``, the registry, ``TINY_BUILDERS``), so a
+new family is tested once it has an adapter, registry rows and a tiny-model
+builder. A family whose package is missing is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -14,41 +19,37 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.calculator import BaseCalculator
-from ase.stress import voigt_6_to_full_3x3_stress
-from tiny_models import tiny_fairchem_checkpoint, tiny_mace_model, tiny_matgl_model
+from tiny_models import TINY_BUILDERS, TINY_HEADS, tiny_fairchem_checkpoint, tiny_mace_model, tiny_matgl_model
 
 import hetens
-from hetens.errors import UnknownModelError, WeightsUnavailableError
+from hetens.errors import ConformanceError, UnknownModelError, WeightsUnavailableError
 from hetens.families import FAMILIES
+from hetens.registry import models_of_family
+from hetens.testing import CHECKS, Tolerances, check_member, probe_cell
 
-# ---------------------------------------------------------------- tolerances
-#: Central-difference steps along unit directions: positions (Å) and strain.
-POSITION_STEP = 2e-3
-STRAIN_STEP = 1e-3
-#: Random directions checked per structure (2 energy evaluations each).
-DIRECTIONS = 2
-#: |dE/da - (-F.d)| <= FORCE_FD_ATOL + FORCE_FD_RTOL * |F|, eV/Å. float32 models
-#: (sevenn, chgnet, fairchem, matgl) limit this: energy round-off ~1e-6 eV / 2h.
-FORCE_FD_ATOL = 2e-3
-FORCE_FD_RTOL = 1e-2
-#: Same for stress: |dE/da / V - sigma:D| <= STRESS_FD_ATOL + STRESS_FD_RTOL * |sigma|,
-#: eV/Å³ (2e-4 eV/Å³ = 0.03 GPa; GPa instead of eV/Å³ is off by a factor 160).
-STRESS_FD_ATOL = 2e-4
-STRESS_FD_RTOL = 1e-2
-#: Energy invariance (translation, lattice-vector shift, cell choice), eV per atom.
-ENERGY_ATOL_PER_ATOM = 1e-4
-#: Forces that must agree (invariance) or vanish (by symmetry), eV/Å.
-FORCE_ATOL = 1e-3
+#: The conformance check's defaults, used by the tests below as well.
+TOLERANCES = Tolerances()
+ENERGY_ATOL_PER_ATOM = TOLERANCES.energy_atol_per_atom
+FORCE_ATOL = TOLERANCES.force_atol
 
-SHIPPED = {"sevenn": "sevenn:7net-0", "chgnet": "chgnet:0.3.0", "diep": "diep:diep_fold1"}
-TINY = {"mace": tiny_mace_model, "fairchem": tiny_fairchem_checkpoint, "matgl": tiny_matgl_model}
+
+def _first(family: str, source: str) -> str | None:
+    return next((m.spec for m in models_of_family(family) if m.source == source), None)
+
+
+#: family -> the shipped model tested (the first of the family in the wheel).
+SHIPPED = {f: _first(f, "wheel") for f in FAMILIES if _first(f, "wheel") and f not in TINY_BUILDERS}
+TINY = dict(TINY_BUILDERS)
 ALL_FAMILIES = (*SHIPPED, *TINY)
-#: What users pass offline for the hub families (the registry's names).
+#: What users pass offline for the hub families (registry names): these three are
+#: also laid out in a fake cache below; other hub families use their first hub model.
 HUB_NAMES = {
+    **{f: _first(f, "hub") for f in TINY if _first(f, "hub")},
     "mace": "mace:medium-omat-0",
     "fairchem": "fairchem:uma-s-1p1",
     "matgl": "matgl:TensorNet-MatPES-PBE-v2025.1-PES",
 }
+CACHED_LAYOUTS = ("mace", "fairchem", "matgl")
 
 
 def require_family(family: str) -> None:
@@ -68,7 +69,7 @@ def member_spec(family: str, folder) -> str:
     if family in SHIPPED:
         return SHIPPED[family]
     path = TINY[family](folder)
-    head = "@omat" if family == "fairchem" else ""
+    head = f"@{TINY_HEADS[family]}" if family in TINY_HEADS else ""
     return f"{family}:{path}{head}@level=PBE+U"
 
 
@@ -86,25 +87,8 @@ def members(tiny_dir):
     return get
 
 
-def probe_cell():
-    """WMo in a sheared 2-atom bcc cell, rattled: no symmetry left, off-diagonal stress."""
-    atoms = bulk("W", "bcc", a=3.17, cubic=True)
-    atoms[1].symbol = "Mo"
-    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.03, 0.0], [0.0, 1.02, -0.04], [0.05, 0.0, 0.98]]),
-                   scale_atoms=True)
-    atoms.rattle(0.08, seed=7)
-    return atoms
-
-
 def energy(calc, atoms) -> float:
     return float(calc.get_potential_energy(atoms))
-
-
-def strained(atoms, eps):
-    """A copy of ``atoms`` with cell -> cell (1 + eps), atoms following; eps (3, 3) symmetric."""
-    out = atoms.copy()
-    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
-    return out
 
 
 def snapshot(atoms) -> dict:
@@ -128,7 +112,7 @@ def assert_unchanged(atoms, before: dict, family: str) -> None:
 
 
 def test_members_do_not_interfere_in_one_process(members):
-    """Every installed family (six) loaded one after another in one process: each member's energy right
+    """Every installed family loaded one after another in one process: each member's energy right
     after its own load equals its energy inside the ensemble after all loads, shipped
     models keep their reference energies (FIELD_NOTES: rattled 54-atom W), and no load
     leaks torch's default dtype, the weights-only env variable, ASE's shared property
@@ -144,7 +128,8 @@ def test_members_do_not_interfere_in_one_process(members):
     numpy_state = np.random.get_state()[1].copy()
 
     # chgnet after mace: MACE once broke CHGNet loaded later in the same process.
-    order = [f for f in ("sevenn", "mace", "chgnet", "fairchem", "matgl", "diep") if FAMILIES[f].installed]
+    preferred = ("sevenn", "mace", "chgnet", "fairchem", "matgl", "diep")
+    order = [f for f in (*preferred, *(f for f in ALL_FAMILIES if f not in preferred)) if FAMILIES[f].installed]
     loaded, alone = [], {}
     for family in order:
         member = members(family)  # first use in the session: loaded now
@@ -180,107 +165,75 @@ def test_members_do_not_interfere_in_one_process(members):
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_family_conformance(family, members):
-    """Shapes, conservative forces and stress, invariances, one-atom cell, no input mutation,
-    recomputation on change: the same checks for every family."""
+    """hetens.testing.check_member on every family: shapes, conservative forces and stress,
+    translation/lattice-shift/rotation/permutation invariance, one-atom cell, recomputation
+    on change, no input mutation."""
     member = members(family)
-    calc = member.calculator
-    atoms = probe_cell()
-    before = snapshot(atoms)
-    elements = member.supported_elements()  # what the element check before each call uses
-    assert elements is None or set(atoms.numbers) <= elements
     if family in ("mace", "matgl"):
-        assert elements == {8, 29, 42, 74}  # the tiny models' element tables
-
-    e0 = energy(calc, atoms)
-    forces = np.asarray(calc.get_forces(atoms))
-    assert np.isfinite(e0)
-    assert forces.shape == (len(atoms), 3) and np.issubdtype(forces.dtype, np.floating)
-    assert np.isfinite(forces).all()
-    check_forces_are_gradient(calc, atoms, forces, family)
-    if "stress" in calc.implemented_properties:
-        stress = np.asarray(calc.get_stress(atoms))
-        assert stress.shape == (6,) and np.issubdtype(stress.dtype, np.floating)
-        check_stress_is_strain_derivative(calc, atoms, stress, family)
-    check_invariances(calc, atoms, e0, forces, family)
-    check_one_atom_cell(calc, family)
-    check_recomputes_on_change(calc, atoms, e0, forces, family)
-    assert_unchanged(atoms, before, family)
+        assert member.supported_elements() == {8, 29, 42, 74}  # the tiny models' element tables
+    report = check_member(member, tolerances=TOLERANCES)
+    expected_skips = {} if "stress" in member.calculator.implemented_properties else {
+        "stress_strain_derivative": "the calculator implements no stress"}
+    assert report.skipped == expected_skips, report
+    assert report.member == member.name and report.evaluations >= 14
 
 
-def check_forces_are_gradient(calc, atoms, forces, family):
-    """-F . d equals the central difference of E along random unit directions d of all 3N coordinates."""
-    rng = np.random.default_rng(11)
-    tol = FORCE_FD_ATOL + FORCE_FD_RTOL * np.linalg.norm(forces)
-    for _ in range(DIRECTIONS):
-        d = rng.normal(size=forces.shape)
-        d /= np.linalg.norm(d)
-        plus, minus = atoms.copy(), atoms.copy()
-        plus.positions += POSITION_STEP * d
-        minus.positions -= POSITION_STEP * d
-        fd = (energy(calc, plus) - energy(calc, minus)) / (2 * POSITION_STEP)
-        analytic = -np.sum(forces * d)
-        assert abs(fd - analytic) <= tol, (
-            f"{family}: -F.d = {analytic:.6f} eV/A but the energy's finite difference gives {fd:.6f} "
-            f"(tolerance {tol:.1e})")
+class _ScaledForces:
+    """EMT with its forces scaled: no longer the gradient of its energy."""
+
+    def __new__(cls, factor: float):
+        from ase.calculators.emt import EMT
+
+        class Scaled(EMT):
+            def calculate(self, *args, **kwargs):
+                super().calculate(*args, **kwargs)
+                self.results["forces"] = self.results["forces"] * factor
+
+        return Scaled()
 
 
-def check_stress_is_strain_derivative(calc, atoms, stress, family):
-    """V sigma:D equals the central difference of E along random symmetric strains D
-    (cell -> cell (1 + a D)), so the stress is (1/V) dE/deps in eV/A^3 with ASE's sign."""
-    rng = np.random.default_rng(12)
-    volume = atoms.get_volume()
-    sigma = voigt_6_to_full_3x3_stress(stress)
-    tol = (STRESS_FD_ATOL + STRESS_FD_RTOL * np.linalg.norm(sigma)) * volume
-    for _ in range(DIRECTIONS):
-        d = rng.normal(size=(3, 3))
-        d = (d + d.T) / np.linalg.norm(d + d.T)
-        fd = (energy(calc, strained(atoms, STRAIN_STEP * d)) - energy(calc, strained(atoms, -STRAIN_STEP * d)))
-        fd /= 2 * STRAIN_STEP
-        analytic = volume * np.sum(sigma * d)
-        assert abs(fd - analytic) <= tol, (
-            f"{family}: V sigma:D = {analytic:.6f} eV but the energy's finite difference gives {fd:.6f} "
-            f"(tolerance {tol:.1e}; stress in GPa, or the opposite sign convention?)")
+def copper_probe():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=3)
+    return atoms
 
 
-def check_invariances(calc, atoms, e0, forces, family):
-    n = len(atoms)
-    moved = atoms.copy()
-    moved.translate([0.37, -0.21, 0.55])
-    assert energy(calc, moved) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM * n), f"{family}: translation"
-    np.testing.assert_allclose(calc.get_forces(moved), forces, atol=FORCE_ATOL, err_msg=f"{family}: translation")
+def test_check_member_on_a_users_wrapped_calculator():
+    """A user's calculator (ASE's EMT), wrapped, passes every check on a probe of its elements;
+    the report says what ran and how many evaluations it took."""
+    from ase.calculators.emt import EMT
 
-    image = atoms.copy()
-    image.positions[0] += image.cell[0] - 2 * image.cell[2]
-    assert energy(calc, image) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM * n), f"{family}: lattice shift"
-    np.testing.assert_allclose(calc.get_forces(image), forces, atol=FORCE_ATOL, err_msg=f"{family}: lattice shift")
+    member = hetens.Member.wrap(EMT(), name="emt", level_of_theory="EMT")
+    report = check_member(member, copper_probe())
+    assert report.passed == list(CHECKS), report
+    assert report.skipped == {}
+    assert "emt: 10 checks passed" in str(report)
+    from ase import Atoms
 
-
-def check_one_atom_cell(calc, family):
-    """A one-atom periodic cell works, has zero force, and the same energy per atom as
-    the equivalent two-atom cell (periodic images counted right)."""
-    one = bulk("W", "bcc", a=3.17)
-    two = bulk("W", "bcc", a=3.17, cubic=True)
-    e1 = energy(calc, one)
-    assert np.isfinite(e1)
-    f1 = np.asarray(calc.get_forces(one))
-    assert f1.shape == (1, 3)
-    np.testing.assert_allclose(f1, 0.0, atol=FORCE_ATOL, err_msg=f"{family}: force in a one-atom bcc cell")
-    if "stress" in calc.implemented_properties:
-        assert np.isfinite(calc.get_stress(one)).all() and calc.get_stress(one).shape == (6,)
-    assert e1 == pytest.approx(energy(calc, two) / 2, abs=ENERGY_ATOL_PER_ATOM), f"{family}: 1- vs 2-atom cell"
+    cluster = Atoms("Cu3", positions=[[0.0, 0.0, 0.0], [2.5, 0.1, 0.0], [1.1, 2.2, 0.3]])  # no cell
+    report = check_member(EMT(), cluster)
+    assert report.skipped == {"stress_strain_derivative": "the probe has no 3D periodic cell",
+                              "lattice_shift": "the probe has no 3D periodic cell"}, report
+    report = check_member(EMT(), cluster, checks=("force_gradient",))
+    assert report.passed == ["force_gradient"] and report.skipped["rotation"] == "not asked for"
 
 
-def check_recomputes_on_change(calc, atoms, e0, forces, family):
-    """Results follow the atoms: moving an atom of the same Atoms object in place changes
-    them, and moving it back restores them."""
-    work = atoms.copy()
-    assert energy(calc, work) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM)
-    work.positions[1] += [0.05, -0.03, 0.02]
-    e1 = energy(calc, work)
-    f1 = np.asarray(calc.get_forces(work))
-    assert e1 != e0 and not np.allclose(f1, forces), f"{family}: results did not change with the positions"
-    work.positions[1] -= [0.05, -0.03, 0.02]
-    assert energy(calc, work) == pytest.approx(e0, abs=ENERGY_ATOL_PER_ATOM), family
+def test_check_member_names_the_failing_check_member_and_tolerance():
+    member = hetens.Member.wrap(_ScaledForces(1.5), name="scaled")
+    with pytest.raises(ConformanceError, match=r"member scaled fails check 'force_gradient': .*tolerance .* "
+                                               r"force_fd_atol \+ force_fd_rtol") as caught:
+        check_member(member, copper_probe())
+    assert isinstance(caught.value, AssertionError)
+    with pytest.raises(ConformanceError, match=r"elements \[74\] the member does not declare"):
+        from ase.calculators.emt import EMT
+
+        wrapped = hetens.Member.wrap(EMT(), name="emt")
+        wrapped.elements = frozenset({29})
+        probe = copper_probe()
+        probe[0].symbol = "W"
+        check_member(wrapped, probe, checks=("outputs",))
+    with pytest.raises(ValueError, match="unknown check"):
+        check_member(member, copper_probe(), checks=("gradient",))
 
 
 # ---------------------------------------------------------------- loaders
@@ -315,7 +268,7 @@ def fake_hub_cache(cache_dir, repo_id: str, files: dict) -> None:
         shutil.copy(source, target)
 
 
-@pytest.mark.parametrize("family", tuple(HUB_NAMES))
+@pytest.mark.parametrize("family", CACHED_LAYOUTS)
 def test_cached_hub_weights_load_offline_through_the_family_loader(family, tiny_dir, tmp_path, monkeypatch):
     """A hub name whose weights are in the family's own cache loads offline through the
     family's download path (mace_mp, fairchem's pretrained loader, matgl.load_model):
@@ -532,4 +485,4 @@ def test_diep_shipped_model_elements_heads_and_molecule():
     forces = np.asarray(calc.get_forces(water))
     assert forces.shape == (3, 3) and np.isfinite(forces).all()
     assert np.abs(forces).max() > 1e-3  # the bent molecule is not at DIEP's minimum
-    check_forces_are_gradient(calc, water, forces, "diep (molecule)")
+    check_member(member, water, checks=("force_gradient",))

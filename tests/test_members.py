@@ -98,6 +98,41 @@ def test_import_loads_no_model_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+    # The conformance check and the adapter contract load nothing either until used.
+    code = code.replace("import sys, hetens;", "import sys, hetens, hetens.testing, hetens.families.contract;")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_worker_program_imports_no_parent_side_code():
+    """What every member environment runs loads members and their evaluation, not the
+    ensemble, the pool or the worker client (checked at run time; tests/test_imports.py
+    checks the static imports)."""
+    code = (
+        "import sys, hetens.workers.worker_main as w, hetens.evaluation, hetens.member;"
+        "print([m for m in ('hetens.calculator', 'hetens.workers.pool', 'hetens.workers.client',"
+        " 'hetens.workers.isolated', 'hetens.combine', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_adapter_fulfils_the_contract():
+    """Each installed family's adapter module defines the FamilyAdapter functions; the batched
+    path is declared by the families that have one; a module lacking a function is refused."""
+    import types
+
+    from hetens.families.contract import BatchedEvaluation, FamilyAdapter, check_adapter
+
+    for family in FAMILIES.values():
+        if family.installed:
+            adapter = family.adapter()
+            assert isinstance(adapter, FamilyAdapter), family.name
+            assert isinstance(adapter, BatchedEvaluation) == (family.name in ("sevenn", "chgnet")), family.name
+    incomplete = types.ModuleType("hetens.families.ghost")
+    incomplete.load = incomplete.versions = lambda *a, **k: None
+    with pytest.raises(TypeError, match="ghost lacks weights_status, elements"):
+        check_adapter(incomplete)
 
 
 def test_ase_plugin_registers_the_calculator():

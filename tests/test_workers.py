@@ -27,7 +27,7 @@ import pytest
 from ase import Atoms
 
 import hetens
-from hetens.calculator import evaluate_member
+from hetens.evaluation import evaluate_member
 from hetens.errors import (
     MemberDroppedWarning,
     MemberFailedError,

@@ -17,7 +17,9 @@ import numpy as np
 
 from hetens.families._common import preserved_torch_state
 
-__all__ = ["TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "TINY_BUILDERS"]
+__all__ = [
+    "TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "TINY_BUILDERS", "TINY_HEADS",
+]
 
 #: Elements every tiny model knows (atomic numbers 8, 29, 42, 74).
 TINY_ELEMENTS = ("O", "Cu", "Mo", "W")
@@ -196,3 +198,6 @@ TINY_BUILDERS = {
     "fairchem": tiny_fairchem_checkpoint,
     "matgl": tiny_matgl_model,
 }
+
+#: family name -> the head a tiny model's spec names (families whose tiny model has several).
+TINY_HEADS = {"fairchem": "omat"}

@@ -271,14 +271,14 @@ def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> 
         outputs["--halt-file"] = halt_file
     if not args.no_plot:
         outputs["plot"] = log.with_suffix(".png")
-    _check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
+    check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
     for option in ("--traj", "--flagged", "--halt-file"):
         if outputs.get(option):
             check_extxyz_name(outputs[option])  # frames with U: extxyz only
     return flagged, halt_file
 
 
-def _check_outputs(structure: Path, outputs: dict[str, Path]) -> None:
+def check_outputs(structure: Path, outputs: dict[str, Path]) -> None:
     """Before any model loads: every output is writable, none is the input, no two coincide."""
     from hetens.atomic_io import ensure_writable
 

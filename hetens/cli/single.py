@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     atoms.calc = None
     output = Path(args.output) if args.output else None
     if output is not None:
-        from hetens.cli.md import _check_outputs
+        from hetens.cli.md import check_outputs
 
         if output.suffix.lower() not in (".extxyz", ".xyz"):
             raise ValueError(f"-o {output}: the frame is written as extended XYZ with U; use a .extxyz name")
-        _check_outputs(Path(args.structure), {"-o": output})
+        check_outputs(Path(args.structure), {"-o": output})
 
     with ensemble_from_args(args) as calc:
         summary, frame = single_point(atoms, calc)

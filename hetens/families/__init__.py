@@ -1,20 +1,33 @@
 """One adapter module per model family, behind one table.
 
-An adapter only translates: a model name (registry name or path), a head and
-a device into the family's own ASE calculator, through the family's official
-loader. It makes no policy decisions (weights, level-of-theory checks and
-error policy live in :mod:`hetens.member` and :mod:`hetens.calculator`).
+An adapter translates and contains. It translates a model name (registry
+name or path), a head and a device into the family's own ASE calculator,
+through the family's official loader, and that calculator's outputs into
+ASE's units and shapes (Voigt stress in eV/Å³, float64-castable arrays). It
+contains the upstream package's side effects: what a loader or a forward
+pass changes process-wide (torch's default dtype, the global random states,
+environment variables, class-level lists, a caller's ``atoms.info``, text on
+stdout) is undone or kept to a copy, so members do not interfere with each
+other or with the user's own work. It makes no policy decisions (weights,
+level-of-theory checks and the error policy live in :mod:`hetens.member` and
+:mod:`hetens.calculator`).
 
-Each adapter module provides::
+What an adapter module provides is declared in :mod:`hetens.families.contract`
+(:class:`~hetens.families.contract.FamilyAdapter`, module-level functions)::
 
     load(model: str, *, head: str | None, device: str, options: dict[str, str]) -> Calculator
-    weights_status(model: str) -> str   # "shipped", "cached", "local file" or "download"
+    weights_status(model: str) -> str   # "shipped", "cached", "local file", "download" or "missing"
     versions() -> dict[str, str]        # package name -> version
-    elements(calculator) -> frozenset[int] | None   # optional: atomic numbers it was
-                                                    # trained on (None or absent: unknown)
+    elements(calculator) -> frozenset[int] | None   # atomic numbers it was trained on (None: unknown)
 
-Adapters are imported only when a member of that family is loaded, so
-``import hetens`` imports no model package.
+and, optionally, ``batchable``/``evaluate_batch`` (many structures in one
+model call, :class:`~hetens.families.contract.BatchedEvaluation`) and
+``evaluate_group`` (several members of the family on one structure; reserved,
+:class:`~hetens.families.contract.GroupEvaluation`).
+
+Adapters are imported only when a member of that family is loaded, and
+import their model package only inside those functions, so ``import hetens``
+imports no model package. Adding a family: docs/families.md.
 """
 
 from __future__ import annotations
@@ -22,11 +35,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from types import ModuleType
 
 from hetens.errors import MissingFamilyError, UnknownModelError
+from hetens.families.contract import FamilyAdapter, check_adapter
 
-__all__ = ["Family", "FAMILIES", "get_family"]
+__all__ = ["Family", "FAMILIES", "get_family", "FamilyAdapter"]
 
 
 @dataclass(frozen=True)
@@ -43,15 +56,16 @@ class Family:
         """Whether every package the family needs can be imported (checked without importing)."""
         return all(importlib.util.find_spec(p) is not None for p in self.packages)
 
-    def adapter(self) -> ModuleType:
-        """Import and return the adapter module, or raise :class:`MissingFamilyError`."""
+    def adapter(self) -> FamilyAdapter:
+        """Import and return the adapter module (a :class:`~hetens.families.contract.FamilyAdapter`),
+        or raise :class:`MissingFamilyError`."""
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
         if missing:
             raise MissingFamilyError(
                 f"model family {self.name!r} needs the package(s) {', '.join(missing)}; "
                 f"install them with: pip install 'hetens[{self.extra}]'"
             )
-        return importlib.import_module(f"hetens.families.{self.name}")
+        return check_adapter(importlib.import_module(f"hetens.families.{self.name}"))
 
 
 FAMILIES: dict[str, Family] = {

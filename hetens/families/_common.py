@@ -22,6 +22,7 @@ __all__ = [
     "isolated_periodic_copy",
     "UPSTREAM_NOISE",
     "without_upstream_noise",
+    "is_own_calculator",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -135,6 +136,20 @@ def package_versions(*names: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+def is_own_calculator(calculator, module: str, name: str, adapter_class) -> bool:
+    """Whether ``calculator`` is exactly the package's ASE calculator class ``module.name``
+    or the adapter's subclass of it (``adapter_class()``), not a user's subclass.
+
+    Never imports the package: when ``module`` is not loaded, no such calculator exists.
+    """
+    import sys
+
+    package_class = getattr(sys.modules.get(module), name, None)
+    if package_class is None:
+        return False
+    return type(calculator) in (package_class, adapter_class())
 
 
 #: Å of vacuum beyond the cutoff left between a structure and its periodic images.

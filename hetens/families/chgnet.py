@@ -11,6 +11,8 @@ here evaluates a structure without periodicity in a box wide enough that no
 periodic image falls within CHGNet's 6 Å graph cutoff
 (:func:`hetens.families._common.isolated_periodic_copy`): energy and forces
 are those of the isolated molecule, and no stress is reported for it.
+
+Many structures run in one ``CHGNet.predict_graph`` call with :func:`evaluate_batch`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import contextlib
 import functools
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-from hetens.families._common import is_local_path, isolated_periodic_copy, package_versions
+from hetens.families._common import is_local_path, is_own_calculator, isolated_periodic_copy, package_versions
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 
@@ -73,6 +76,39 @@ def quiet_prediction():
 def periodic_structure(atoms, model, member: str = "chgnet"):
     """``atoms`` as CHGNet can take it: 3D periodic, images beyond the graph cutoff (see module doc)."""
     return isolated_periodic_copy(atoms, float(model.graph_converter.atom_graph_cutoff), member)
+
+
+def batchable(calculator) -> bool:
+    """Whether ``calculator`` is CHGNet's own calculator or the one :func:`load` makes
+    (a user's subclass may compute differently; a worker is not in this process)."""
+    return is_own_calculator(calculator, "chgnet.model.dynamics", "CHGNetCalculator", _voigt_calculator_class)
+
+
+def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
+    """``CHGNet.predict_graph`` on the frames' crystal graphs, in one call, with the unit
+    conversions of CHGNetCalculator (energy per atom times atoms, stress in GPa times
+    ``stress_weight``); a structure without periodicity is boxed as in :func:`load`.
+
+    Returns:
+        One ``(energy, forces, stress)`` per frame: eV, (N, 3) eV/Å, (3, 3) eV/Å³ (float32).
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    model = calculator.model
+    label = getattr(calculator, "member_label", "chgnet")
+    structures = [AseAtomsAdaptor.get_structure(periodic_structure(atoms, model, label)) for atoms in frames]
+    graphs = [model.graph_converter(structure) for structure in structures]
+    with quiet_prediction():
+        predictions = model.predict_graph(
+            [g.to(calculator.device) for g in graphs], task="efs", batch_size=len(graphs)
+        )
+    if isinstance(predictions, dict):
+        predictions = [predictions]
+    out = []
+    for atoms, pred in zip(frames, predictions):
+        factor = len(atoms) if model.is_intensive else 1
+        out.append((pred["e"] * factor, pred["f"], pred["s"] * calculator.stress_weight))
+    return out
 
 
 @functools.cache

@@ -86,6 +86,11 @@ def versions() -> dict[str, str]:
     return package_versions("fairchem-core", "torch")
 
 
+def elements(calculator) -> None:
+    """``None``: fairchem checkpoints do not list the elements they were trained on (not checked)."""
+    return None
+
+
 _HOW = (
     "Load it once on a connected machine (the facebook/UMA repository is gated: accept its "
     "license on https://huggingface.co/facebook/UMA and run `hf auth login` first)."

@@ -3,15 +3,23 @@
 7net-0, 7net-0_22may2024, 7net-l3i5 and 7net-mf-0 ship inside the sevenn
 wheel; other names download on first use; a local checkpoint path works too.
 Multi-fidelity models take their modal as the head (``7net-mf-0@PBE``).
+Many structures run in one forward pass with :func:`evaluate_batch`.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-from hetens.families._common import deterministic_torch, is_local_path, package_versions, require_download
+from hetens.families._common import (
+    deterministic_torch,
+    is_local_path,
+    is_own_calculator,
+    package_versions,
+    require_download,
+)
 
 _HOST = "github.com"
 
@@ -81,6 +89,51 @@ def elements(calculator) -> frozenset[int] | None:
     """Atomic numbers the checkpoint was trained on: the keys of its type map."""
     type_map = getattr(calculator, "type_map", None)
     return frozenset(int(z) for z in type_map) if type_map else None
+
+
+def batchable(calculator) -> bool:
+    """Whether ``calculator`` is SevenNet's own calculator or the one :func:`load` makes
+    (a user's subclass may compute differently; a worker is not in this process)."""
+    return is_own_calculator(calculator, "sevenn.calculator", "SevenNetCalculator", _deterministic_calculator_class)
+
+
+def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
+    """One forward pass over ``frames``: ``AtomGraphData`` graphs collated as ``sevenn inference``
+    does, outputs split per frame with SevenNetCalculator's sign and Voigt order.
+
+    Returns:
+        One ``(energy, forces, stress)`` per frame: eV, (N, 3) eV/Å, (6,) Voigt eV/Å³ (float32).
+    """
+    import numpy as np
+    import sevenn._keys as KEY
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+
+    graphs = []
+    for atoms in frames:
+        data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, calculator.cutoff, with_shift=False))
+        if calculator.modal:
+            data[KEY.DATA_MODALITY] = calculator.modal
+        graphs.append(data)
+    batch = Batch.from_data_list(graphs).to(calculator.device)
+    model = calculator.model
+    model.set_is_batch_data(True)
+    try:
+        with deterministic_torch(str(calculator.device)):
+            output = model(batch)
+    finally:
+        # The calculator shares this model and expects single-graph mode.
+        model.set_is_batch_data(False)
+    sizes = [len(atoms) for atoms in frames]
+    energies = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
+    forces = np.split(output[KEY.PRED_FORCE].detach().cpu().numpy(), np.cumsum(sizes)[:-1])
+    # Same sign and Voigt reordering (xx yy zz xy yz zx -> xx yy zz yz zx xy) as
+    # SevenNetCalculator.output_to_results.
+    stresses = (
+        (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(frames), 6)[:, [0, 1, 2, 4, 5, 3]]
+    )
+    return list(zip(energies, forces, stresses))
 
 
 @functools.cache

@@ -18,10 +18,30 @@ installed without dependencies (``pip install --no-deps hetens``;
 - :mod:`~hetens.workers.isolated`: :class:`IsolatedCalculator`, the member's ASE calculator;
 - :mod:`~hetens.workers.pool`: threads, concurrent start-up and evaluation for an ensemble.
 
-See docs/workers.md.
+See docs/workers.md. The two names below are imported on first use, so the
+worker program (which runs in every member environment) does not load the
+parent-side client.
 """
 
-from hetens.workers.client import WorkerProcess
-from hetens.workers.isolated import IsolatedCalculator
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["WorkerProcess", "IsolatedCalculator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "IsolatedCalculator":
+        from hetens.workers.isolated import IsolatedCalculator
+
+        return IsolatedCalculator
+    if name == "WorkerProcess":
+        from hetens.workers.client import WorkerProcess
+
+        return WorkerProcess
+    raise AttributeError(f"module 'hetens.workers' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hetens.workers.client import WorkerProcess
+    from hetens.workers.isolated import IsolatedCalculator

@@ -49,7 +49,7 @@ from hetens.workers.protocol import (
     encode,
 )
 
-__all__ = ["WorkerProcess", "DEFAULT_TIMEOUT", "DEFAULT_START_TIMEOUT"]
+__all__ = ["WorkerProcess", "DEFAULT_TIMEOUT", "DEFAULT_START_TIMEOUT", "remote_error"]
 
 log = logging.getLogger("hetens.workers")
 
@@ -222,7 +222,7 @@ class WorkerProcess:
             reply = self._exchange_receive(self.start_timeout, "while loading the model")
             if reply.kind == "error":
                 self.stop()
-                raise _remote_error(self.name, reply, "while loading the model", self.stderr_tail())
+                raise remote_error(self.name, reply, "while loading the model", self.stderr_tail())
             if reply.kind != "ready" or reply.fields.get("protocol") != PROTOCOL_VERSION:
                 self.stop()
                 raise WorkerError(self._mismatch(reply))
@@ -466,7 +466,7 @@ def _with_tail(text: str, tail: list[str]) -> str:
     return text + " Its last stderr lines:\n" + "\n".join(f"    {line}" for line in tail)
 
 
-def _remote_error(name: str, reply: Message, during: str, tail: list[str]) -> BaseException:
+def remote_error(name: str, reply: Message, during: str, tail: list[str]) -> BaseException:
     """The exception a worker reported, as the same hetens error class when it is one."""
     import hetens.errors
 

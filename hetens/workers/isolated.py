@@ -9,7 +9,11 @@ exactly as the member computes them in-process in that environment.
 
 Besides ASE's ``calculate``, the calculator can :meth:`~IsolatedCalculator.submit`
 a structure and :meth:`~IsolatedCalculator.collect` the result later, which
-is how an ensemble runs its isolated members concurrently.
+is how an ensemble runs its isolated members concurrently; a few more
+members (``start``, ``suggest_threads``, ``cpu_threads``,
+``last_compute_seconds``, ``reply_fileno``, ``deadline``) are what
+:mod:`hetens.workers.pool` schedules with. The :class:`WorkerProcess` itself
+(``.worker``) is the calculator's own business.
 """
 
 from __future__ import annotations
@@ -21,21 +25,12 @@ from typing import Any
 
 from ase.calculators.calculator import Calculator, all_changes
 
-from hetens.errors import MemberFailedError, MemberSpecError, WorkerError
-from hetens.workers.client import DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT, WorkerProcess, _remote_error
+from hetens.errors import MemberFailedError, WorkerError
+from hetens.spec import WORKER_OPTIONS, pop_worker_options  # re-exported: defined with the spec grammar
+from hetens.workers.client import DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT, WorkerProcess, remote_error
 from hetens.workers.protocol import Message, atoms_payload, encode, jsonable, payload_info
 
 __all__ = ["IsolatedCalculator", "WORKER_OPTIONS", "pop_worker_options"]
-
-#: Spec options (``@key=value``) that configure the worker process rather
-#: than the model, with their types: ``@python=/envs/x/bin/python@threads=1@timeout=120``.
-WORKER_OPTIONS: dict[str, type] = {
-    "python": str,
-    "threads": int,
-    "timeout": float,
-    "start_timeout": float,
-    "lazy": bool,
-}
 
 _PROPERTIES = ("energy", "free_energy", "forces", "stress")
 
@@ -172,6 +167,52 @@ class IsolatedCalculator(Calculator):
         except WorkerError:
             pass
 
+    # -- scheduling: what an ensemble needs to run its workers together ------------------
+
+    @property
+    def python(self) -> str:
+        """The worker's interpreter (absolute path once resolved)."""
+        return self.worker.python
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker process has been launched (it may still be loading its model)."""
+        return self.worker.started
+
+    def start(self) -> None:
+        """Launch the worker and return at once; :meth:`wait_ready` waits for its model."""
+        self.worker.start()
+
+    def suggest_threads(self, threads: int) -> None:
+        """Use ``threads`` torch threads, unless threads were given or the worker has started."""
+        if self.worker.threads is None and not self.worker.started:
+            self.worker.threads = int(threads)
+
+    @property
+    def cpu_threads(self) -> int | None:
+        """Cores one calculation occupies: 0 on a GPU, the worker's torch threads on a CPU,
+        ``None`` when not known (a CPU worker left at torch's default)."""
+        device = str(self.worker.info.get("device") or self.worker.device)
+        if not device.startswith("cpu"):
+            return 0
+        threads = self.worker.info.get("threads") or self.worker.threads
+        return int(threads) if threads else None
+
+    @property
+    def last_compute_seconds(self) -> float:
+        """Seconds the worker computed on its last structure (0 before the first)."""
+        timing = self.worker.last_timing
+        return float(timing[1]) if timing else 0.0
+
+    def reply_fileno(self) -> int:
+        """File descriptor that becomes readable when the worker's reply arrives (for ``select``)."""
+        return self.worker.reply_fileno()
+
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` by which the structure in flight must be answered (``inf``: none)."""
+        return self.worker.deadline
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -202,7 +243,7 @@ class IsolatedCalculator(Calculator):
     def _results(self, reply: Message) -> dict[str, Any]:
         name = self.worker.name
         if reply.kind == "error":
-            error = _remote_error(name, reply, "while calculating", [])
+            error = remote_error(name, reply, "while calculating", [])
             if isinstance(error, WorkerError):  # not a hetens error: the model's own exception
                 error = MemberFailedError(
                     f"member {name} raised {reply.fields.get('type')} in its worker: "
@@ -220,46 +261,3 @@ class IsolatedCalculator(Calculator):
 
 def _info_key(atoms) -> str:
     return json.dumps(payload_info(atoms.info), default=jsonable, sort_keys=True)
-
-
-def pop_worker_options(options: dict[str, str], spec: str) -> dict[str, Any]:
-    """Remove the :data:`WORKER_OPTIONS` from a spec's ``options`` and convert them.
-
-    Args:
-        options: the spec's ``KEY=VALUE`` options (modified in place).
-        spec: the spec text, for messages.
-
-    Returns:
-        The worker options found, typed (``threads`` int, ``timeout`` float or
-        ``None`` for ``none``, ``lazy`` bool...).
-
-    Raises:
-        MemberSpecError: a value of the wrong form, naming the spec and option.
-    """
-    found: dict[str, Any] = {}
-    for key, kind in WORKER_OPTIONS.items():
-        if key in options:
-            found[key] = _convert(options.pop(key), kind, key, spec)
-    return found
-
-
-def _convert(text: str, kind: type, key: str, spec: str) -> Any:
-    value = text.strip()
-    if kind is str:
-        return value
-    if kind is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise MemberSpecError(f"member spec {spec!r}: option {key}={text!r} must be true or false")
-    if kind is float and value.lower() in ("none", "inf"):
-        return None
-    try:
-        number = kind(value)
-    except ValueError:
-        number = None
-    if number is None or number <= 0:
-        what = "a positive integer" if kind is int else "a positive number of seconds (or none)"
-        raise MemberSpecError(f"member spec {spec!r}: option {key}={text!r} must be {what}")
-    return number

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import os
 import select
-import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from hetens.member import Member
-from hetens.spec import MemberSpec, parse_spec
+from hetens.evaluation import MemberOutput, evaluate_member
+from hetens.spec import as_worker_spec  # re-exported: it lives with the spec grammar
 from hetens.workers.isolated import IsolatedCalculator
+
+if TYPE_CHECKING:
+    from hetens.member import Member
 
 __all__ = [
     "available_cores",
@@ -52,21 +52,6 @@ def worker_members(members: Iterable[Member]) -> list[Member]:
     return [m for m in members if isinstance(m.calculator, IsolatedCalculator)]
 
 
-def as_worker_spec(item: Any, python: str | None = None) -> Any:
-    """A spec that runs in a worker: ``item`` with ``@python=`` added when it has none.
-
-    Members and calculators (already loaded in this process) are returned
-    unchanged: they stay in-process.
-    """
-    if not isinstance(item, (str, MemberSpec)):
-        return item
-    parsed = item if isinstance(item, MemberSpec) else parse_spec(item)
-    if "python" in parsed.options:
-        return parsed
-    options = {**parsed.options, "python": python or sys.executable}
-    return MemberSpec(parsed.family, parsed.model, parsed.head, options)
-
-
 def assign_threads(members: Sequence[Member], cores: int | None = None) -> None:
     """Set the torch threads of workers that have none set and have not started yet.
 
@@ -80,9 +65,7 @@ def assign_threads(members: Sequence[Member], cores: int | None = None) -> None:
     concurrent = len(workers) + (1 if len(workers) < len(members) else 0)
     threads = max(1, (cores or available_cores()) // concurrent)
     for member in workers:
-        worker = member.calculator.worker
-        if worker.threads is None and not worker.started:
-            worker.threads = threads
+        member.calculator.suggest_threads(threads)
 
 
 def start_workers(members: Sequence[Member]) -> None:
@@ -94,7 +77,7 @@ def start_workers(members: Sequence[Member]) -> None:
     """
     workers = [m.calculator for m in worker_members(members)]
     for calc in workers:
-        calc.worker.start()
+        calc.start()
     errors = []
     for calc in workers:
         try:
@@ -107,8 +90,8 @@ def start_workers(members: Sequence[Member]) -> None:
 
 def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force: bool = False,
                      cores: int | None = None, failures: dict[str, Exception] | None = None
-                     ) -> list[tuple[float, np.ndarray, np.ndarray | None] | None]:
-    """:func:`hetens.calculator.evaluate_member` for every member, workers concurrently.
+                     ) -> list[MemberOutput | None]:
+    """:func:`hetens.evaluation.evaluate_member` for every member, workers concurrently.
 
     CPU workers are dispatched so that the torch threads computing at once
     do not exceed ``cores`` (default: :func:`available_cores`; one core is
@@ -122,8 +105,6 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
     at once, unless ``failures`` is given: then the error is stored there
     under the member's name, its result is ``None``, and the others go on.
     """
-    from hetens.calculator import evaluate_member
-
     properties = ["energy", "forces"] + (["stress"] if with_stress else [])
     workers = worker_members(members)
     in_worker = {id(m) for m in workers}
@@ -158,6 +139,10 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
     try:
         if len(workers) > 1 or local:
             dispatch(max(1, cores - (1 if local else 0)))
+        # In-process members, one by one. A family adapter's optional
+        # evaluate_group hook (hetens.families.GroupEvaluation: members of one
+        # family sharing one prepared input) would be called here, for each
+        # family with several local members, before the rest one by one.
         for member in local:
             evaluate(member)
         while running or todo:
@@ -178,26 +163,22 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
 
 
 def _last_compute(member: Member) -> float:
-    timing = member.calculator.worker.last_timing
-    return timing[1] if timing else 0.0
+    return member.calculator.last_compute_seconds
 
 
 def _cpu_threads(member: Member) -> int:
     """Cores a worker's calculation occupies: its torch threads on a CPU, none on a GPU."""
-    worker = member.calculator.worker
-    device = str(worker.info.get("device") or worker.device)
-    if not device.startswith("cpu"):
-        return 0
-    return int(worker.info.get("threads") or worker.threads or available_cores())
+    threads = member.calculator.cpu_threads
+    return available_cores() if threads is None else threads
 
 
 def _first_answer(running: list[Member]) -> Member:
     """The running worker whose reply arrived first (or whose deadline passed first)."""
     if len(running) == 1:
         return running[0]
-    by_fd = {m.calculator.worker.reply_fileno(): m for m in running}
-    earliest = min(running, key=lambda m: m.calculator.worker.deadline)
-    wait = earliest.calculator.worker.deadline - time.monotonic()
+    by_fd = {m.calculator.reply_fileno(): m for m in running}
+    earliest = min(running, key=lambda m: m.calculator.deadline)
+    wait = earliest.calculator.deadline - time.monotonic()
     ready, _, _ = select.select(list(by_fd), [], [], None if wait == float("inf") else max(0.0, wait))
     return by_fd[ready[0]] if ready else earliest
 

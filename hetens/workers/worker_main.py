@@ -11,7 +11,7 @@ Conversation (see :mod:`hetens.workers.protocol`): the parent sends ``load``
 (spec, device, threads); the worker loads the member with
 :func:`hetens.load_member` and answers ``ready`` or ``error``; then each
 ``calculate`` (a structure) gets a ``result`` (energy, forces, stress as
-float64 arrays, computed exactly as :func:`hetens.calculator.evaluate_member`
+float64 arrays, computed exactly as :func:`hetens.evaluation.evaluate_member`
 does in-process) or an ``error``; ``close`` or the end of stdin ends it.
 
 Whatever the model packages print goes to stderr: the protocol owns a
@@ -111,7 +111,7 @@ def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
 def _calculate(member, request) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
-    from hetens.calculator import evaluate_member
+    from hetens.evaluation import evaluate_member
     from hetens.workers.protocol import atoms_from_payload
 
     atoms = atoms_from_payload(request.fields, request.arrays)
