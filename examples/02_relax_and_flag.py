@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     from ase.optimize import BFGS
 
     import hetens
-    from hetens.atomic_io import write_frames_atomic
+    from hetens.io.files import write_frames_atomic
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
 
     out = Path(args.out)

@@ -25,6 +25,7 @@ from hetens.errors import (
     UnsupportedElementError,
 )
 from hetens.evaluation import evaluate_member
+from hetens.io import keys
 from hetens.member import Member, as_member, check_role
 from hetens.spec import MemberSpec, as_worker_spec, parse_spec
 from hetens.validation import (
@@ -53,7 +54,7 @@ DEFAULT_MAX_ENERGY_DEVIATION = 1.0
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
 #: invalidate results (members do not read them).
-INFO_PREFIX = "hetens_"
+INFO_PREFIX = keys.PREFIX
 
 
 def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: bool = False) -> None:
@@ -544,7 +545,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         from hetens import __version__
 
         return {
-            "hetens_version": __version__,
+            keys.VERSION_KEY: __version__,
             "members": [m.provenance() for m in self.members],
             "weights": [float(w) for w in self.weights],
             "roles": self.roles,

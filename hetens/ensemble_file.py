@@ -180,7 +180,7 @@ def write_ensemble_file(calc, path: str | os.PathLike) -> Path:
     """
     import json
 
-    from hetens.atomic_io import atomic_path
+    from hetens.io.files import atomic_path
     from hetens.spec import MemberSpec, parse_spec
 
     missing = [m.name for m in calc.members if not m.spec]

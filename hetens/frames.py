@@ -4,7 +4,8 @@ ASE's writers keep only the property names they know from ``calc.results``
 (energy, forces, stress...) and drop the rest; ``SinglePointCalculator``
 refuses unknown keys. So the ensemble's standard results go into a
 ``SinglePointCalculator`` and hetens' own quantities into ``atoms.info`` /
-``atoms.arrays`` under the ``hetens_`` prefix, which no ASE name uses:
+``atoms.arrays`` under the ``hetens_`` prefix, which no ASE name uses (the
+keys are defined once, in :mod:`hetens.io.keys`):
 
 =========================  ======  ===========================================
 key                        where   meaning
@@ -35,19 +36,21 @@ from typing import Any
 
 import numpy as np
 
+from hetens.io import keys
+
 __all__ = ["INFO_KEYS", "ARRAY_KEYS", "annotate", "read_annotation"]
 
 INFO_KEYS = (
-    "hetens_U",
-    "hetens_max_u",
-    "hetens_energy_std",
-    "hetens_member_energies",
-    "hetens_most_deviating",
-    "hetens_members",
-    "hetens_weights",
-    "hetens_version",
+    keys.U_KEY,
+    keys.MAX_U_KEY,
+    keys.ENERGY_STD_KEY,
+    keys.MEMBER_ENERGIES_KEY,
+    keys.MOST_DEVIATING_KEY,
+    keys.MEMBERS_KEY,
+    keys.WEIGHTS_KEY,
+    keys.VERSION_KEY,
 )
-ARRAY_KEYS = ("hetens_u",)
+ARRAY_KEYS = (keys.ATOMIC_U_KEY,)
 _STANDARD = ("energy", "free_energy", "forces", "stress")
 
 
@@ -99,29 +102,31 @@ def annotate(
         raise TypeError("annotate: with results, give member_names and weights too "
                         "(or call annotate(atoms) to read the ensemble attached as atoms.calc)")
     frame = atoms.copy()
-    for key in [k for k in frame.info if k.startswith("hetens_")]:
+    for key in [k for k in frame.info if k.startswith(keys.PREFIX)]:
         del frame.info[key]
-    for key in [k for k in frame.arrays if k.startswith("hetens_")]:
+    for key in [k for k in frame.arrays if k.startswith(keys.PREFIX)]:
         del frame.arrays[key]
     atomic_u = np.asarray(results["atomic_uncertainty"], dtype=float)
     frame.info.update(
-        hetens_U=float(results["uncertainty"]),
-        hetens_max_u=float(atomic_u.max()) if atomic_u.size else 0.0,
-        hetens_energy_std=float(results["energy_std"]),
-        hetens_member_energies=np.asarray(results["member_energies"], dtype=float),
-        hetens_most_deviating=str(member_names[int(results["most_deviating_member"])]),
-        hetens_members=",".join(member_names),
-        hetens_weights=np.asarray(results.get("member_weights", weights), dtype=float),
-        hetens_version=__version__,
+        {
+            keys.U_KEY: float(results["uncertainty"]),
+            keys.MAX_U_KEY: float(atomic_u.max()) if atomic_u.size else 0.0,
+            keys.ENERGY_STD_KEY: float(results["energy_std"]),
+            keys.MEMBER_ENERGIES_KEY: np.asarray(results["member_energies"], dtype=float),
+            keys.MOST_DEVIATING_KEY: str(member_names[int(results["most_deviating_member"])]),
+            keys.MEMBERS_KEY: ",".join(member_names),
+            keys.WEIGHTS_KEY: np.asarray(results.get("member_weights", weights), dtype=float),
+            keys.VERSION_KEY: __version__,
+        },
         **extra_info,
     )
     if results.get("dropped_members"):
-        frame.info["hetens_dropped"] = ",".join(results["dropped_members"])
+        frame.info[keys.DROPPED_KEY] = ",".join(results["dropped_members"])
     roles = list(results.get("member_roles") or ())
     if "witness" in roles:
-        frame.info["hetens_roles"] = ",".join(roles)
-        frame.info["hetens_predictor_weights"] = np.asarray(results["predictor_weights"], dtype=float)
-    frame.arrays["hetens_u"] = atomic_u
+        frame.info[keys.ROLES_KEY] = ",".join(roles)
+        frame.info[keys.PREDICTOR_WEIGHTS_KEY] = np.asarray(results["predictor_weights"], dtype=float)
+    frame.arrays[keys.ATOMIC_U_KEY] = atomic_u
     standard = {k: results[k] for k in _STANDARD if k in results}
     frame.calc = SinglePointCalculator(frame, **standard)
     return frame

@@ -160,7 +160,7 @@ def _select(name: str, out_dir: str | None = None):
 
 def _calibrate(reference: str, out: str = "w.json"):
     """What ``hetens calibrate --precomputed`` does before fitting: read, check, write."""
-    from hetens.atomic_io import check_output
+    from hetens.io.files import check_output
     from hetens.rescore.calibrate import calibrate, write_weights_file
     from hetens.rescore.precomputed import check_alignment, load_predictions, read_frame_arrays
 

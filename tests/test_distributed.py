@@ -31,7 +31,6 @@ from hetens.calculator import HeterogeneousEnsembleCalculator  # noqa: E402
 from hetens.cli.main import main  # noqa: E402
 from hetens.errors import MemberDroppedWarning  # noqa: E402
 from hetens.distributed import EnsembleSpec, parse_cluster_spec, score_on_cluster  # noqa: E402
-from hetens.distributed import score_precomputed_on_cluster  # noqa: E402
 from hetens.distributed.cluster import jobqueue_arguments, model_friendly_workers  # noqa: E402
 from hetens.distributed.store import ChunkStore, store_folder  # noqa: E402
 from hetens.rescore.score import score_live, score_precomputed  # noqa: E402
@@ -212,23 +211,28 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, inputs, local_byt
     assert not store.exists()
 
 
-def test_cli_on_a_scheduler_address_with_reference(tmp_path, inputs, client, one_thread, sevenn_member,
-                                                   chgnet_member, capsys):
+def test_cli_on_a_scheduler_address_with_reference(tmp_path, inputs, client, one_thread, capsys):
+    """`hetens score` run locally and with --cluster (a scheduler address): the same bytes, the same report.
+
+    Both runs score through :func:`hetens.rescore.live.score_batch`."""
+    common = [
+        "score", inputs[1], "--models", *SPECS, "--device", "cpu", "--index", "::2", "--reference", inputs[1],
+        "--json",
+    ]
     local = tmp_path / "local.extxyz"
-    calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
-    expected = score_live(inputs[1], local, calc, reference=inputs[1], index="::2", progress="off")
+    assert main([*common, "-o", str(local), "--progress", "off"]) == 0
+    expected = json.loads(capsys.readouterr().out)
     out = tmp_path / "scored.extxyz"
     code = main([
-        "score", inputs[1], "-o", str(out), "--models", *SPECS, "--device", "cpu", "--index", "::2",
-        "--reference", inputs[1], "--cluster", client.scheduler.address, "--chunk-size", "16",
-        "--json", "--progress", "log",
+        *common, "-o", str(out), "--cluster", client.scheduler.address, "--chunk-size", "16", "--progress", "log",
     ])
     assert code == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert out.read_bytes() == local.read_bytes()
-    assert report["spearman_rho"] == expected.report["spearman_rho"]
-    assert report["member_force_rmse"] == expected.report["member_force_rmse"]
+    assert report["spearman_rho"] == expected["spearman_rho"]
+    assert report["member_force_rmse"] == expected["member_force_rmse"]
+    assert report["U_quantiles"] == expected["U_quantiles"] and report["n_frames"] == expected["n_frames"] == 35
     assert report["cluster"]["chunks"] == 3  # 35 frames: batches of 16, 16 and 3
     assert "Dask dashboard: http" in captured.err and "3 chunks computed" in captured.err
 
@@ -255,7 +259,8 @@ def test_dropped_members_on_a_cluster_as_locally(tmp_path, client, one_thread, s
 
 
 def test_precomputed_on_a_local_cluster_and_select_reads_it(tmp_path, capsys):
-    """--precomputed through `local:2`; `select` gives the same answer on both outputs."""
+    """`hetens score --precomputed` locally and with `--cluster local:2`: the same bytes (and the
+    Python API's); `select` gives the same answer on both outputs."""
     rng = np.random.default_rng(5)
     base = _frames(150, 3)
     paths = []
@@ -271,14 +276,21 @@ def test_precomputed_on_a_local_cluster_and_select_reads_it(tmp_path, capsys):
         write(paths[-1], frames)
     reference = tmp_path / "dft.extxyz"
     write(reference, base)
-    common = dict(force_rmse=[0.2, 0.3, 0.25], reference=reference, index="5:", keep_member_forces=True)
-    local = score_precomputed(paths, tmp_path / "local.extxyz", progress="off", **common)
-    result = score_precomputed_on_cluster(
-        paths, tmp_path / "cluster.extxyz", cluster="local:2", chunk_size=40, progress="off", **common
-    )
+    common = [
+        "score", "--precomputed", *map(str, paths), "--force-rmse", "0.2", "0.3", "0.25",
+        "--reference", str(reference), "--index", "5:", "--keep-member-forces", "--json", "--progress", "off",
+    ]
+    assert main([*common, "-o", str(tmp_path / "local.extxyz")]) == 0  # `hetens score` here, then on local:2
+    local = json.loads(capsys.readouterr().out)
+    assert main([*common, "-o", str(tmp_path / "cluster.extxyz"), "--cluster", "local:2", "--chunk-size", "40"]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert (tmp_path / "cluster.extxyz").read_bytes() == (tmp_path / "local.extxyz").read_bytes()
-    assert result.report["spearman_rho"] == local.report["spearman_rho"]
-    assert result.report["cluster"]["workers"] == 2 and result.report["cluster"]["chunks"] == 4
+    assert result["spearman_rho"] == local["spearman_rho"] and result["n_frames"] == local["n_frames"] == 145
+    assert result["cluster"]["workers"] == 2 and result["cluster"]["chunks"] == 4
+    python = score_precomputed(paths, tmp_path / "python.extxyz", progress="off", force_rmse=[0.2, 0.3, 0.25],
+                               reference=reference, index="5:", keep_member_forces=True)
+    assert (tmp_path / "python.extxyz").read_bytes() == (tmp_path / "local.extxyz").read_bytes()
+    assert python.report["spearman_rho"] == local["spearman_rho"]
     answers = []
     for name in ("local.extxyz", "cluster.extxyz"):
         assert main(["select", str(tmp_path / name), "--threshold", "0.2", "0.4", "--json"]) == 0

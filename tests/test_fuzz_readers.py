@@ -169,6 +169,14 @@ _HEADER = b'Properties=species:S:1:pos:R:3 pbc="F F F"\nH 0.0 0.0 0.0\n'
 @given(data=mutated())
 @example(data=b"1\nhetens_U=\x00.0 " + _HEADER)  # a U that is not a number (found by CI)
 @example(data=b"2\nProperties=s\tecies:S:1:pos:R:3 pbc=\"F F F\"\nH 0 0 0\nH 0 0 0\n")  # ASE reads 0 atoms
+@example(  # a comment line starting with "=": ASE's parser raised IndexError in the fast reader (found by CI)
+    data=b'3\n="2.0 0.0 0.0 0.0 2.0 0.0 0.0 0.0 2.0" Properties=species:S:1:pos:R:3 pbc="F F F"\n'
+    b'="2.0 0.0 0.0 0.0 2.0 0.0 0.0 0.0 2.0" Properties=species:S:1:pos:R:3 pbc="F F F"\n'
+    b"H        0.00000000       0.00000000       0.00000000\n"
+    b"H        0.00000000       0.00000000       0.00000000\n"
+    b'1\nProperties=species:S:1:pos:R:3 pbc="F F F"\n'
+    b"H        0.00000000       0.00000000       0.00000000\n"
+)
 def test_mutated_extxyz_reads_or_raises_frame_read_error(folder, data):
     path = folder / "fuzzed.extxyz"
     path.write_bytes(data)

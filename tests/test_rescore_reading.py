@@ -75,12 +75,12 @@ def test_missing_file_and_bad_index(tmp_path):
 
 
 def test_chunks_respect_files_frames_and_atoms(trajectory, tmp_path):
-    from hetens.rescore.score import _chunks
+    from hetens.rescore.batches import batches
 
     other = tmp_path / "other.extxyz"
     other.write_text(trajectory.read_text())
     items = list(iter_frames([trajectory, other]))  # 2 files x 7 frames of 2 or 4 atoms
-    sizes = [[len(a) for _, a in chunk] for chunk in _chunks(items, 3, max_atoms=7)]
+    sizes = [[len(a) for _, a in chunk] for chunk in batches(items, 3, max_atoms=7)]
     # Never across files, at most 3 frames, at most 7 atoms unless one frame alone is bigger.
     assert sizes == [[2, 4], [2, 4], [2, 4], [2], [2, 4], [2, 4], [2, 4], [2]]
-    assert [len(c) for c in _chunks(items, 4)] == [4, 3, 4, 3]
+    assert [len(c) for c in batches(items, 4)] == [4, 3, 4, 3]

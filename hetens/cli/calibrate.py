@@ -99,7 +99,7 @@ def _predictions(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.atomic_io import check_output
+    from hetens.io.files import check_output
     from hetens.rescore.calibrate import calibrate, format_calibration, write_weights_file
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
 

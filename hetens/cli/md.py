@@ -280,7 +280,7 @@ def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> 
 
 def check_outputs(structure: Path, outputs: dict[str, Path]) -> None:
     """Before any model loads: every output is writable, none is the input, no two coincide."""
-    from hetens.atomic_io import ensure_writable
+    from hetens.io.files import ensure_writable
 
     seen: dict[Path, str] = {structure.resolve(): "STRUCTURE"}
     for option, path in outputs.items():
@@ -292,15 +292,14 @@ def check_outputs(structure: Path, outputs: dict[str, Path]) -> None:
 
 
 class _Progress:
-    """tqdm bar with the current U on a terminal; a plain line every N steps otherwise."""
+    """MD steps on :class:`hetens.io.progress.Progress`: a bar with the current U on a
+    terminal; a plain line every N steps otherwise."""
 
     def __init__(self, total: int, monitor, every: int, stream) -> None:
-        self.total, self.monitor, self.every, self.stream = total, monitor, every, stream
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
+        from hetens.io.progress import Progress
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.monitor = monitor
+        self.progress = Progress(total, "auto", unit="step", label="", every=every, line=self._line, stream=stream)
 
     def __enter__(self):
         return self
@@ -308,15 +307,15 @@ class _Progress:
     def __call__(self, done: int) -> None:
         last = self.monitor.last
         u = f"{last.uncertainty:.4f}" if last else "-"
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            temp = f"{last.temperature:.0f}K" if last and last.temperature is not None else ""
-            self.bar.set_postfix_str(f"U={u} eV/A {temp}", refresh=False)
-        elif done % self.every == 0 or done == self.total:
-            temp = f"  T {last.temperature:7.1f} K" if last and last.temperature is not None else ""
-            time = f"  t {last.time_fs:8.1f} fs" if last and last.time_fs is not None else ""
-            print(f"step {done:>6}/{self.total}{time}  U {u} eV/A{temp}", file=self.stream, flush=True)
+        temp = f"{last.temperature:.0f}K" if last and last.temperature is not None else ""
+        self.progress.update(done - self.progress.count, postfix=f"U={u} eV/A {temp}")
+
+    def _line(self, progress) -> str:
+        last = self.monitor.last
+        u = f"{last.uncertainty:.4f}" if last else "-"
+        temp = f"  T {last.temperature:7.1f} K" if last and last.temperature is not None else ""
+        time = f"  t {last.time_fs:8.1f} fs" if last and last.time_fs is not None else ""
+        return f"step {progress.count:>6}/{progress.total}{time}  U {u} eV/A{temp}"
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()

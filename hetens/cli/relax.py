@@ -67,7 +67,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.atomic_io import write_frames_atomic
+    from hetens.io.files import write_frames_atomic
     from hetens.cli.md import _StopOnInterrupt, check_monitor_outputs
     from hetens.monitor import plot_log
     from hetens.monitor.relax import check_relax_settings, run_relaxation

@@ -160,7 +160,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Live scoring: inputs readable and the output writable (not an input) before any model loads."""
-    from hetens.atomic_io import check_output
+    from hetens.io.files import check_output
     from hetens.rescore.reading import check_readable, check_selection
 
     for path in args.files:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     with ensemble_from_args(args) as calc:
         summary, frame = single_point(atoms, calc)
     if output is not None:
-        from hetens.atomic_io import write_frames_atomic
+        from hetens.io.files import write_frames_atomic
 
         write_frames_atomic(output, [frame], format="extxyz")
     summary = {"structure": args.structure, "index": args.index} | summary | {

@@ -2,9 +2,10 @@
 
 A :class:`FrameTable` lists the selected frames of one file (index in the
 file, atom count and, for extxyz, the byte span of each frame, so a worker
-reads its frames without scanning the file). :func:`plan_chunks` cuts the
-frames into chunks made of whole model batches: the batches
-:func:`hetens.rescore.score._chunks` forms in a local run (same size, same
+reads its frames without scanning the file; the spans come from the one
+extxyz scanner, :func:`hetens.io.extxyz.scan_extxyz`). :func:`plan_chunks`
+cuts the frames into chunks made of whole model batches: the batches
+:func:`hetens.rescore.batches.batches` forms in a local run (same size, same
 atom limit, same file boundaries), so every frame is evaluated in the same
 model call as locally and the output is the same bit for bit.
 """
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from hetens.errors import FrameReadError
+from hetens.io.extxyz import scan_extxyz
+from hetens.rescore.batches import batches
 from hetens.rescore.reading import FrameSource, is_extxyz, iter_frames, parse_index
 
 __all__ = ["FrameTable", "frame_table", "plan_chunks", "Segment", "chunk_segments", "read_frames", "file_stat"]
@@ -97,20 +100,22 @@ def frame_table(path: str | os.PathLike, index: Any = ":", format: str | None = 
         raise FileNotFoundError(f"input file {label} does not exist")
     selection = parse_index(index)
     if is_extxyz(label, format):
-        offsets, n_atoms = _scan_extxyz(absolute, label)
+        frames = list(scan_extxyz(absolute, binary=True, label=label))
+        offsets, lengths, n_atoms = (
+            np.array([getattr(f, name) for f in frames], dtype=np.int64) for name in ("offset", "length", "n_atoms")
+        )
         total = n_atoms.size
         if isinstance(selection, int):
             rows = np.array([selection % total] if -total <= selection < total else [], dtype=np.int64)
         else:
             rows = np.arange(total, dtype=np.int64)[selection]
-        ends = np.append(offsets[1:], os.path.getsize(absolute))
         known = _indices_known(selection)
         return FrameTable(
             label, absolute, index, format,
             file_index=rows if known else np.full(rows.size, -1, dtype=np.int64),
             n_atoms=n_atoms[rows],
             offset=offsets[rows],
-            length=(ends - offsets)[rows],
+            length=lengths[rows],
         )
     indices, counts = [], []
     for source, atoms in iter_frames(path, index, format):
@@ -127,34 +132,6 @@ def _indices_known(selection) -> bool:
     return (selection.start or 0) >= 0 and (selection.step or 1) > 0
 
 
-def _scan_extxyz(path: str, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """(F,) byte offset and (F,) atom count of every frame, reading only the count lines."""
-    offsets, counts = [], []
-    with open(path, "rb") as handle:
-        for frame in itertools.count():
-            start = handle.tell()
-            line = handle.readline()
-            if not line.strip():
-                break
-            try:
-                natoms = int(line)
-            except ValueError:
-                raise FrameReadError(
-                    f"{label} frame {frame}: expected an atom count on the first line, "
-                    f"got {line.strip()[:60]!r}"
-                ) from None
-            offsets.append(start)
-            counts.append(natoms)
-            for _ in range(natoms + 1):  # the comment line and the atom lines
-                handle.readline()
-            while True:  # lattice vectors of old files (VEC1...), as ASE's reader skips them
-                mark = handle.tell()
-                if not handle.readline().lstrip().startswith(b"VEC"):
-                    handle.seek(mark)
-                    break
-    return np.array(offsets, dtype=np.int64), np.array(counts, dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class Segment:
     """Consecutive frames ``start:stop`` of table ``table`` within a chunk."""
@@ -169,24 +146,22 @@ def plan_chunks(
 ) -> list[tuple[int, int]]:
     """Chunks as ``(first, stop)`` global frame positions, each made of whole local-run batches.
 
-    Batches are those of :func:`hetens.rescore.score._chunks` over all frames
+    Batches are those of :func:`hetens.rescore.batches.batches` over all frames
     of ``tables`` in order; consecutive batches are grouped while a chunk
     holds at most ``chunk_size`` frames (a batch larger than that is a chunk).
     """
-    from hetens.rescore.score import _chunks
-
     if chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1 frame; got {chunk_size}")
 
     def items() -> Iterator[tuple[FrameSource, range]]:
-        # _chunks needs each item's path and length only: a range stands in for the atoms.
+        # batches() needs each item's path and length only: a range stands in for the atoms.
         for table in tables:
             for row in range(table.n_frames):
                 yield FrameSource(table.label, None, row), range(int(table.n_atoms[row]))
 
     chunks: list[tuple[int, int]] = []
     first = position = 0
-    for batch in _chunks(items(), batch_size, max_batch_atoms):
+    for batch in batches(items(), batch_size, max_batch_atoms):
         if position > first and position + len(batch) - first > chunk_size:
             chunks.append((first, position))
             first = position

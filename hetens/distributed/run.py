@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from hetens.atomic_io import ensure_writable
 from hetens.distributed.cluster import ClusterSpec, connect, import_distributed, parse_cluster_spec
 from hetens.distributed.ensemble_spec import EnsembleSpec
 from hetens.distributed.plan import chunk_segments, file_stat, frame_table, plan_chunks
 from hetens.distributed.store import ChunkStore
 from hetens.distributed.tasks import LiveChunk, WritingChunk, run_live_chunk, run_writing_chunk
 from hetens.errors import AlignmentError, FrameReadError
+from hetens.io import keys
+from hetens.io.files import EXTXYZ_SUFFIXES, check_output
+from hetens.io.progress import Progress
 from hetens.rescore.precomputed import DEFAULT_POSITION_TOL
+from hetens.rescore.report import ScoreSummary
 
 __all__ = ["score_on_cluster", "score_precomputed_on_cluster", "DEFAULT_CHUNK_SIZE"]
 
@@ -95,7 +98,7 @@ def score_on_cluster(
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1; got {batch_size}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    _check_output(output, [*paths, reference])
+    check_output(output, [*paths, reference], suffixes=EXTXYZ_SUFFIXES)
     tables = [frame_table(p, index, format) for p in paths]
     total = sum(t.n_frames for t in tables)
     if total == 0:
@@ -123,7 +126,7 @@ def score_on_cluster(
     }
     identity = {
         "kind": "live",
-        "hetens_version": __version__,
+        keys.VERSION_KEY: __version__,
         "inputs": [{"label": t.label, "path": t.path, "stat": file_stat(t.path)} for t in tables],
         "index": str(index),
         "format": format,
@@ -144,24 +147,11 @@ def score_on_cluster(
 
     records, info = _run_chunks(store, len(chunks), task, run_live_chunk, cluster, progress, on_chunk)
     names, weights = _ensemble_of(records)
-    roles = records[min(records)].get("roles")
     store.assemble(output, range(len(chunks)))
-    parts = [store.arrays(i) for i in range(len(chunks))]
-    errors = [_errors_of(p) for p in parts] if ref_table is not None else []
-    from hetens.rescore.score import _result
-
-    result = _result(
-        names,
-        np.asarray(weights),
-        [p["uncertainty"] for p in parts],
-        [p["n_atoms"] for p in parts],
-        [p["energy_std"] for p in parts],
-        errors,
-        Path(output),
-        start,
-        [p["dropped_frames"] for p in parts],
-        roles=roles,
-    )
+    summary = ScoreSummary(names, np.asarray(weights), records[min(records)].get("roles"))
+    for i in range(len(chunks)):
+        summary.add_arrays(store.arrays(i))
+    result = summary.result(Path(output), start)
     return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
 
 
@@ -202,7 +192,7 @@ def score_precomputed_on_cluster(
 
     start = time.perf_counter()
     paths = [str(p) for p in predictions]
-    _check_output(output, [*paths, reference])
+    check_output(output, [*paths, reference], suffixes=EXTXYZ_SUFFIXES)
     cluster_spec = _cluster_spec(cluster)
     scored = score_loaded_predictions(  # as score_precomputed does, on all frames at once
         paths, names=names, weights=weights, force_rmse=force_rmse, reference=reference, index=index,
@@ -216,7 +206,7 @@ def score_precomputed_on_cluster(
     chunks = plan_chunks([template], chunk_size, None, chunk_size)
     identity = {
         "kind": "precomputed",
-        "hetens_version": __version__,
+        keys.VERSION_KEY: __version__,
         "predictions": [{"path": str(Path(p).resolve()), "stat": file_stat(p)} for p in paths],
         "reference": None if reference is None else {"path": template.path, "stat": file_stat(template.path)},
         "names": loaded.names,
@@ -250,15 +240,6 @@ def score_precomputed_on_cluster(
 # ------------------------------------------------------------------ helpers
 
 
-def _check_output(output, inputs) -> None:
-    target = ensure_writable(output)
-    if target.suffix.lower() not in (".xyz", ".extxyz"):
-        raise ValueError(f"output {target} must be an extxyz file (.extxyz or .xyz)")
-    for item in inputs:
-        if item is not None and Path(item).resolve() == target.resolve():
-            raise ValueError(f"output {target} is also the input {item}; give the output another name")
-
-
 def _cluster_spec(cluster: Any) -> ClusterSpec | None:
     """The parsed spec, or ``None`` for a Client given by the caller."""
     if isinstance(cluster, ClusterSpec):
@@ -271,37 +252,6 @@ def _cluster_spec(cluster: Any) -> ClusterSpec | None:
 def _say(progress: str, text: str) -> None:
     if progress != "off":
         print(f"hetens: {text}", file=sys.stderr, flush=True)
-
-
-class _ChunkBar:
-    """A tqdm bar over chunks on a terminal, a line every 30 s otherwise, or nothing."""
-
-    def __init__(self, total: int, done: int, mode: str, interval: float = 30.0):
-        if mode not in ("auto", "bar", "log", "off"):
-            raise ValueError(f"progress must be auto, bar, log or off; got {mode!r}")
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "log"
-        self.mode, self.total, self.done, self.interval = mode, total, done, interval
-        self.start = self.last = time.perf_counter()
-        self.bar = None
-        if mode == "bar":
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="chunk", desc="chunks", file=sys.stderr,
-                            dynamic_ncols=True)
-
-    def update(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.mode == "log" and time.perf_counter() - self.last >= self.interval:
-            self.last = time.perf_counter()
-            print(f"hetens: {self.done}/{self.total} chunks, {time.perf_counter() - self.start:.0f} s",
-                  file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _run_chunks(store, n_chunks, task, function, cluster, progress, on_chunk):
@@ -326,12 +276,12 @@ def _run_chunks(store, n_chunks, task, function, cluster, progress, on_chunk):
         futures = [
             client.submit(function, task(i), key=f"hetens-chunk-{i:06d}-{token}", pure=False) for i in missing
         ]
-        bar = _ChunkBar(n_chunks, len(reused), progress)
+        bar = Progress(n_chunks, progress, unit="chunk", label="scored", initial=len(reused))
         try:
             for future in distributed.as_completed(futures):
                 record = future.result()
                 records[record["chunk"]] = record
-                bar.update()
+                bar.update(1)
                 if on_chunk is not None:
                     on_chunk(record)
         except BaseException as exc:
@@ -358,13 +308,6 @@ def _ensemble_of(records: dict[int, dict[str, Any]]) -> tuple[list[str], list[fl
                 f"chunk {min(records)} by {first['members']} with {first['weights']}; re-run with --restart"
             )
     return list(first["members"]), list(first["weights"])
-
-
-def _errors_of(arrays: dict[str, np.ndarray]):
-    from hetens.rescore.scoring import ReferenceErrors
-
-    prefix = "errors."
-    return ReferenceErrors(**{k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
 
 def _frame_slice(predictions, scores, first: int, stop: int):

@@ -10,7 +10,7 @@ Layout::
         chunk-000007.json        the record: written last, so its presence means "done"
         attempts/chunk-000007.HOST.PID.NS   one empty file per attempt started
 
-Every file is written atomically (:func:`hetens.atomic_io.atomic_path`), so a
+Every file is written atomically (:func:`hetens.io.files.atomic_path`), so a
 killed worker leaves a chunk either complete or absent. The final output is
 the chunks' extxyz files concatenated in order.
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hetens.atomic_io import atomic_path, ensure_writable
+from hetens.io.files import atomic_path, ensure_writable
 
 __all__ = ["ChunkStore", "run_id_of", "store_folder"]
 

@@ -5,11 +5,12 @@ first chunk and keeps it (:func:`cached_ensemble`) for every later chunk:
 one model load per worker process, never one per chunk. Chunks in one
 process run one at a time (the ensemble is not thread-safe).
 
-A chunk is scored by the functions :func:`hetens.rescore.score.score_live`
-uses, batch by batch (:func:`~hetens.rescore.score.predict_frames`,
-:func:`~hetens.rescore.scoring.score_predictions`,
-:func:`hetens.rescore.score._annotated`), on the same batches, so its frames
-are the local run's frames byte for byte.
+A chunk is scored by the step :func:`hetens.rescore.live.score_live` takes,
+:func:`hetens.rescore.live.score_batch` (through
+:func:`~hetens.rescore.live.score_batches`), on the same batches, and written
+with the same :func:`hetens.io.extxyz.frame_text`, so its frames are the
+local run's frames byte for byte. A ``--precomputed`` chunk is annotated by
+:func:`hetens.rescore.output.annotated_frames`, as a local run's frames are.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from hetens.distributed.ensemble_spec import EnsembleSpec
 from hetens.distributed.plan import FrameTable, read_frames
 from hetens.distributed.store import ChunkStore
+from hetens.io.extxyz import frame_text
 
 __all__ = [
     "LiveChunk", "WritingChunk", "run_live_chunk", "run_writing_chunk", "cached_ensemble", "worker_device", "busy",
@@ -149,15 +151,8 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
 
 def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
     """Score the chunk's frames with the worker's ensemble and save them; return the chunk's record."""
-    from hetens.rescore.score import (
-        _annotated,
-        _chunks,
-        _reference_chunk,
-        dropped_counts,
-        predict_frames,
-        score_ensemble_predictions,
-    )
-    from hetens.rescore.scoring import ReferenceErrors
+    from hetens.rescore.live import ReferenceFrames, score_batches
+    from hetens.rescore.report import ScoreSummary
 
     store = ChunkStore(task.store, task.run_id)
     done = store.record(task.chunk)
@@ -170,45 +165,33 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
         calc, load_s = cached_ensemble(task.ensemble, options.get("worker_threads"))
         begin = time.perf_counter()
         items = [item for table in task.tables for item in read_frames(table)]
-        ref_frames = None
+        reference = None
         if task.reference is not None:
-            ref_frames = iter([item for table in task.reference for item in read_frames(table)])
-        texts, u, n_atoms, spread, errors, dropped = [], [], [], [], [], []
-        for batch in _chunks(items, options["batch_size"], options["max_batch_atoms"]):
-            predictions = predict_frames(calc, batch, batched=options["batched"])
-            scores = score_ensemble_predictions(calc, predictions)
-            eps = None
-            if ref_frames is not None:
-                part = _reference_chunk(
-                    ref_frames,
-                    options["reference_label"],
-                    predictions,
-                    scores,
-                    len(batch),
-                    options["reference_energy_key"],
-                    options["reference_forces_key"],
-                    options["position_tol"],
-                )
-                errors.append(part)
-                eps = part.eps
-            for f, (source, atoms) in enumerate(batch):
-                annotated = _annotated(
-                    atoms, source, predictions, scores, f, calc.member_names,
-                    keep_member_forces=options["keep_member_forces"],
-                    eps=None if eps is None else eps[f],
-                )
-                texts.append(frame_text(annotated))
-            u.append(scores.uncertainty)
-            n_atoms.append(predictions.frames.n_atoms)
-            spread.append(scores.energy_std)
-            dropped.append(dropped_counts(predictions))
-        arrays = _summary_arrays(u, n_atoms, spread, ReferenceErrors.concatenate(errors) if errors else None)
-        arrays["dropped_frames"] = np.sum(dropped, axis=0)
+            reference = ReferenceFrames(
+                [item for table in task.reference for item in read_frames(table)],
+                options["reference_label"],
+                energy_key=options["reference_energy_key"],
+                forces_key=options["reference_forces_key"],
+                position_tol=options["position_tol"],
+            )
+        summary = ScoreSummary(calc.member_names, calc.weights, calc.roles)
+        texts = []
+        for scored in score_batches(
+            calc,
+            items,
+            batch_size=options["batch_size"],
+            max_batch_atoms=options["max_batch_atoms"],
+            batched=options["batched"],
+            keep_member_forces=options["keep_member_forces"],
+            reference=reference,
+        ):
+            texts.extend(frame_text(atoms) for atoms in scored.annotated())
+            summary.add(scored.predictions, scored.scores, scored.errors, scored.dropped)
         compute_s = time.perf_counter() - begin
         record = store.save(
             task.chunk,
             "".join(texts),
-            arrays,
+            summary.arrays(),
             {
                 "frames": len(items),
                 "members": calc.member_names,
@@ -223,8 +206,7 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
 
 def run_writing_chunk(task: WritingChunk) -> dict[str, Any]:
     """Annotate the template's frames with the driver's scores and save them (``--precomputed``)."""
-    from hetens.errors import AlignmentError
-    from hetens.rescore.score import _annotated
+    from hetens.rescore.output import annotated_frames
 
     store = ChunkStore(task.store, task.run_id)
     done = store.record(task.chunk)
@@ -233,48 +215,17 @@ def run_writing_chunk(task: WritingChunk) -> dict[str, Any]:
     with _LOCK:
         store.mark_attempt(task.chunk)
         start = time.perf_counter()
-        predictions, scores = task.predictions, task.scores
         items = [item for table in task.tables for item in read_frames(table)]
-        texts = []
-        for f, (source, atoms) in enumerate(items):
-            if f >= predictions.n_frames or len(atoms) != predictions.frames.n_atoms[f]:
-                raise AlignmentError(f"{source} does not match the frames read before; was the file changed?")
-            annotated = _annotated(
-                atoms, source, predictions, scores, f, predictions.names,
-                keep_member_forces=task.keep_member_forces,
-                eps=None if task.eps is None else task.eps[f],
-            )
-            texts.append(frame_text(annotated))
+        frames = annotated_frames(
+            items, task.predictions, task.scores, keep_member_forces=task.keep_member_forces, eps=task.eps
+        )
         record = store.save(
             task.chunk,
-            "".join(texts),
-            {"uncertainty": scores.uncertainty},
+            "".join(frame_text(atoms) for atoms in frames),
+            {"uncertainty": task.scores.uncertainty},
             {"frames": len(items), **_where_and_when(0.0, time.perf_counter() - start, start)},
         )
     return record
-
-
-def frame_text(atoms) -> str:
-    """One frame as the local run's output holds it (``write_extxyz`` of that frame alone)."""
-    import io
-
-    from ase.io.extxyz import write_extxyz
-
-    buffer = io.StringIO()
-    write_extxyz(buffer, [atoms])
-    return buffer.getvalue()
-
-
-def _summary_arrays(u, n_atoms, spread, errors) -> dict[str, np.ndarray]:
-    arrays = {
-        "uncertainty": np.concatenate(u),
-        "n_atoms": np.concatenate(n_atoms),
-        "energy_std": np.concatenate(spread),
-    }
-    if errors is not None:
-        for name, value in vars(errors).items():
-            arrays[f"errors.{name}"] = value
-    return arrays
 
 
 def _where_and_when(load_s: float, compute_s: float, start: float) -> dict[str, Any]:

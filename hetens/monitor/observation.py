@@ -206,9 +206,11 @@ def annotate_state(atoms, results, calc, step: int, time_fs: float | None, **ext
     """
     from hetens.frames import annotate
 
-    extra: dict[str, Any] = {"hetens_step": int(step)}
+    from hetens.io.keys import STEP_KEY, TIME_FS_KEY
+
+    extra: dict[str, Any] = {STEP_KEY: int(step)}
     if time_fs is not None:
-        extra["hetens_time_fs"] = float(time_fs)
+        extra[TIME_FS_KEY] = float(time_fs)
     extra.update(extra_info)
     frame = annotate(atoms, results, calc.member_names, calc.weights, **extra)
     for key in [k for k in frame.info if k in frame.calc.results]:

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from hetens.atomic_io import append_frame, ensure_writable, sync_handle, write_frames_atomic
+from hetens.io.files import append_frame, ensure_writable, sync_handle, write_frames_atomic
 from hetens.errors import UncertaintyHalt
 from hetens.monitor.csvlog import CELL_COLUMNS, COLUMNS, format_row
 from hetens.monitor.observation import DynamicsView, Observation, annotate_state, underlying_atoms

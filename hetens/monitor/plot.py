@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hetens.atomic_io import atomic_path
+from hetens.io.files import atomic_path
 from hetens.monitor.csvlog import read_log
 
 __all__ = ["plot_log", "log_figure"]

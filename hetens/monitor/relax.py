@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from hetens.io.keys import U_KEY
 from hetens.monitor.run import RunOutcome
 
 __all__ = ["OPTIMIZERS", "Relaxation", "make_optimizer", "run_relaxation"]
@@ -101,7 +102,7 @@ class Relaxation:
         return self.outcome.as_dict() | {
             "fmax": float(self.fmax),
             "energy": float(self.frame.get_potential_energy()),
-            "U": float(self.frame.info["hetens_U"]),
+            "U": float(self.frame.info[U_KEY]),
             "volume": self.volume,
             "pressure_GPa": self.pressure_GPa,
         }

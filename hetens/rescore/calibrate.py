@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from hetens.atomic_io import atomic_path
+from hetens.io import keys
+from hetens.io.files import atomic_path
 from hetens.rescore.arrays import FrameArrays, PredictionSet
 from hetens.rescore.metrics import conformal_factor, coverage, energy_rmse, force_rmse, spearman, split_frames
 from hetens.rescore.scoring import reference_errors, score_predictions
@@ -111,7 +112,7 @@ class CalibrationResult:
             "n_atoms": self.n_atoms,
             "reference": self.reference,
             "sources": dict(self.sources),
-            "hetens_version": __version__,
+            keys.VERSION_KEY: __version__,
         }
 
 

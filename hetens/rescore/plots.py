@@ -67,7 +67,7 @@ def _figure(width: float = 5.2, height: float = 4.2):
 
 
 def _save(figure, path: str | os.PathLike) -> Path:
-    from hetens.atomic_io import atomic_path
+    from hetens.io.files import atomic_path
 
     target = Path(path)
     with atomic_path(target) as tmp:
@@ -258,6 +258,7 @@ def load_plot_data(
     definition: ``max_i |F_ref[i] - F[i]|`` with F the frame's forces (those
     hetens returned).
     """
+    from hetens.io.keys import EPS_KEY, MAX_U_KEY, U_KEY
     from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
     paths = list(scored)
@@ -268,12 +269,12 @@ def load_plot_data(
         items = ((s, len(a), {**a.info, "_atoms": a}) for s, a in iter_frames(paths, index))
     frames = []
     for source, natoms, info in items:
-        if "hetens_U" not in info:
-            raise FrameReadError(f"{source} has no hetens_U; plot reads files written by 'hetens score'")
-        u.append(info_float(info, "hetens_U", source))
-        max_u.append(info_float(info, "hetens_max_u", source, default=np.nan))
+        if U_KEY not in info:
+            raise FrameReadError(f"{source} has no {U_KEY}; plot reads files written by 'hetens score'")
+        u.append(info_float(info, U_KEY, source))
+        max_u.append(info_float(info, MAX_U_KEY, source, default=np.nan))
         n_atoms.append(natoms)
-        eps.append(info_float(info, "hetens_eps", source, default=np.nan))
+        eps.append(info_float(info, EPS_KEY, source, default=np.nan))
         if "_atoms" in info:
             frames.append(info["_atoms"])
     eps_array = np.asarray(eps, dtype=float)

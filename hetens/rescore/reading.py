@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hetens.errors import FrameReadError
+from hetens.io.extxyz import ExtxyzFrame, not_text_error, scan_extxyz  # noqa: F401 (not_text_error: kept importable here)
 
 __all__ = [
     "FrameSource",
@@ -110,7 +111,7 @@ def check_readable(path: str | os.PathLike, *, scan: bool = False, format: str |
     if path.stat().st_size == 0:
         raise FrameReadError(f"{path}: the file is empty (0 bytes); expected structures")
     if scan and is_extxyz(path, format):
-        for _ in _extxyz_headers(path):
+        for _ in scan_extxyz(path):
             pass
     return path
 
@@ -169,13 +170,13 @@ def iter_frames(
             yield source, atoms
 
 
-def _check_atom_count(source: FrameSource, atoms, header: tuple[int, int, str] | None) -> None:
+def _check_atom_count(source: FrameSource, atoms, header: ExtxyzFrame | None) -> None:
     """Raise unless ASE read as many atoms as the frame's header line announces."""
     if header is None:
         raise FrameReadError(f"cannot read {source}: ASE read a frame that the file's atom-count lines do not show")
-    if header[1] != len(atoms):
+    if header.n_atoms != len(atoms):
         raise FrameReadError(
-            f"cannot read {source}: it announces {header[1]} atoms but ASE read {len(atoms)}; "
+            f"cannot read {source}: it announces {header.n_atoms} atoms but ASE read {len(atoms)}; "
             "is the Properties= field of its comment line intact?"
         )
 
@@ -230,7 +231,7 @@ def count_frames(path: str | os.PathLike, index: Any = ":", format: str | None =
     selection = parse_index(index)
     try:
         if is_extxyz(path, format):
-            total = sum(1 for _ in _extxyz_headers(path))
+            total = sum(1 for _ in scan_extxyz(path))
         elif (format or path.suffix.lstrip(".")) == "traj":
             from ase.io.trajectory import Trajectory
 
@@ -282,54 +283,6 @@ def check_selection(path: str | os.PathLike, index: Any = ":", format: str | Non
         raise no_frame_error(path, index, format, total=total)
 
 
-def not_text_error(path: str | os.PathLike, exc: UnicodeDecodeError, data: bytes | None = None) -> FrameReadError:
-    """The :class:`FrameReadError` for a file that is not UTF-8 text (names the byte and line)."""
-    if data is None:
-        with open(path, "rb") as handle:
-            data = handle.read(exc.start + 1) if exc.start < 1 << 30 else b""
-    line = data[: exc.start].count(b"\n") + 1
-    return FrameReadError(
-        f"{path}: byte {exc.start} (line {line}) is not UTF-8 text ({exc.reason}); is it an extxyz file?"
-    )
-
-
-def _extxyz_headers(path: Path) -> Iterator[tuple[int, int, str]]:
-    """Yield ``(frame index, atom count, comment line)`` of each extxyz frame, skipping atom lines."""
-    try:
-        yield from _extxyz_headers_text(path)
-    except UnicodeDecodeError as exc:
-        raise not_text_error(path, exc) from None
-
-
-def _extxyz_headers_text(path: Path) -> Iterator[tuple[int, int, str]]:
-    with open(path, encoding="utf-8") as handle:
-        for frame in itertools.count():
-            line = handle.readline()
-            if not line.strip():
-                if any(rest.strip() for rest in handle):
-                    raise FrameReadError(
-                        f"{path} frame {frame}: expected an atom count on the first line, got a blank line"
-                    )
-                return
-            try:
-                natoms = int(line)
-            except ValueError:
-                raise FrameReadError(
-                    f"{path} frame {frame}: expected an atom count on the first line, "
-                    f"got {line.strip()[:60]!r}"
-                ) from None
-            if natoms < 0:
-                raise FrameReadError(f"{path} frame {frame}: negative atom count {natoms}")
-            comment = handle.readline()
-            found = sum(1 for _ in itertools.islice(handle, natoms))
-            if found < natoms or not comment:
-                raise FrameReadError(
-                    f"{path} frame {frame} is cut short: it announces {natoms} atoms but the file "
-                    f"ends after {found} atom lines"
-                )
-            yield frame, natoms, comment
-
-
 def _forward_range(selection: slice | int) -> tuple[int, int | None, int] | None:
     """``(start, stop, step)`` when the selection can be decided frame by frame, else ``None``."""
     if isinstance(selection, int):
@@ -340,15 +293,15 @@ def _forward_range(selection: slice | int) -> tuple[int, int | None, int] | None
     return None
 
 
-def _selected_headers(path: Path, selection: slice | int) -> Iterable[tuple[int, int, str]]:
-    """The :func:`_extxyz_headers` of the selected frames, in the order ASE reads them."""
+def _selected_headers(path: Path, selection: slice | int) -> Iterable[ExtxyzFrame]:
+    """The :func:`~hetens.io.extxyz.scan_extxyz` frames of the selection, in the order ASE reads them."""
     forward = _forward_range(selection)
     if forward is not None:
         start, stop, step = forward
-        within = itertools.takewhile(lambda h: stop is None or h[0] < stop, _extxyz_headers(path))
-        return (h for h in within if h[0] >= start and (h[0] - start) % step == 0)
+        within = itertools.takewhile(lambda h: stop is None or h.index < stop, scan_extxyz(path))
+        return (h for h in within if h.index >= start and (h.index - start) % step == 0)
     # negative indices or steps: ASE's slicing semantics on the list of headers
-    every = list(_extxyz_headers(path))
+    every = list(scan_extxyz(path))
     return [every[selection]] if isinstance(selection, int) else every[selection]
 
 
@@ -366,7 +319,8 @@ def scan_extxyz_info(
 
     path = Path(path)
     check_readable(path)
-    for position, (frame, natoms, comment) in enumerate(_selected_headers(path, parse_index(index))):
+    for position, header in enumerate(_selected_headers(path, parse_index(index))):
+        frame, natoms, comment = header.index, header.n_atoms, header.comment
         try:
             info = key_val_str_to_dict(comment.strip()) if comment.strip() else {}
         except Exception as exc:

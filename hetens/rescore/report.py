@@ -14,11 +14,18 @@ keyed by member name, ``ensemble_force_rmse``, ``ensemble_energy_rmse`` and
 energies) are ``null``. When members were dropped from some frames
 (``on_member_error="drop"``): ``dropped_frames`` (name -> frames it gave no
 results for), and each member's RMSEs cover the frames it gave results for.
+
+:class:`ScoreSummary` gathers, batch by batch, the few numbers per frame the
+summary needs (the same locally and from a cluster's chunks) and makes the
+run's :class:`ScoreResult`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +33,106 @@ import numpy as np
 from hetens.rescore.metrics import energy_rmse, force_rmse, quantiles, spearman
 from hetens.rescore.scoring import ReferenceErrors
 
-__all__ = ["build_report", "format_report"]
+__all__ = ["build_report", "format_report", "ScoreResult", "ScoreSummary"]
+
+
+@dataclass
+class ScoreResult:
+    """What a scoring run produced.
+
+    Attributes:
+        report: the summary (see :func:`build_report`), JSON-ready.
+        output: the written file, or ``None``.
+        uncertainty: (F,) U per frame, eV/Å.
+        n_atoms: (F,) atom counts.
+        elapsed_s: wall time of the run, s.
+        notes: lines for the user (members left out...).
+    """
+
+    report: dict[str, Any]
+    output: Path | None
+    uncertainty: np.ndarray
+    n_atoms: np.ndarray
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+class ScoreSummary:
+    """The per-frame numbers of a run, gathered part by part, and the :class:`ScoreResult` they make.
+
+    A part is a batch (live scoring), all frames (``--precomputed``) or a
+    cluster chunk (:meth:`arrays` saved by the worker, :meth:`add_arrays`
+    in the driver). Memory: three numbers per frame, plus the reference
+    errors when there are any.
+
+    Args:
+        names: (M,) member names.
+        weights: (M,) normalised weights.
+        roles: (M,) member roles, or ``None``.
+    """
+
+    _ERRORS = "errors."
+
+    def __init__(self, names: Sequence[str], weights, roles: Sequence[str] | None = None):
+        self.names, self.weights, self.roles = list(names), np.asarray(weights), roles
+        self.uncertainty: list[np.ndarray] = []
+        self.n_atoms: list[np.ndarray] = []
+        self.energy_std: list[np.ndarray] = []
+        self.errors: list[ReferenceErrors] = []
+        self.dropped: list[np.ndarray] = []
+
+    @property
+    def n_frames(self) -> int:
+        return int(sum(part.size for part in self.uncertainty))
+
+    def add(self, predictions, scores, errors: ReferenceErrors | None = None, dropped=None) -> None:
+        """One part: its ``PredictionSet``, ``EnsembleScores``, reference errors and (M,) dropped-frame counts."""
+        self.uncertainty.append(scores.uncertainty)
+        self.n_atoms.append(predictions.frames.n_atoms)
+        self.energy_std.append(scores.energy_std)
+        if errors is not None:
+            self.errors.append(errors)
+        if dropped is not None:
+            self.dropped.append(np.asarray(dropped))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The parts joined, as named arrays (what a cluster chunk saves)."""
+        arrays = {
+            "uncertainty": np.concatenate(self.uncertainty),
+            "n_atoms": np.concatenate(self.n_atoms),
+            "energy_std": np.concatenate(self.energy_std),
+        }
+        if self.errors:
+            for name, value in vars(ReferenceErrors.concatenate(self.errors)).items():
+                arrays[f"{self._ERRORS}{name}"] = value
+        if self.dropped:
+            arrays["dropped_frames"] = np.sum(self.dropped, axis=0)
+        return arrays
+
+    def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """One part saved by :meth:`arrays`."""
+        self.uncertainty.append(arrays["uncertainty"])
+        self.n_atoms.append(arrays["n_atoms"])
+        self.energy_std.append(arrays["energy_std"])
+        errors = {k[len(self._ERRORS):]: v for k, v in arrays.items() if k.startswith(self._ERRORS)}
+        if errors:
+            self.errors.append(ReferenceErrors(**errors))
+        if "dropped_frames" in arrays:
+            self.dropped.append(arrays["dropped_frames"])
+
+    def result(self, output: Path | None, start: float) -> ScoreResult:
+        """The :class:`ScoreResult` of a run that began at ``start`` (``time.perf_counter``) and wrote ``output``."""
+        u = np.concatenate(self.uncertainty) if self.uncertainty else np.zeros(0)
+        n_atoms = np.concatenate(self.n_atoms) if self.n_atoms else np.zeros(0, dtype=np.int64)
+        errors = ReferenceErrors.concatenate(self.errors) if self.errors else None
+        dropped = np.sum(self.dropped, axis=0) if self.dropped else None
+        energy_std = np.concatenate(self.energy_std) if self.energy_std else []
+        report = build_report(self.names, self.weights, u, n_atoms, energy_std, errors, dropped, roles=self.roles)
+        elapsed = time.perf_counter() - start
+        report["elapsed_s"] = round(elapsed, 3)
+        report["frames_per_s"] = round(u.size / elapsed, 3) if elapsed > 0 else None
+        report["output"] = str(output) if output else None
+        return ScoreResult(report=report, output=output, uncertainty=u, n_atoms=n_atoms, elapsed_s=elapsed)
 
 
 def _finite_or_none(value: float) -> float | None:

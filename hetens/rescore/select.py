@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from hetens.atomic_io import atomic_path
 from hetens.errors import FrameReadError
+from hetens.io.files import atomic_path
+from hetens.io.keys import LABEL_SOURCE_KEY, MEMBER_ENERGIES_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, MEMBERS_KEY, U_KEY
 from hetens.rescore.metrics import dft_fractions
+from hetens.rescore.output import unpack_member_forces
 from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
-from hetens.rescore.score import MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, unpack_member_forces
 
 __all__ = ["SelectionResult", "select_frames", "read_scored_u", "threshold_folder", "LABEL_SOURCE_KEY"]
 
-LABEL_SOURCE_KEY = "hetens_label_source"
 UMLIP_FILE = "umlip_labelled.extxyz"
 DFT_FILE = "needs_dft.extxyz"
 
@@ -62,11 +62,11 @@ def threshold_folder(out_dir: str | os.PathLike, threshold: float) -> Path:
 
 
 def _u_of(info: dict, source) -> float:
-    if "hetens_U" not in info:
+    if U_KEY not in info:
         raise FrameReadError(
-            f"{source} has no hetens_U; select reads files written by 'hetens score' (score this file first)"
+            f"{source} has no {U_KEY}; select reads files written by 'hetens score' (score this file first)"
         )
-    return info_float(info, "hetens_U", source)
+    return info_float(info, U_KEY, source)
 
 
 def read_scored_u(paths: Sequence[str | os.PathLike], index: Any = ":") -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +97,7 @@ def _relabel(atoms, source, label_source: str):
             )
         frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
         return frame
-    members = str(atoms.info.get("hetens_members", "")).split(",")
+    members = str(atoms.info.get(MEMBERS_KEY, "")).split(",")
     if label_source not in members:
         raise ValueError(
             f"--label-source {label_source!r} is not a member of the ensemble that scored {source}; "
@@ -109,7 +109,7 @@ def _relabel(atoms, source, label_source: str):
             "rescore with 'hetens score --keep-member-forces'"
         )
     m = members.index(label_source)
-    energies = np.atleast_1d(np.asarray(atoms.info["hetens_member_energies"], dtype=float))
+    energies = np.atleast_1d(np.asarray(atoms.info[MEMBER_ENERGIES_KEY], dtype=float))
     results = {
         "energy": float(energies[m]),
         "free_energy": float(energies[m]),

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from hetens.errors import WorkerError, WorkerTimeoutError
+from hetens.io import keys
 from hetens.workers.protocol import (
     PREFIX_SIZE,
     PROTOCOL_VERSION,
@@ -368,7 +369,7 @@ class WorkerProcess:
     def _mismatch(self, reply: Message) -> str:
         from hetens import __version__
 
-        theirs = reply.fields.get("hetens_version", "unknown")
+        theirs = reply.fields.get(keys.VERSION_KEY, "unknown")
         return (f"member {self.name}: the worker under {self.python} speaks worker protocol "
                 f"{reply.fields.get('protocol')} (hetens {theirs}), this process protocol "
                 f"{PROTOCOL_VERSION} (hetens {__version__}). Install the same hetens there: "

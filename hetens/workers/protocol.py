@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from hetens.io import keys
+
 __all__ = [
     "PROTOCOL_VERSION",
     "Message",
@@ -151,7 +153,7 @@ def write_message(stream: BinaryIO, kind: str, fields: Mapping[str, Any] | None 
 
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations and do not travel.
-_INFO_PREFIX = "hetens_"
+_INFO_PREFIX = keys.PREFIX
 _STRUCTURE_ARRAYS = ("numbers", "positions")
 
 

@@ -91,11 +91,12 @@ def _load(fields: dict[str, Any]):
 
 def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
     from hetens import __version__
+    from hetens.io import keys
 
     torch = sys.modules.get("torch")
     return {
         "protocol": protocol,
-        "hetens_version": __version__,
+        keys.VERSION_KEY: __version__,
         "pid": os.getpid(),
         "python": sys.executable,
         "python_version": sys.version.split()[0],
