@@ -4,12 +4,18 @@ One job per module:
 
 - :mod:`~hetens.rescore.reading`: stream frames from any ASE-readable file.
 - :mod:`~hetens.rescore.arrays`: frames and member predictions as flat arrays.
-- :mod:`~hetens.rescore.precomputed`: read prediction files fast, check alignment.
+- :mod:`~hetens.rescore.precomputed`: read prediction files, check alignment.
+- :mod:`~hetens.rescore.batches`: the one rule cutting frames into model batches.
 - :mod:`~hetens.rescore.batched`: evaluate a member on many structures at once.
+- :mod:`~hetens.rescore.predict`: every member on a batch of frames.
 - :mod:`~hetens.rescore.scoring`: U and the ensemble results for many frames (vectorised).
+- :mod:`~hetens.rescore.output`: what a scored frame holds; the annotation step.
 - :mod:`~hetens.rescore.metrics`: RMSE, Spearman rho, conformal factors, DFT fractions.
-- :mod:`~hetens.rescore.report`: the score summary.
-- :mod:`~hetens.rescore.score`: ``hetens score`` (live and precomputed).
+- :mod:`~hetens.rescore.report`: the score summary and :class:`ScoreResult`.
+- :mod:`~hetens.rescore.live`: ``hetens score`` with live members, and the one
+  scoring step local and cluster runs take (``score_batch``).
+- :mod:`~hetens.rescore.precomputed_scoring`: ``hetens score --precomputed``.
+- :mod:`~hetens.rescore.score`: the scoring names of both, importable in one place.
 - :mod:`~hetens.rescore.calibrate`: ``hetens calibrate``.
 - :mod:`~hetens.rescore.select`: ``hetens select``.
 - :mod:`~hetens.rescore.plots`: ``hetens plot`` (matplotlib imported on use).
@@ -24,8 +30,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "score_live": "hetens.rescore.score",
-    "score_precomputed": "hetens.rescore.score",
+    "score_live": "hetens.rescore.live",
+    "score_precomputed": "hetens.rescore.precomputed_scoring",
     "load_predictions": "hetens.rescore.precomputed",
     "read_frame_arrays": "hetens.rescore.precomputed",
     "write_weights_file": "hetens.rescore.calibrate",

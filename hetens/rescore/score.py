@@ -17,55 +17,13 @@ of its job:
 
 from __future__ import annotations
 
-from hetens.rescore.live import (
-    ReferenceFrames,
-    ScoredBatch,
-    score_batch,
-    score_batches,
-    score_ensemble_predictions,
-    score_live,
-)
-from hetens.rescore.output import (
-    EPS_KEY,
-    MEMBER_FORCES_KEY,
-    MEMBER_STRESSES_KEY,
-    SOURCE_KEY,
-    annotated_frames,
-    pack_member_forces,
-    unpack_member_forces,
-)
-from hetens.rescore.precomputed_scoring import (
-    ScoredPredictions,
-    resolve_member_weights,
-    score_loaded_predictions,
-    score_precomputed,
-    write_precomputed,
-)
-from hetens.rescore.predict import dropped_counts, predict_file, predict_frames
+from hetens.rescore import live, output, precomputed_scoring, predict
+from hetens.rescore.live import *  # noqa: F403
+from hetens.rescore.output import *  # noqa: F403
+from hetens.rescore.precomputed_scoring import *  # noqa: F403
+from hetens.rescore.predict import *  # noqa: F403
 from hetens.rescore.report import ScoreResult, ScoreSummary
 
 __all__ = [
-    "ScoreResult",
-    "ScoreSummary",
-    "score_live",
-    "score_batch",
-    "score_batches",
-    "ScoredBatch",
-    "ReferenceFrames",
-    "score_precomputed",
-    "score_loaded_predictions",
-    "ScoredPredictions",
-    "write_precomputed",
-    "predict_frames",
-    "predict_file",
-    "dropped_counts",
-    "resolve_member_weights",
-    "score_ensemble_predictions",
-    "annotated_frames",
-    "pack_member_forces",
-    "unpack_member_forces",
-    "MEMBER_FORCES_KEY",
-    "MEMBER_STRESSES_KEY",
-    "EPS_KEY",
-    "SOURCE_KEY",
+    *live.__all__, *predict.__all__, *precomputed_scoring.__all__, *output.__all__, "ScoreResult", "ScoreSummary"
 ]
