@@ -3,7 +3,11 @@
 This is the ensemble's whole arithmetic, kept apart from ASE plumbing (as
 ASE's ``Mixer`` is apart from ``LinearCombinationCalculator``): the
 calculator, the rescorer and the precomputed-prediction reader all call
-:func:`combine_predictions`.
+:func:`combine_predictions`. It also keeps the books of a dropped member
+(``present``): the survivors' weights renormalised, NaN rows in the member
+arrays, member indices over the whole ensemble. :func:`stack_member_outputs`
+turns the members' ``(energy, forces, stress)`` outputs, ``None`` for a
+dropped one, into the arrays it takes.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from hetens.uncertainty import (
     atomic_uncertainty,
     energy_spread,
     member_max_deviation,
+    uncertainty_from_deviations,
     weighted_mean,
 )
 from hetens.weights import normalise_weights
 
-__all__ = ["combine_predictions", "predictor_mask", "ENSEMBLE_RESULT_KEYS"]
+__all__ = ["combine_predictions", "predictor_mask", "stack_member_outputs", "ENSEMBLE_RESULT_KEYS"]
 
 #: Keys of hetens' own quantities in ``calc.results`` (beside energy/forces/stress).
 ENSEMBLE_RESULT_KEYS = (
@@ -46,12 +51,21 @@ def combine_predictions(
     member_stresses=None,
     *,
     predictors=None,
+    present=None,
 ) -> dict[str, Any]:
     """Weighted means, U and its companions for one structure.
 
     Members are predictors (their weighted mean is the returned energy,
     forces and stress) or witnesses (their forces enter U only; see
     docs/witnesses.md). U and its companions are over every member.
+
+    Members left out by ``present`` (dropped: they failed on this structure)
+    enter nothing: the results are exactly those of the present members
+    alone, their weights renormalised, and are then laid out over all M
+    members, with NaN rows in ``member_energies``, ``member_forces``,
+    ``member_stresses`` and ``member_max_deviation``, weight 0 in
+    ``member_weights`` and ``predictor_weights``, and
+    ``most_deviating_member`` an index into all M.
 
     Args:
         member_energies: (M,) energies in eV (a witness's energy is kept in
@@ -64,6 +78,11 @@ def combine_predictions(
         predictors: (M,) bool mask, True for predictors; ``None`` means every
             member is a predictor (the paper's ensemble; exactly the numbers
             of an all-True mask).
+        present: (M,) bool mask, True for the members that gave results;
+            ``None`` means all (exactly the numbers of an all-True mask). The
+            rows of absent members in the inputs are not read (NaN is fine).
+            At least one present member, and one present predictor, is
+            required.
 
     Returns:
         A dict with ASE's ``energy``, ``free_energy`` (eV), ``forces`` (N, 3)
@@ -83,6 +102,43 @@ def combine_predictions(
         raise ValueError(
             f"member_forces must have shape (M={n_members}, N, 3); got {forces.shape}"
         )
+    stresses = None
+    if member_stresses is not None:
+        stresses = np.asarray(member_stresses, dtype=float)
+        if stresses.shape != (n_members, 6):
+            raise ValueError(
+                f"member_stresses must have shape (M={n_members}, 6) in Voigt order; got {stresses.shape}"
+            )
+    keep = _present_mask(present, n_members)
+    if keep.all():
+        return _combine(energies, forces, weights, stresses, predictors)
+    kept = np.flatnonzero(keep)
+    mask = predictor_mask(predictors, n_members) if predictors is not None else None
+    if mask is not None and not mask[kept].any():
+        raise ValueError("no present member is a predictor; witnesses alone make no prediction")
+    results = _combine(
+        energies[kept],
+        forces[kept],
+        None if weights is None else np.asarray(weights, dtype=float)[kept],
+        None if stresses is None else stresses[kept],
+        None if mask is None else mask[kept],
+    )
+    for key in ("member_energies", "member_forces", "member_stresses", "member_max_deviation"):
+        if key in results:
+            full = np.full((n_members, *results[key].shape[1:]), np.nan)
+            full[kept] = results[key]
+            results[key] = full
+    for key in ("member_weights", "predictor_weights"):
+        full = np.zeros(n_members)
+        full[kept] = results[key]
+        results[key] = full
+    results["most_deviating_member"] = int(kept[results["most_deviating_member"]])
+    return results
+
+
+def _combine(energies, forces, weights, stresses, predictors) -> dict[str, Any]:
+    """:func:`combine_predictions` over members that all gave results (inputs checked)."""
+    n_members = energies.shape[0]
     w = normalise_weights(weights, n_members)
     mask = predictor_mask(predictors, n_members)
     if mask.all():
@@ -100,7 +156,7 @@ def combine_predictions(
         "energy": energy,
         "free_energy": energy,
         "forces": weighted_mean(forces[p_idx], pw),
-        "uncertainty": float(np.sqrt(deviation**2 @ w)),
+        "uncertainty": uncertainty_from_deviations(deviation, weights),
         "atomic_uncertainty": atomic_uncertainty(forces, w),
         "energy_std": energy_spread(energies[p_idx], max(n_atoms, 1), pw),
         "member_energies": energies,
@@ -110,12 +166,7 @@ def combine_predictions(
         "member_weights": w,
         "predictor_weights": predictor_weights,
     }
-    if member_stresses is not None:
-        stresses = np.asarray(member_stresses, dtype=float)
-        if stresses.shape != (n_members, 6):
-            raise ValueError(
-                f"member_stresses must have shape (M={n_members}, 6) in Voigt order; got {stresses.shape}"
-            )
+    if stresses is not None:
         results["stress"] = weighted_mean(stresses[p_idx], pw)
         results["member_stresses"] = stresses
     return results
@@ -139,3 +190,50 @@ def predictor_mask(predictors, n_members: int) -> np.ndarray:
     if not mask.any():
         raise ValueError("predictors selects no member; at least one member must be a predictor")
     return mask
+
+
+def _present_mask(present, n_members: int) -> np.ndarray:
+    """(M,) bool mask of the members that gave results: all True for ``None``; one True required."""
+    if present is None:
+        return np.ones(n_members, dtype=bool)
+    mask = np.asarray(present)
+    if mask.dtype != bool or mask.shape != (n_members,):
+        raise ValueError(
+            f"present must be a boolean mask with one entry per member (M={n_members}); "
+            f"got {mask.dtype} of shape {mask.shape}"
+        )
+    if not mask.any():
+        raise ValueError("present selects no member; at least one member must have given results")
+    return mask
+
+
+def stack_member_outputs(outputs, n_atoms: int, with_stress: bool = True):
+    """Members' outputs as the arrays :func:`combine_predictions` takes, NaN where one is missing.
+
+    Args:
+        outputs: M entries, each ``(energy, forces, stress)`` (eV, (N, 3)
+            eV/Å, (6,) eV/Å³ or ``None``) or ``None`` for a member that gave
+            no result (dropped).
+        n_atoms: N.
+        with_stress: whether to return stresses; a missing member, or one
+            whose stress is ``None``, gets a NaN row.
+
+    Returns:
+        ``(energies, forces, stresses, present)``: (M,) eV, (M, N, 3) eV/Å,
+        (M, 6) eV/Å³ or ``None`` without stress, and the (M,) bool mask of the
+        members with an output.
+    """
+    n_members = len(outputs)
+    energies = np.full(n_members, np.nan)
+    forces = np.full((n_members, n_atoms, 3), np.nan)
+    stresses = np.full((n_members, 6), np.nan) if with_stress else None
+    present = np.zeros(n_members, dtype=bool)
+    for m, output in enumerate(outputs):
+        if output is None:
+            continue
+        present[m] = True
+        energies[m] = output[0]
+        forces[m] = output[1]
+        if stresses is not None and output[2] is not None:
+            stresses[m] = output[2]
+    return energies, forces, stresses, present
