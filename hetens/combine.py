@@ -25,7 +25,13 @@ from hetens.uncertainty import (
 )
 from hetens.weights import normalise_weights
 
-__all__ = ["combine_predictions", "predictor_mask", "stack_member_outputs", "ENSEMBLE_RESULT_KEYS"]
+__all__ = [
+    "combine_predictions",
+    "predictor_mask",
+    "split_weights",
+    "stack_member_outputs",
+    "ENSEMBLE_RESULT_KEYS",
+]
 
 #: Keys of hetens' own quantities in ``calc.results`` (beside energy/forces/stress).
 ENSEMBLE_RESULT_KEYS = (
@@ -109,7 +115,7 @@ def combine_predictions(
             raise ValueError(
                 f"member_stresses must have shape (M={n_members}, 6) in Voigt order; got {stresses.shape}"
             )
-    keep = _present_mask(present, n_members)
+    keep = _member_mask(present, n_members, "present", "at least one member must have given results")
     if keep.all():
         return _combine(energies, forces, weights, stresses, predictors)
     kept = np.flatnonzero(keep)
@@ -139,14 +145,7 @@ def combine_predictions(
 def _combine(energies, forces, weights, stresses, predictors) -> dict[str, Any]:
     """:func:`combine_predictions` over members that all gave results (inputs checked)."""
     n_members = energies.shape[0]
-    w = normalise_weights(weights, n_members)
-    mask = predictor_mask(predictors, n_members)
-    if mask.all():
-        pw, p_idx = w, slice(None)
-    else:
-        raw = np.ones(n_members) if weights is None else np.asarray(weights, dtype=float)
-        p_idx = np.flatnonzero(mask)
-        pw = normalise_weights(raw[p_idx], p_idx.size)
+    w, _, p_idx, pw = split_weights(weights, n_members, predictors)
     predictor_weights = np.zeros(n_members)
     predictor_weights[p_idx] = pw
     n_atoms = forces.shape[1]
@@ -172,6 +171,29 @@ def _combine(energies, forces, weights, stresses, predictors) -> dict[str, Any]:
     return results
 
 
+def split_weights(weights, n_members: int, predictors=None) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray]:
+    """The U weights of all members and the predictors' own normalised weights.
+
+    Args:
+        weights: (M,) raw weights, ``None`` for uniform.
+        n_members: M.
+        predictors: (M,) bool mask of the predictors, ``None`` for all.
+
+    Returns:
+        ``(w, mask, index, pw)``: (M,) U weights ``weights / sum(weights)``;
+        the (M,) predictor mask; the predictors' index (``slice(None)`` when
+        every member is one, then ``pw`` is ``w`` itself); (P,) their weights
+        ``weights[index] / sum(weights[index])``.
+    """
+    w = normalise_weights(weights, n_members)
+    mask = predictor_mask(predictors, n_members)
+    if mask.all():
+        return w, mask, slice(None), w
+    raw = np.ones(n_members) if weights is None else np.asarray(weights, dtype=float)
+    index = np.flatnonzero(mask)
+    return w, mask, index, normalise_weights(raw[index], index.size)
+
+
 def predictor_mask(predictors, n_members: int) -> np.ndarray:
     """(M,) bool mask of the predictors: all True for ``None``; at least one True required.
 
@@ -179,31 +201,21 @@ def predictor_mask(predictors, n_members: int) -> np.ndarray:
         predictors: (M,) booleans (True: predictor, False: witness), or ``None``.
         n_members: M.
     """
-    if predictors is None:
+    return _member_mask(predictors, n_members, "predictors", "at least one member must be a predictor")
+
+
+def _member_mask(mask, n_members: int, name: str, need: str) -> np.ndarray:
+    """(M,) bool ``mask``, all True for ``None``; raises naming ``name`` and what is ``need``-ed."""
+    if mask is None:
         return np.ones(n_members, dtype=bool)
-    mask = np.asarray(predictors)
+    mask = np.asarray(mask)
     if mask.dtype != bool or mask.shape != (n_members,):
         raise ValueError(
-            f"predictors must be a boolean mask with one entry per member (M={n_members}); "
+            f"{name} must be a boolean mask with one entry per member (M={n_members}); "
             f"got {mask.dtype} of shape {mask.shape}"
         )
     if not mask.any():
-        raise ValueError("predictors selects no member; at least one member must be a predictor")
-    return mask
-
-
-def _present_mask(present, n_members: int) -> np.ndarray:
-    """(M,) bool mask of the members that gave results: all True for ``None``; one True required."""
-    if present is None:
-        return np.ones(n_members, dtype=bool)
-    mask = np.asarray(present)
-    if mask.dtype != bool or mask.shape != (n_members,):
-        raise ValueError(
-            f"present must be a boolean mask with one entry per member (M={n_members}); "
-            f"got {mask.dtype} of shape {mask.shape}"
-        )
-    if not mask.any():
-        raise ValueError("present selects no member; at least one member must have given results")
+        raise ValueError(f"{name} selects no member; {need}")
     return mask
 
 

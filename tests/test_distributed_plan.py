@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import read, write
+from ase.io import write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -17,7 +17,6 @@ import numpy as np
 
 from hetens.rescore.arrays import FrameArrays, PredictionSet
 from hetens.uncertainty import energy_spread, member_max_deviation, uncertainty_from_deviations
-from hetens.weights import normalise_weights
 
 __all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
 
@@ -89,16 +88,9 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
         weights: (M,) raw weights (normalised here), ``None`` for uniform.
         predictors: (M,) bool mask of the predictors; ``None`` for all.
     """
-    from hetens.combine import predictor_mask
+    from hetens.combine import split_weights
 
-    w = normalise_weights(weights, predictions.n_members)
-    mask = predictor_mask(predictors, predictions.n_members)
-    if mask.all():
-        pw, p_idx = w, slice(None)
-    else:
-        raw = np.ones(predictions.n_members) if weights is None else np.asarray(weights, dtype=float)
-        p_idx = np.flatnonzero(mask)
-        pw = normalise_weights(raw[p_idx], p_idx.size)
+    w, mask, p_idx, pw = split_weights(weights, predictions.n_members, predictors)
     frames = predictions.frames
     if np.any(frames.n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(frames.n_atoms)))} has no atoms")
