@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions
+from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
 from hetens.errors import (
     InvalidStructureError,
     MemberDroppedWarning,
@@ -475,36 +475,18 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     def _combine(self, by_name, failures, with_stress: bool) -> dict[str, Any]:
         """:func:`combine_predictions` over the surviving members, member arrays in full (M, ...) order."""
-        names = self.member_names
-        kept = [i for i, name in enumerate(names) if name in by_name]
-        energies, forces, stresses = (list(column) for column in zip(*(by_name[names[i]] for i in kept)))
-        witnessed = self.has_witnesses
+        outputs = [by_name.get(name) for name in self.member_names]
+        energies, forces, stresses, present = stack_member_outputs(outputs, len(self.atoms), with_stress)
         results = combine_predictions(
             energies,
-            np.stack(forces),
-            self.combine_weights[kept],
-            np.stack(stresses) if with_stress else None,
-            predictors=self.predictor_mask[kept] if witnessed else None,
+            forces,
+            self.combine_weights,
+            stresses,
+            predictors=self.predictor_mask if self.has_witnesses else None,
+            present=present,
         )
-        weights = np.zeros(len(names))
-        predictor_weights = np.zeros(len(names))
-        if witnessed:
-            weights[kept] = results["member_weights"]
-            predictor_weights[kept] = results["predictor_weights"]
-        else:
-            weights[kept] = self.weights[kept] / self.weights[kept].sum()
-            predictor_weights[:] = weights
-        results["member_weights"] = weights
-        results["predictor_weights"] = predictor_weights
         results["member_roles"] = self.roles
         results["dropped_members"] = {name: str(error) for name, error in failures.items()}
-        if failures:
-            for key in ("member_energies", "member_forces", "member_stresses", "member_max_deviation"):
-                if key in results:
-                    full = np.full((len(names), *results[key].shape[1:]), np.nan)
-                    full[kept] = results[key]
-                    results[key] = full
-            results["most_deviating_member"] = kept[results["most_deviating_member"]]
         return results
 
     def provides_stress(self, atoms) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "reference_forces",
     "member_max_deviation",
     "compute_uncertainty",
+    "uncertainty_from_deviations",
     "atomic_uncertainty",
     "energy_spread",
     "weighted_mean",
@@ -98,8 +99,31 @@ def compute_uncertainty(member_forces, weights=None) -> float | np.ndarray:
         A float for one structure, a (B,) array for a batch.
     """
     forces = _as_member_forces(member_forces)
-    w = normalise_weights(weights, forces.shape[-3])
-    d = member_max_deviation(forces)
+    return uncertainty_from_deviations(member_max_deviation(forces), weights)
+
+
+def uncertainty_from_deviations(deviations, weights=None) -> float | np.ndarray:
+    """U from each member's worst-atom deviation: ``sqrt(sum_m w[m] d[m]**2)`` in eV/Å.
+
+    The one place the formula is written: :func:`compute_uncertainty`,
+    :func:`hetens.combine.combine_predictions` and the vectorised scoring
+    (:func:`hetens.rescore.scoring.score_predictions`) call it. Given the
+    per-atom deviations ``||F[m, i] - Fbar[i]||`` instead, it returns the
+    per-atom ``u[i]``.
+
+    Args:
+        deviations: (M,) ``d[m]`` of one structure (see
+            :func:`member_max_deviation`), or (B, M) for B structures, in eV/Å.
+        weights: (M,) non-negative member weights; normalised here. ``None``
+            means uniform.
+
+    Returns:
+        A float for (M,) deviations, a (B,) array for (B, M), in eV/Å.
+    """
+    d = np.asarray(deviations, dtype=float)
+    if d.ndim == 0:
+        raise ValueError(f"deviations need a member axis, (M,) or (B, M) in eV/A; got shape {d.shape}")
+    w = normalise_weights(weights, d.shape[-1])
     u = np.sqrt(d**2 @ w)
     return float(u) if np.ndim(u) == 0 else u
 

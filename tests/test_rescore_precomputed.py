@@ -178,8 +178,11 @@ def test_alignment_errors_name_file_and_frame(tmp_path):
     swapped = _rewrite(paths[1], tmp_path / "swapped.extxyz", swap_frames)
     with pytest.raises(AlignmentError, match=r"swapped.extxyz frame 1 has 16 atoms but .*frame 1 has 4"):
         load_predictions([paths[0], swapped])
-    # A small move passes with a looser tolerance.
-    load_predictions([paths[0], moved], position_tol=0.1)
+    # A small move passes with a looser tolerance; the first file's positions are kept.
+    loose = load_predictions([paths[0], moved], position_tol=0.1)
+    unmoved = load_predictions([paths[0], paths[2]])
+    np.testing.assert_array_equal(loose.frames.positions, unmoved.frames.positions)
+    np.testing.assert_array_equal(loose.member_forces, unmoved.member_forces)
 
 
 def test_alignment_accepts_wrapped_positions(tmp_path):
@@ -189,7 +192,16 @@ def test_alignment_accepts_wrapped_positions(tmp_path):
         frames[1].positions[0] += frames[1].cell[0]
 
     shifted = _rewrite(paths[1], tmp_path / "wrapped.extxyz", shift_by_lattice_vector)
-    load_predictions([paths[0], shifted])
+    wrapped = load_predictions([paths[0], shifted])
+    plain = load_predictions([paths[0], paths[1]])
+    # The wrapped file is read as the same frames with the same predictions.
+    assert wrapped.names == ["model0", "wrapped"] and wrapped.n_frames == plain.n_frames == 4
+    np.testing.assert_array_equal(wrapped.frames.positions, plain.frames.positions)
+    np.testing.assert_array_equal(wrapped.member_energies, plain.member_energies)
+    np.testing.assert_array_equal(wrapped.member_forces, plain.member_forces)
+    np.testing.assert_allclose(
+        score_predictions(wrapped).uncertainty, score_predictions(plain).uncertainty, rtol=0, atol=0
+    )
 
 
 def test_names_must_match_files(tmp_path):

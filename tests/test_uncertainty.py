@@ -17,6 +17,7 @@ from hetens.uncertainty import (
     member_max_deviation,
     most_deviating_member,
     reference_forces,
+    uncertainty_from_deviations,
     weighted_mean,
 )
 
@@ -97,8 +98,27 @@ def test_empty_structure_gives_zero():
     assert compute_uncertainty(np.zeros((3, 0, 3))) == 0.0
 
 
-def test_top_level_exports():
+def test_top_level_u_is_the_papers_formula():
+    # Three members, two atoms; only atom 0 disagrees: F = 3, 0, 0 along x, so Fbar = 1
+    # and d = (2, 1, 1). U = sqrt(sum_m w_m d_m^2).
+    forces = np.zeros((3, 2, 3))
+    forces[0, 0, 0] = 3.0
+    weights = [2.0, 1.0, 1.0]
+    expected = np.sqrt(0.5 * 4 + 0.25 * 1 + 0.25 * 1)
     assert hetens.compute_uncertainty is compute_uncertainty
+    assert hetens.compute_uncertainty(forces, weights) == pytest.approx(expected, rel=1e-15)
+    assert hetens.compute_uncertainty(forces) == pytest.approx(np.sqrt(2.0), rel=1e-15)
+    assert hetens.combine_predictions(np.zeros(3), forces, weights)["uncertainty"] == pytest.approx(
+        expected, rel=1e-15
+    )
+    assert uncertainty_from_deviations([2.0, 1.0, 1.0], weights) == pytest.approx(expected, rel=1e-15)
+    batch = uncertainty_from_deviations([[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    assert batch.shape == (2,)
+    np.testing.assert_allclose(batch, [np.sqrt(2.0), 0.0], rtol=1e-15)
+    with pytest.raises(ValueError, match="member axis"):
+        uncertainty_from_deviations(2.0)
+    with pytest.raises(ValueError, match="2 values but the ensemble has 3"):
+        uncertainty_from_deviations([2.0, 1.0, 1.0], [1.0, 1.0])
 
 
 # --- properties -------------------------------------------------------------
@@ -166,3 +186,17 @@ def test_u_invariant_under_rotation_and_common_offset(forces, data):
     assert compute_uncertainty(forces @ rotation.T) == pytest.approx(u, rel=1e-9, abs=1e-9)
     # Adding the same force field to every member changes nothing.
     assert compute_uncertainty(forces + offset) == pytest.approx(u, rel=1e-9, abs=1e-7)
+
+
+@settings(max_examples=100, deadline=None)
+@given(member_forces, st.data())
+def test_u_from_deviations_is_compute_uncertainty(forces, data):
+    w = data.draw(weights_for(forces))
+    d = member_max_deviation(forces)
+    # The one formula: bit for bit the same number.
+    assert uncertainty_from_deviations(d, w) == compute_uncertainty(forces, w)
+    # Per-atom deviations give the per-atom u.
+    norms = np.linalg.norm(forces - forces.mean(axis=0), axis=-1)  # (M, N)
+    np.testing.assert_allclose(
+        uncertainty_from_deviations(norms.T, w), atomic_uncertainty(forces, w), rtol=1e-9, atol=1e-9
+    )

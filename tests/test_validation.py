@@ -14,9 +14,31 @@ from hetens.errors import InvalidStructureError
 from hetens.validation import check_structure, element_symbols, unsupported_elements
 
 
-def test_good_structures_pass():
-    check_structure(bulk("W", "bcc", a=3.17))  # one atom, periodic
-    check_structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]))  # molecule, no cell
+def test_good_structures_pass_unchanged():
+    good = [
+        bulk("W", "bcc", a=3.17),  # one atom, periodic
+        Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),  # molecule, no cell
+        Atoms("W2", positions=[[0.1, 0, 0], [2.9, 0, 0]], cell=[3, 3, 3], pbc=True),  # 0.2 A across the boundary
+        Atoms("W2", positions=[[0, 0, 0], [0, 0, 1.5]], cell=[3, 3, 0], pbc=[True, True, False]),  # slab
+    ]
+    for atoms in good:
+        before = atoms.copy()
+        assert check_structure(atoms) is None
+        assert atoms == before  # numbers, positions, cell and pbc untouched
+        assert atoms.constraints == [] and atoms.calc is None
+
+
+def test_min_distance_is_the_boundary():
+    pair = Atoms("W2", positions=[[0, 0, 0], [0.6, 0, 0]], cell=[5, 5, 5], pbc=True)
+    check_structure(pair, min_distance=0.5)
+    with pytest.raises(InvalidStructureError, match=r"0.600 A apart, closer than 0.7 A"):
+        check_structure(pair, min_distance=0.7)
+    too_close = Atoms("W2", positions=[[0, 0, 0], [0.01, 0, 0]])
+    with pytest.raises(InvalidStructureError, match="0.010 A apart"):
+        check_structure(too_close)  # the default min_distance
+    check_structure(too_close, min_distance=0.0)  # 0 turns the overlap check off
+    with pytest.raises(InvalidStructureError, match="0.010 A apart"):
+        check_structure(too_close, min_distance=1e-3 + 0.01)
 
 
 @pytest.mark.parametrize(

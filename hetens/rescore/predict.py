@@ -130,19 +130,17 @@ def _naming(source: FrameSource, error: Exception) -> Exception:
 
 def _prediction_set(calc, chunk, outputs: list[list], with_stress: bool, failures: list[dict]) -> PredictionSet:
     """Member outputs (M lists of F ``(energy, forces, stress)`` or ``None``) as arrays; NaN where dropped."""
+    from hetens.combine import stack_member_outputs
+
     frames = _geometry(chunk)
     n_frames, n_members = frames.n_frames, len(outputs)
     energies = np.full((n_frames, n_members), np.nan)
     forces = np.full((frames.n_total_atoms, n_members, 3), np.nan)
     stresses = np.full((n_frames, n_members, 6), np.nan)
-    for m, member_outputs in enumerate(outputs):
-        for f, output in enumerate(member_outputs):
-            if output is None:
-                continue
-            energies[f, m] = output[0]
-            forces[frames.offsets[f] : frames.offsets[f + 1], m] = output[1]
-            if output[2] is not None:
-                stresses[f, m] = output[2]
+    for f in range(n_frames):
+        frame_outputs = [member_outputs[f] for member_outputs in outputs]
+        energies[f], frame_forces, stresses[f], _ = stack_member_outputs(frame_outputs, frames.n_atoms[f])
+        forces[frames.offsets[f] : frames.offsets[f + 1]] = frame_forces.transpose(1, 0, 2)
     return PredictionSet(
         names=calc.member_names,
         frames=frames,

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.uncertainty import energy_spread, member_max_deviation
-from hetens.weights import normalise_weights
+from hetens.uncertainty import energy_spread, member_max_deviation, uncertainty_from_deviations
 
 __all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
 
@@ -89,16 +88,9 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
         weights: (M,) raw weights (normalised here), ``None`` for uniform.
         predictors: (M,) bool mask of the predictors; ``None`` for all.
     """
-    from hetens.combine import predictor_mask
+    from hetens.combine import split_weights
 
-    w = normalise_weights(weights, predictions.n_members)
-    mask = predictor_mask(predictors, predictions.n_members)
-    if mask.all():
-        pw, p_idx = w, slice(None)
-    else:
-        raw = np.ones(predictions.n_members) if weights is None else np.asarray(weights, dtype=float)
-        p_idx = np.flatnonzero(mask)
-        pw = normalise_weights(raw[p_idx], p_idx.size)
+    w, mask, p_idx, pw = split_weights(weights, predictions.n_members, predictors)
     frames = predictions.frames
     if np.any(frames.n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(frames.n_atoms)))} has no atoms")
@@ -111,9 +103,9 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
     stresses = predictions.member_stresses
     scores = EnsembleScores(
         weights=w,
-        uncertainty=np.sqrt(contribution.sum(axis=1)),
-        # atomic_uncertainty's formula, from the deviations already at hand.
-        atomic_uncertainty=np.sqrt(atom_deviation**2 @ w),
+        uncertainty=uncertainty_from_deviations(deviation, weights),
+        # The same formula on each atom's deviations is atomic_uncertainty's u[i].
+        atomic_uncertainty=uncertainty_from_deviations(atom_deviation, weights),
         member_max_deviation=deviation,
         most_deviating=np.argmax(contribution, axis=1),
         energy=energies[:, p_idx] @ pw,
@@ -135,41 +127,36 @@ def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None
     """Recompute, in place, the frames where members were dropped, over the members left."""
     from hetens.combine import combine_predictions
 
-    w, offsets = scores.weights, predictions.frames.offsets
-    mask = scores.predictors
+    offsets, mask = predictions.frames.offsets, scores.predictors
+    weights = scores.weights if mask is None else scores.raw_weights
     if mask is not None:
-        w = scores.raw_weights
         scores.frame_predictor_weights = np.tile(scores.predictor_weights, (predictions.n_frames, 1))
     scores.member_weights = np.tile(scores.weights, (predictions.n_frames, 1))
     for frame, why in predictions.dropped.items():
-        kept = np.array([m for m, name in enumerate(predictions.names) if name not in why], dtype=np.int64)
+        present = np.array([name not in why for name in predictions.names])
         rows = slice(offsets[frame], offsets[frame + 1])
-        stresses = None if predictions.member_stresses is None else predictions.member_stresses[frame, kept]
-        with_stress = stresses is not None and bool(np.isfinite(stresses).all())
+        stresses = None if predictions.member_stresses is None else predictions.member_stresses[frame]
+        with_stress = stresses is not None and bool(np.isfinite(stresses[present]).all())
         results = combine_predictions(
-            predictions.member_energies[frame, kept],
-            predictions.member_forces[rows, kept].transpose(1, 0, 2),
-            w[kept],
+            predictions.member_energies[frame],
+            predictions.member_forces[rows].transpose(1, 0, 2),
+            weights,
             stresses if with_stress else None,
-            predictors=None if mask is None else mask[kept],
+            predictors=mask,
+            present=present,
         )
         scores.uncertainty[frame] = results["uncertainty"]
         scores.atomic_uncertainty[rows] = results["atomic_uncertainty"]
-        scores.member_max_deviation[frame] = np.nan
-        scores.member_max_deviation[frame, kept] = results["member_max_deviation"]
-        scores.most_deviating[frame] = kept[results["most_deviating_member"]]
+        scores.member_max_deviation[frame] = results["member_max_deviation"]
+        scores.most_deviating[frame] = results["most_deviating_member"]
         scores.energy[frame] = results["energy"]
         scores.energy_std[frame] = results["energy_std"]
         scores.forces[rows] = results["forces"]
         if scores.stress is not None:
             scores.stress[frame] = results["stress"] if with_stress else np.nan
-        scores.member_weights[frame] = 0.0
-        if mask is None:
-            scores.member_weights[frame, kept] = w[kept] / w[kept].sum()
-        else:
-            scores.member_weights[frame, kept] = results["member_weights"]
-            scores.frame_predictor_weights[frame] = 0.0
-            scores.frame_predictor_weights[frame, kept] = results["predictor_weights"]
+        scores.member_weights[frame] = results["member_weights"]
+        if mask is not None:
+            scores.frame_predictor_weights[frame] = results["predictor_weights"]
 
 
 def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int) -> dict[str, Any]:
