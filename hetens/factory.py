@@ -30,6 +30,7 @@ to a user; the CLI and the cluster workers ignore them
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -146,23 +147,14 @@ class EnsemblePlan:
 def plan_ensemble(
     models: Sequence[Any] | None = None,
     *,
-    witnesses: Sequence[Any] | None = None,
-    weights: Sequence[float] | Mapping[str, float] | None = None,
-    force_rmse: Sequence[float] | None = None,
-    weights_file: str | os.PathLike | None = None,
-    ensemble_file: str | os.PathLike | None = None,
-    device: str = "auto",
-    parallel: bool = False,
-    allow_mixed_reference: bool = False,
-    max_energy_deviation: float | None = None,
-    on_member_error: str = "raise",
-    min_members: int | None = None,
     argument_names: Mapping[str, str] | None = None,
-    **calculator_options: Any,
+    **options: Any,
 ) -> EnsemblePlan:
     """Check the arguments of :func:`build_ensemble` and resolve its members, loading nothing.
 
-    Args: as for :func:`build_ensemble`, plus
+    Args:
+        models, **options: the arguments of :func:`build_ensemble` (its one
+            signature: defaults and unknown names are its).
         argument_names: how error messages name the arguments (the CLI passes
             its option names: ``{"weights": "--weights", ...}``).
 
@@ -177,8 +169,15 @@ def plan_ensemble(
     from hetens.spec import parse_spec
     from hetens.weights import read_weights_file, read_weights_roles, resolve_weights
 
+    bound = inspect.signature(build_ensemble).bind(models, **options)
+    bound.apply_defaults()
+    given = bound.arguments
+    models, witnesses, ensemble_file = given["models"], given["witnesses"], given["ensemble_file"]
+    weights, force_rmse, weights_file = given["weights"], given["force_rmse"], given["weights_file"]
+    on_member_error, min_members = given["on_member_error"], given["min_members"]
+    max_energy_deviation = given["max_energy_deviation"]
+    options = dict(given["calculator_options"])  # passed on to the calculator
     name = {**_ARGUMENT_NAMES, **(argument_names or {})}
-    options = dict(calculator_options)
     if on_member_error not in ("raise", "drop"):
         raise ValueError(f"{name['on_member_error']} must be 'raise' or 'drop'; got {on_member_error!r}")
     if min_members is not None:
@@ -192,17 +191,17 @@ def plan_ensemble(
             raise ValueError(f"{name['max_energy_deviation']} must be a positive number of eV/atom; "
                              f"got {max_energy_deviation}")
         options["max_energy_deviation"] = max_energy_deviation
-    given = [name[k] for k, v in (("weights", weights), ("force_rmse", force_rmse),
-                                  ("weights_file", weights_file)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give the weights one way: {' or '.join(given)}, not {len(given)} of them")
+    sources = [name[k] for k, v in (("weights", weights), ("force_rmse", force_rmse),
+                                    ("weights_file", weights_file)) if v is not None]
+    if len(sources) > 1:
+        raise ValueError(f"give the weights one way: {' or '.join(sources)}, not {len(sources)} of them")
     models = list(models) if models else []
     for spec in [*models, *(witnesses or ())]:
         if isinstance(spec, str):
             parse_spec(spec)
     table = read_weights_file(weights_file) if weights_file is not None else None
-    shared = dict(device=device, parallel=bool(parallel), allow_mixed_reference=bool(allow_mixed_reference),
-                  options=options)
+    shared = dict(device=given["device"], parallel=bool(given["parallel"]),
+                  allow_mixed_reference=bool(given["allow_mixed_reference"]), options=options)
 
     if ensemble_file is not None:
         if models or witnesses:
@@ -303,9 +302,6 @@ def build_ensemble(
         The calculator; close it (or use it in a ``with`` block) to stop its
         worker processes.
     """
-    return plan_ensemble(
-        models, witnesses=witnesses, weights=weights, force_rmse=force_rmse, weights_file=weights_file,
-        ensemble_file=ensemble_file, device=device, parallel=parallel,
-        allow_mixed_reference=allow_mixed_reference, max_energy_deviation=max_energy_deviation,
-        on_member_error=on_member_error, min_members=min_members, **calculator_options,
-    ).build()
+    arguments = dict(locals())  # the parameters above: plan_ensemble takes this one signature
+    more = arguments.pop("calculator_options")
+    return plan_ensemble(**arguments, **more).build()
