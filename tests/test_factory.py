@@ -101,6 +101,17 @@ def test_plan_names_options_as_the_caller_does(no_model_loads, tmp_path):
 # ------------------------------------------------------------- one factory for CLI, cluster, Python
 
 
+def test_cluster_spec_from_the_factory_arguments(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = EnsembleSpec.from_options(models=PAIR, weights=[1.0, 2.0], weights_file=None,
+                                     ensemble_file="e.toml", witnesses=[], device="cpu")
+    assert spec.models == tuple(PAIR) and spec.weights == (1.0, 2.0) and spec.witnesses == ()
+    assert spec.ensemble_file == str(tmp_path / "e.toml")  # absolute: workers run elsewhere
+    assert EnsembleSpec.from_options(models=[]).models is None  # bare --models: the default members
+    with pytest.raises(TypeError, match="unknown option.*colour"):
+        EnsembleSpec.from_options(colour="red")
+
+
 def test_cli_python_and_cluster_spec_build_the_same_ensemble():
     parser = argparse.ArgumentParser()
     add_ensemble_options(parser)
