@@ -61,23 +61,20 @@ def main() -> None:
     parser.add_argument("--noop-tasks", type=int, default=200)
     args = parser.parse_args()
 
-    import warnings
-
     import cloudpickle
     import distributed
     import torch
     from ase.io import write
 
     from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.cli.main import _QUIET_WARNINGS
     from hetens.distributed import EnsembleSpec, score_on_cluster
     from hetens.distributed.cluster import model_friendly_workers
     from hetens.distributed.plan import frame_table
     from hetens.distributed.tasks import LiveChunk
+    from hetens.factory import ignore_upstream_warnings
     from hetens.rescore.score import score_live
 
-    for message in _QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
+    ignore_upstream_warnings()
     folder = Path(tempfile.mkdtemp(prefix="bench_dask_"))
     frames_file = folder / "frames.extxyz"
     write(frames_file, small_cells(args.frames))

@@ -38,7 +38,7 @@ import numpy as np
 
 from hetens.io import keys
 
-__all__ = ["INFO_KEYS", "ARRAY_KEYS", "annotate", "read_annotation"]
+__all__ = ["INFO_KEYS", "ARRAY_KEYS", "annotate"]
 
 INFO_KEYS = (
     keys.U_KEY,
@@ -144,27 +144,3 @@ def _from_attached_ensemble(atoms) -> tuple[Mapping[str, Any], list[str], Any]:
         )
     calc.get_property("uncertainty", atoms)  # computes only when it has no results for these atoms
     return calc.results, list(calc.member_names), calc.weights
-
-
-def read_annotation(atoms) -> dict[str, Any]:
-    """The ``hetens_*`` quantities of a frame read back from a file.
-
-    Returns:
-        ``{"uncertainty": U, "atomic_uncertainty": (N,), "energy_std": ...,
-        "members": [...], "roles": [...]}`` (roles all ``"predictor"`` when
-        the frame has no ``hetens_roles``); raises ``KeyError`` naming the missing key when
-        the frame was not written by hetens.
-    """
-    if "hetens_U" not in atoms.info:
-        raise KeyError("hetens_U: this frame carries no ensemble uncertainty (was it written by hetens?)")
-    members = atoms.info.get("hetens_members", "")
-    names = members.split(",") if isinstance(members, str) and members else []
-    roles = atoms.info.get("hetens_roles")
-    return {
-        "roles": roles.split(",") if isinstance(roles, str) and roles else ["predictor"] * len(names),
-        "uncertainty": float(atoms.info["hetens_U"]),
-        "atomic_uncertainty": np.asarray(atoms.arrays.get("hetens_u", np.zeros(len(atoms)))),
-        "energy_std": float(atoms.info.get("hetens_energy_std", np.nan)),
-        "member_energies": np.atleast_1d(np.asarray(atoms.info.get("hetens_member_energies", []), dtype=float)),
-        "members": members.split(",") if isinstance(members, str) and members else [],
-    }

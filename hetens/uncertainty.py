@@ -2,7 +2,7 @@
 
 Everything here is numpy in, numpy out, with no knowledge of ASE or of the
 models. The recipe is the one of Liu et al., npj Comput. Mater. 12, 34 (2026)
-(see ``METHOD.md``):
+(restated in ``docs/method.md``):
 
 1. reference force per atom: the *plain* mean over members,
    ``Fbar[i] = mean_m F[m, i]``;

@@ -230,3 +230,54 @@ def test_observers_flush_and_fsync_their_files_on_close(sevenn_member, chgnet_me
     assert sorted(Path(p).name for p in synced) == ["f.extxyz", "t.extxyz", "u.csv"]
     assert len(read_log(tmp_path / "u.csv")["step"]) == 3
     assert len(read(tmp_path / "t.extxyz", ":")) == len(read(tmp_path / "f.extxyz", ":")) == 3
+
+
+# ------------------------------------------------- graceful Ctrl-C in the library (stop_on_interrupt)
+
+
+def ctrl_c_at(step: int):
+    """A progress callback that sends this process a real SIGINT once ``step`` steps are done."""
+
+    def progress(done: int, *_) -> None:
+        if done == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return progress
+
+
+@pytest.fixture
+def default_int_handler():
+    """Python's own SIGINT handler, even when the tests run with SIGINT ignored; restored after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_run_monitored_stops_after_the_step_on_ctrl_c(sevenn_member, chgnet_member, tmp_path, default_int_handler):
+    atoms = tungsten_cell(1)
+    atoms.calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
+    dyn = VelocityVerlet(atoms, timestep=1.0)
+    with UncertaintyMonitor(dyn, log=tmp_path / "u.csv", trajectory=tmp_path / "t.extxyz") as monitor:
+        outcome = run_monitored(dyn, 50, monitor, progress=ctrl_c_at(3), stop_on_interrupt=True)
+    assert outcome.status == "interrupted" and outcome.interrupted and not outcome.completed
+    assert outcome.steps_done == 3 and outcome.observed == 4  # steps 0..3, each fully recorded
+    assert read_log(tmp_path / "u.csv")["step"].tolist() == [0, 1, 2, 3]
+    assert [f.info["hetens_step"] for f in read(tmp_path / "t.extxyz", ":")] == [0, 1, 2, 3]
+    assert "interrupted (Ctrl-C)" in outcome.summary() and outcome.as_dict()["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+    # without the flag, Ctrl-C is Python's KeyboardInterrupt, as before
+    with pytest.raises(KeyboardInterrupt):
+        run_monitored(VelocityVerlet(atoms, timestep=1.0), 50, progress=ctrl_c_at(2))
+
+
+def test_run_relaxation_stops_after_the_step_on_ctrl_c(sevenn_member, chgnet_member, tmp_path, default_int_handler):
+    from hetens.monitor import run_relaxation
+
+    atoms = tungsten_cell(1, rattle=0.1, seed=7)
+    atoms.calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
+    relaxation = run_relaxation(atoms, fmax=1e-9, steps=100, log=tmp_path / "r.csv", progress=ctrl_c_at(2),
+                                stop_on_interrupt=True)
+    outcome = relaxation.outcome
+    assert outcome.interrupted and outcome.steps_done == 2 and outcome.converged is None
+    assert read_log(tmp_path / "r.csv")["step"].tolist() == [0, 1, 2]
+    assert relaxation.frame.info["hetens_converged"] is False and relaxation.frame.info["hetens_steps"] == 2

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hetens.weights import inverse_rmse_weights, normalise_weights, read_weights_file, resolve_weights
 
-# The paper's 11 members (METHOD.md): force RMSE -> published normalised weight.
+# The paper's 11 members (Liu et al. 2026; docs/method.md): force RMSE -> published normalised weight.
 PAPER = {
     "esen-omat": (0.23719, 0.1218),
     "eqV2-31M-omat": (0.243286, 0.1188),

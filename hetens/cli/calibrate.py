@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hetens.cli.options import add_json_option
+from hetens.cli.options import add_ensemble_options, add_json_option, check_ensemble_args, ensemble_from_args
 from hetens.cli.score import add_reading_options
 
 
@@ -21,27 +21,18 @@ def add_parser(subparsers) -> None:
         "weights file for --weights-file.",
     )
     parser.add_argument("--reference", required=True, metavar="REF", help="reference energies/forces (DFT)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--precomputed", nargs="+", metavar="PRED", help="one prediction file per member, same frames as REF"
+    pre = parser.add_argument_group("precomputed predictions")
+    pre.add_argument(
+        "--precomputed", nargs="+", metavar="PRED",
+        help="one prediction file per member, same frames as REF (without it: live members evaluated on REF, "
+        "chosen with the ensemble options)",
     )
-    source.add_argument(
-        "--models",
-        nargs="*",
-        metavar="SPEC",
-        help="live members evaluated on REF (no SPEC: the default offline ensemble)",
-    )
-    parser.add_argument("--names", nargs="+", metavar="NAME", help="member names for PRED files")
-    parser.add_argument(
-        "--witnesses", nargs="+", metavar="SPEC",
-        help="live witness specs (forces in U only; docs/witnesses.md): the scan runs over the "
-        "--models, every witness kept in U, and rho is reported with and without them "
-        "(default: hetens.ensemble.DEFAULT_WITNESSES without --models SPEC, else none)",
-    )
-    parser.add_argument(
+    pre.add_argument("--names", nargs="+", metavar="NAME", help="member names for PRED files")
+    pre.add_argument(
         "--witness-names", nargs="+", metavar="NAME",
         help="PRED members (by name: --names or the file names) that are witnesses",
     )
+    add_ensemble_options(parser)  # live members: the scan runs over the predictors, witnesses kept in U
     parser.add_argument("-o", "--output", required=True, metavar="weights.json", help="weights file to write")
     parser.add_argument("--coverage", type=float, default=0.95, help="target coverage of the bound (0.95)")
     parser.add_argument(
@@ -53,12 +44,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration/held-out split")
     add_reading_options(parser, predictions=True)
-    live = parser.add_argument_group("live members")
-    live.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    live.add_argument(
-        "--allow-mixed-reference", action="store_true", help="allow members of different levels of theory"
-    )
-    live.add_argument("--batch-size", type=int, default=16, help="frames per model call (16)")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per model call for live members (16)")
     parser.add_argument("--jobs", type=int, default=1, help="read PRED files in this many processes")
     parser.add_argument("--progress", choices=("auto", "bar", "log", "off"), default="auto")
     add_json_option(parser)
@@ -80,22 +66,39 @@ def _predictions(args: argparse.Namespace):
         )
     if args.names:
         raise ValueError("--names names PRED files; live members are named by their specs")
-    from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.cli.options import ensemble_members_from_args
     from hetens.rescore.score import predict_file
 
-    members, witnesses = ensemble_members_from_args(args)
-    calc = HeterogeneousEnsembleCalculator(
-        members,
-        witnesses=witnesses,
-        allow_mixed_reference=args.allow_mixed_reference,
-        device=args.device,
-    )
-    args.witness_names = [m.name for m in calc.members if m.role == "witness"]
-    with calc:
+    with ensemble_from_args(args) as calc:  # closing stops worker processes (--parallel, --ensemble-file)
+        args.witness_names = [m.name for m in calc.members if m.role == "witness"]
         return predict_file(
             calc, args.reference, index=args.index, batch_size=args.batch_size, progress=args.progress
         )
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Before any model loads: the sources of members agree and the ensemble options are valid."""
+    live = [option for option, value in (
+        ("--models", args.models is not None), ("--witnesses", args.witnesses), ("--ensemble-file", args.ensemble_file),
+        ("--parallel", args.parallel), ("--max-energy-deviation", args.max_energy_deviation is not None),
+        ("--device", args.device != "auto"), ("--allow-mixed-reference", args.allow_mixed_reference),
+    ) if value]
+    if args.precomputed and live:
+        raise ValueError(f"{live[0]} applies to live members; with --precomputed, name members with --names "
+                         "and mark witnesses with --witness-names")
+    if args.precomputed and (args.weights or args.force_rmse or args.weights_file):
+        raise ValueError("calibrate fits the weights itself; --weights/--force-rmse/--weights-file choose live "
+                         "members' weights and do not apply to --precomputed")
+    if not args.precomputed and args.witness_names:
+        raise ValueError("--witness-names marks PRED files; give live witnesses with --witnesses SPEC...")
+    if not args.precomputed:
+        if args.weights or args.force_rmse:
+            which = "--weights" if args.weights else "--force-rmse"
+            raise ValueError(f"calibrate fits the weights (inverse force RMSE on REF), so {which} has no effect; "
+                             "name the members with --models, --ensemble-file or --weights-file")
+        if args.weights_file and args.models:
+            raise ValueError("--weights-file names the members to calibrate (its weights are fitted again); "
+                             "give it or --models, not both")
+        check_ensemble_args(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
 
     check_output(args.output, [args.reference, *(args.precomputed or [])], option="-o")
-    if args.precomputed and args.witnesses:
-        raise ValueError("--witnesses gives live witness specs; mark PRED witnesses with --witness-names")
-    if not args.precomputed and args.witness_names:
-        raise ValueError("--witness-names marks PRED files; give live witnesses with --witnesses SPEC...")
+    _check_arguments(args)
     predictions = _predictions(args)
     reference = read_frame_arrays(
         args.reference,

@@ -52,18 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Upstream warnings that say nothing actionable to a CLI user; ignored while a command runs
-#: (the adapters silence them too, for Python sessions), the caller's filters restored after.
-_QUIET_WARNINGS = (
-    "Converting a tensor with requires_grad=True to a scalar",  # chgnet, every structure
-    "The TorchScript type system",  # e3nn via sevenn, at load
-    "No tensor product accelerator",  # sevenn on CPU
-)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    import warnings
-
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -80,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        with warnings.catch_warnings():
-            for message in _QUIET_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
+        from hetens.factory import quiet_upstream_warnings
+
+        with quiet_upstream_warnings():  # the caller's filters are restored after
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("hetens: interrupted", file=sys.stderr)

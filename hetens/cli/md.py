@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                       taup_fs=args.barostat_time, bulk_modulus_GPa=args.bulk_modulus, seed=args.seed)
         start = int(dyn.nsteps)
         outcome = None
-        with _StopOnInterrupt() as stop, UncertaintyMonitor(
+        with UncertaintyMonitor(
             dyn, log=log,
             flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
             flag_spacing=args.flag_spacing,
@@ -155,12 +155,12 @@ def run(args: argparse.Namespace) -> int:
             halt_file=halt_file if args.halt_above is not None else None,
             trajectory=args.traj, trajectory_interval=args.traj_interval,
         ) as monitor, _Progress(args.steps, monitor, args.print_every, human) as progress:
-            try:
-                outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval,
-                                        progress=stop.after(progress))
+            try:  # the first Ctrl-C stops after the current step; a second one at once
+                outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval, progress=progress,
+                                        stop_on_interrupt=True)
             except KeyboardInterrupt:
                 pass  # the observers close (flush, fsync) on leaving this block
-    if outcome is None:
+    if outcome is None or outcome.interrupted:
         return _interrupted(args, int(dyn.nsteps) - start, monitor, log, atoms, human)
 
     print(outcome.summary(), file=human)
@@ -210,50 +210,6 @@ def _interrupted(args, steps_done: int, monitor, log: Path, atoms, human) -> int
         print(json.dumps({"status": "interrupted", "steps_done": steps_done, "observed": monitor.logger.rows,
                           "log": str(log), "trajectory": args.traj}))
     return EXIT_INTERRUPTED
-
-
-class _StopOnInterrupt:
-    """The first Ctrl-C (SIGINT) stops the run after the current step; a second one at once.
-
-    Stopping between steps keeps the log, trajectory and flagged files in
-    step with each other (every observer has recorded the last step). Where
-    SIGINT cannot be handled here (not the main thread, or ignored), Ctrl-C
-    keeps its usual effect.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _StopOnInterrupt:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def after(self, progress):
-        """``progress`` followed by a stop at this step boundary when Ctrl-C was pressed."""
-
-        def call(done: int) -> None:
-            progress(done)
-            if self.requested:
-                raise KeyboardInterrupt
-
-        return call
-
-    def __exit__(self, *exc_info) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> tuple[Path, Path]:

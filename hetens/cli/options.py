@@ -8,12 +8,15 @@ from typing import Any
 
 def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
     """``--models``, ``--witnesses``, ``--weights``/``--force-rmse``/``--weights-file``, ``--device``,
-    ``--allow-mixed-reference``, ``--max-energy-deviation``, ``--ensemble-file``, ``--parallel``."""
+    ``--allow-mixed-reference``, ``--max-energy-deviation``, ``--ensemble-file``, ``--parallel``:
+    the arguments of :func:`hetens.build_ensemble` (mapped by :func:`ensemble_options`), the same
+    for every command that takes members (md, relax, single, score, calibrate)."""
     group = parser.add_argument_group("ensemble")
     group.add_argument(
-        "--models", nargs="+", metavar="SPEC",
-        help="member specs FAMILY:MODEL[@HEAD][@role=witness][@python=ENV/bin/python] (default: the "
-        "offline ensemble, hetens.ensemble.DEFAULT_MEMBERS with DEFAULT_WITNESSES as witnesses)",
+        "--models", nargs="*", metavar="SPEC",
+        help="member specs FAMILY:MODEL[@HEAD][@role=witness][@python=ENV/bin/python] (without SPEC or "
+        "without --models: the members of --weights-file, else the offline ensemble, "
+        "hetens.ensemble.DEFAULT_MEMBERS with DEFAULT_WITNESSES as witnesses)",
     )
     group.add_argument(
         "--witnesses", nargs="+", metavar="SPEC",
@@ -59,14 +62,6 @@ def add_member_error_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _member_error_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    policy = getattr(args, "on_member_error", "raise")
-    minimum = getattr(args, "min_members", None)
-    if minimum is not None and policy != "drop":
-        raise ValueError("--min-members applies with --on-member-error drop")
-    return {"on_member_error": policy, "min_members": minimum} if policy != "raise" else {}
-
-
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout; human text goes to stderr")
@@ -96,123 +91,57 @@ def check_model_specs(args: argparse.Namespace, files: list[str] | None = None) 
     )
 
 
-def check_ensemble_args(args: argparse.Namespace) -> None:
+#: How the ensemble options are named in error messages (:func:`hetens.factory.plan_ensemble`).
+OPTION_NAMES = {
+    "models": "--models",
+    "witnesses": "--witnesses",
+    "weights": "--weights",
+    "force_rmse": "--force-rmse",
+    "weights_file": "--weights-file",
+    "ensemble_file": "--ensemble-file",
+    "on_member_error": "--on-member-error",
+    "min_members": "--min-members",
+    "max_energy_deviation": "--max-energy-deviation",
+}
+
+
+def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`hetens.build_ensemble` that the options give
+    (a command without some of the options gets the factory's defaults for those)."""
+    return {
+        "models": getattr(args, "models", None) or None,
+        "witnesses": getattr(args, "witnesses", None),
+        "weights": getattr(args, "weights", None),
+        "force_rmse": getattr(args, "force_rmse", None),
+        "weights_file": getattr(args, "weights_file", None),
+        "ensemble_file": getattr(args, "ensemble_file", None),
+        "device": getattr(args, "device", None) or "auto",
+        "parallel": bool(getattr(args, "parallel", False)),
+        "allow_mixed_reference": bool(getattr(args, "allow_mixed_reference", False)),
+        "max_energy_deviation": getattr(args, "max_energy_deviation", None),
+        "on_member_error": getattr(args, "on_member_error", None) or "raise",
+        "min_members": getattr(args, "min_members", None),
+    }
+
+
+def check_ensemble_args(args: argparse.Namespace):
     """The ensemble options' checks that need no model, so they fail before any model loads.
 
-    Specs are parsed (and must not be files: :func:`check_model_specs`), the
-    ``--min-members`` policy is checked, a weights file is read, and
-    ``--weights``/``--force-rmse`` must be valid and give one value per member.
+    Specs must not be files (:func:`check_model_specs`); the rest is
+    :func:`hetens.factory.plan_ensemble` (specs parse, the member-error policy,
+    the weights file, one ``--weights``/``--force-rmse`` value per member).
+
+    Returns:
+        The :class:`~hetens.factory.EnsemblePlan` (nothing loaded).
     """
-    from hetens.spec import parse_spec
-    from hetens.weights import read_weights_file, resolve_weights
+    from hetens.factory import plan_ensemble
 
     check_model_specs(args)
-    _member_error_kwargs(args)
-    _reference_kwargs(args)
-    models = list(getattr(args, "models", None) or [])
-    for spec in [*models, *(getattr(args, "witnesses", None) or [])]:
-        parse_spec(spec)
-    if getattr(args, "ensemble_file", None):
-        return  # the file names the members; it is read when the ensemble is built
-    predictors, witnesses = ensemble_members_from_args(args)
-    members = predictors + witnesses
-    if getattr(args, "weights_file", None):
-        table = read_weights_file(args.weights_file)
-        members = models + witnesses if models else list(table)
-    n = len(members)
-    for option, values in (("--weights", getattr(args, "weights", None)),
-                           ("--force-rmse", getattr(args, "force_rmse", None))):
-        if values is None:
-            continue
-        if len(values) != n:
-            given = "--models names" if models else "the default ensemble has"
-            raise ValueError(
-                f"{option} has {len(values)} value{'s' if len(values) != 1 else ''} but {given} {n} "
-                f"members ({' '.join(members)}); give one per member, in that order"
-            )
-        resolve_weights(n, values if option == "--weights" else None,
-                        values if option == "--force-rmse" else None)
+    return plan_ensemble(**ensemble_options(args), argument_names=OPTION_NAMES)
 
 
-def ensemble_from_args(args: argparse.Namespace, **kwargs: Any):
-    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe
-    (after :func:`check_ensemble_args`: nothing loads when the options are wrong)."""
-    from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.weights import read_weights_file, read_weights_roles
-
-    check_ensemble_args(args)
-    kwargs = {**_member_error_kwargs(args), **_reference_kwargs(args), **kwargs}
-    if getattr(args, "ensemble_file", None):
-        return _ensemble_from_file(args, **kwargs)
-    weights: Any = args.weights
-    members, witnesses = ensemble_members_from_args(args)
-    if getattr(args, "weights_file", None):
-        weights = read_weights_file(args.weights_file)
-        # A weights file names its members (and their roles); they are the ensemble
-        # unless --models says otherwise.
-        if not args.models:
-            roles = read_weights_roles(args.weights_file)
-            members = [n for n in weights if roles.get(n, "predictor") == "predictor"]
-            witnesses = [n for n in weights if roles.get(n) == "witness"]
-    return HeterogeneousEnsembleCalculator(
-        members,
-        weights=weights,
-        witnesses=witnesses,
-        force_rmse=args.force_rmse,
-        allow_mixed_reference=args.allow_mixed_reference,
-        device=args.device,
-        parallel=getattr(args, "parallel", False),
-        **kwargs,
-    )
-
-
-def ensemble_members_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """(member specs, witness specs) the options name: ``--models`` and ``--witnesses``, or
-    without ``--models`` the defaults (:data:`hetens.ensemble.DEFAULT_MEMBERS` and
-    :data:`~hetens.ensemble.DEFAULT_WITNESSES`; ``--witnesses`` replaces the latter).
-
-    Checks, before any model loads, that U will have two members and a predictor.
-    """
-    from hetens.calculator import check_member_counts, declared_role
-    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
-
-    witnesses = getattr(args, "witnesses", None)
-    if args.models:
-        members, witnesses = list(args.models), list(witnesses or ())
-    else:
-        members = list(DEFAULT_MEMBERS)
-        witnesses = list(DEFAULT_WITNESSES if witnesses is None else witnesses)
-    if not getattr(args, "weights_file", None) or args.models:
-        check_member_counts([declared_role(m) for m in members] + ["witness"] * len(witnesses))
-    return members, witnesses
-
-
-def _reference_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    value = getattr(args, "max_energy_deviation", None)
-    if value is None:
-        return {}
-    if not value > 0:
-        raise ValueError(f"--max-energy-deviation must be a positive number of eV/atom; got {value}")
-    return {"max_energy_deviation": value}
-
-
-def _ensemble_from_file(args: argparse.Namespace, **kwargs: Any):
-    """``--ensemble-file``: the file's members; weight, device and parallel options given here win."""
-    from hetens.ensemble_file import load_ensemble_file
-    from hetens.weights import read_weights_file
-
-    if args.models or getattr(args, "witnesses", None):
-        raise ValueError("give the members either with --models or with --ensemble-file, not both "
-                         "(nor --witnesses: mark witnesses in the file with role = \"witness\")")
-    overrides: dict[str, Any] = dict(kwargs)
-    if args.weights_file:
-        overrides["weights"] = read_weights_file(args.weights_file)
-    elif args.weights or args.force_rmse:
-        overrides["weights"], overrides["force_rmse"] = args.weights, args.force_rmse
-    if args.device != "auto":
-        overrides["device"] = args.device
-    if args.parallel:
-        overrides["parallel"] = True
-    if args.allow_mixed_reference:
-        overrides["allow_mixed_reference"] = True
-    return load_ensemble_file(args.ensemble_file, **overrides)
+def ensemble_from_args(args: argparse.Namespace):
+    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` the options describe, with
+    :func:`hetens.build_ensemble` (after :func:`check_ensemble_args`: nothing loads when the
+    options are wrong)."""
+    return check_ensemble_args(args).build()

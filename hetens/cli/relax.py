@@ -68,7 +68,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hetens.io.files import write_frames_atomic
-    from hetens.cli.md import _StopOnInterrupt, check_monitor_outputs
+    from hetens.cli.md import check_monitor_outputs
     from hetens.monitor import plot_log
     from hetens.monitor.relax import check_relax_settings, run_relaxation
     from hetens.rescore.reading import iter_frames
@@ -112,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
         def progress(done: int, monitor) -> None:
             last = monitor.last
             state.update(done=done, rows=monitor.logger.rows if monitor.logger else 0)
-            if stop.requested:
-                raise KeyboardInterrupt
             if last is None or (done % args.print_every and done != args.steps):
                 return
             forces = last.results["forces"]
@@ -123,18 +121,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {done:>5}  E {last.energy:14.6f} eV  max|F| {fmax:.4f} eV/A  U {last.uncertainty:.4f} "
                   f"eV/A{cell}", file=human, flush=True)
 
-        try:
-            with _StopOnInterrupt() as stop:
-                relaxation = run_relaxation(
-                    atoms, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer, cell=args.cell,
-                    scalar_pressure_GPa=args.scalar_pressure, log=log,
-                    flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
-                    halt_above=args.halt_above, halt_file=halt_file if args.halt_above is not None else None,
-                    trajectory=args.traj, progress=progress,
-                )
+        try:  # the first Ctrl-C stops after the current step; a second one at once
+            relaxation = run_relaxation(
+                atoms, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer, cell=args.cell,
+                scalar_pressure_GPa=args.scalar_pressure, log=log,
+                flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
+                halt_above=args.halt_above, halt_file=halt_file if args.halt_above is not None else None,
+                trajectory=args.traj, progress=progress, stop_on_interrupt=True,
+            )
         except KeyboardInterrupt:
             pass
-    if relaxation is None:
+    if relaxation is None or relaxation.outcome.interrupted:
         print(f"hetens relax: interrupted at step {state['done']} of {args.steps}; log {log} has {state['rows']} "
               "rows; no relaxed structure written", file=sys.stderr, flush=True)
         if args.json:

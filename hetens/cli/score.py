@@ -14,6 +14,7 @@ from hetens.cli.options import (
     check_ensemble_args,
     check_model_specs,
     ensemble_from_args,
+    ensemble_options,
 )
 
 
@@ -197,17 +198,16 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     human = sys.stderr if args.json else sys.stdout
+    options = score_options(args)
     calc = None
     try:
         if args.cluster:
-            result = _score_on_cluster(args, human)
+            result = _score_on_cluster(args, options, human)
         elif args.precomputed:
-            result = score_precomputed(
-                args.precomputed, args.output, **_precomputed_options(args), **_shared_options(args)
-            )
+            result = score_precomputed(args.precomputed, args.output, **options.arguments_for(score_precomputed))
         else:
             calc = ensemble_from_args(args)
-            result = score_live(args.files, args.output, calc, **_live_options(args), **_shared_options(args))
+            result = score_live(args.files, args.output, calc, **options.arguments_for(score_live))
     except MemberFailedError as exc:
         print(f"hetens score: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
@@ -234,22 +234,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shared_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments every scoring function takes (local or cluster, live or precomputed)."""
-    return dict(
-        reference=args.reference,
+def score_options(args: argparse.Namespace):
+    """The :class:`~hetens.rescore.options.ScoreOptions` the command line gives (every scoring
+    function, local or cluster, live or precomputed, takes the ones it needs)."""
+    from hetens.rescore.options import ScoreOptions
+
+    options = ScoreOptions(
         index=args.index,
+        format=args.format,
+        reference=args.reference,
         reference_energy_key=args.ref_energy_key,
         reference_forces_key=args.ref_forces_key,
         position_tol=args.position_tol,
+        batch_size=args.batch_size,
+        max_batch_atoms=args.max_batch_atoms,
+        batched=not args.no_batch,
         keep_member_forces=args.keep_member_forces,
         progress=args.progress,
+        cluster=args.cluster,
+        chunk_size=args.chunk_size,
+        worker_threads=args.worker_threads,
+        restart=args.restart,
+        keep_chunks=args.keep_chunks,
     )
-
-
-def _precomputed_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of the ``--precomputed`` scoring functions."""
-    return dict(
+    if not args.precomputed:
+        return options
+    return options.replace(
         names=args.names,
         weights=_precomputed_weights(args),
         force_rmse=args.force_rmse,
@@ -257,16 +267,6 @@ def _precomputed_options(args: argparse.Namespace) -> dict:
         forces_key=args.forces_key,
         jobs=args.jobs,
         witnesses=_precomputed_witnesses(args),
-    )
-
-
-def _live_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of the live-member scoring functions."""
-    return dict(
-        format=args.format,
-        batch_size=args.batch_size,
-        max_batch_atoms=args.max_batch_atoms,
-        batched=not args.no_batch,
     )
 
 
@@ -294,33 +294,20 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _score_on_cluster(args: argparse.Namespace, human):
+def _score_on_cluster(args: argparse.Namespace, options, human):
     """``--cluster``: the same scoring on Dask workers (:mod:`hetens.distributed`), resumable."""
     from hetens.distributed import EnsembleSpec, score_on_cluster, score_precomputed_on_cluster
 
     if not args.output:
         raise ValueError("--cluster writes the scored frames: give -o OUT.extxyz")
-    common = dict(
-        cluster=args.cluster,
-        chunk_size=args.chunk_size,
-        restart=args.restart,
-        keep_chunks=args.keep_chunks,
-        **_shared_options(args),
-    )
     try:
         if args.precomputed:
             result = score_precomputed_on_cluster(
-                args.precomputed, args.output, **_precomputed_options(args), **common
+                args.precomputed, args.output, **options.arguments_for(score_precomputed_on_cluster)
             )
         else:
-            result = score_on_cluster(
-                args.files,
-                args.output,
-                EnsembleSpec.from_args(args),
-                worker_threads=args.worker_threads,
-                **_live_options(args),
-                **common,
-            )
+            ensemble = EnsembleSpec.from_options(**ensemble_options(args))
+            result = score_on_cluster(args.files, args.output, ensemble, **options.arguments_for(score_on_cluster))
     except KeyboardInterrupt as exc:  # the chunks finished so far stay on disk
         for note in getattr(exc, "__notes__", []):
             print(f"hetens score: {note}", file=sys.stderr)

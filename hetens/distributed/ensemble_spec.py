@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -18,11 +17,10 @@ __all__ = ["EnsembleSpec"]
 class EnsembleSpec:
     """How to build a :class:`~hetens.HeterogeneousEnsembleCalculator`, as the CLI options say.
 
-    The fields are those of ``hetens score``'s ensemble options, and
-    :meth:`build` hands them to the same function the CLI uses
-    (:func:`hetens.cli.options.ensemble_from_args`), so a worker builds the
-    ensemble a local run would build. Paths are absolute (workers may run in
-    another folder).
+    The fields are the arguments of :func:`hetens.build_ensemble` (the
+    function the CLI's ensemble options map onto), and :meth:`build` calls
+    it, so a worker builds the ensemble a local run would build. Paths are
+    absolute (workers may run in another folder).
 
     Attributes:
         models: member specs (``sevenn:7net-0``...); ``None``: the default
@@ -61,22 +59,26 @@ class EnsembleSpec:
     exact_combine_weights: tuple[float, ...] | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EnsembleSpec:
-        """The ensemble that ``hetens score``'s options (``--models``, ``--weights``...) describe."""
-        return cls(
-            models=tuple(args.models) if args.models else None,
-            weights=tuple(args.weights) if args.weights else None,
-            force_rmse=tuple(args.force_rmse) if args.force_rmse else None,
-            weights_file=_absolute(args.weights_file),
-            ensemble_file=_absolute(getattr(args, "ensemble_file", None)),
-            device=args.device,
-            allow_mixed_reference=bool(args.allow_mixed_reference),
-            parallel=bool(getattr(args, "parallel", False)),
-            on_member_error=getattr(args, "on_member_error", "raise"),
-            min_members=getattr(args, "min_members", None),
-            witnesses=tuple(args.witnesses) if getattr(args, "witnesses", None) else None,
-            max_energy_deviation=getattr(args, "max_energy_deviation", None),
-        )
+    def from_options(cls, **options: Any) -> EnsembleSpec:
+        """The spec of the ensemble :func:`hetens.build_ensemble` builds from ``options`` (its keyword
+        arguments: ``models``, ``weights``, ``weights_file``...; members as specs), paths made absolute."""
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"EnsembleSpec.from_options got unknown option(s) {', '.join(unknown)}")
+
+        def frozen(value):
+            return tuple(value) if value is not None and not isinstance(value, Mapping) else value
+
+        values = dict(options)
+        for key in ("models", "weights", "force_rmse"):
+            if key in values:
+                values[key] = frozen(values[key]) or None  # empty: the default members / weights
+        if values.get("witnesses") is not None:
+            values["witnesses"] = tuple(values["witnesses"])
+        for key in ("weights_file", "ensemble_file"):
+            if key in values:
+                values[key] = _absolute(values[key])
+        return cls(**values)
 
     @classmethod
     def from_calculator(cls, calc, device: str = "auto") -> EnsembleSpec:
@@ -146,11 +148,13 @@ class EnsembleSpec:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
 
     def build(self, device: str | None = None):
-        """Load the ensemble (on the worker), on ``device`` if given, else ``self.device``."""
-        from hetens.cli.options import ensemble_from_args
+        """Load the ensemble (on the worker) with :func:`hetens.build_ensemble`, on ``device`` if
+        given, else ``self.device``."""
+        from hetens.factory import build_ensemble
 
-        args = argparse.Namespace(
-            models=list(self.models) if self.models else None,
+        calc = build_ensemble(
+            list(self.models) if self.models else None,
+            witnesses=list(self.witnesses) if self.witnesses is not None else None,
             weights=dict(self.weights) if isinstance(self.weights, Mapping)
             else (list(self.weights) if self.weights else None),
             force_rmse=list(self.force_rmse) if self.force_rmse else None,
@@ -161,10 +165,8 @@ class EnsembleSpec:
             parallel=self.parallel,
             on_member_error=self.on_member_error,
             min_members=self.min_members,
-            witnesses=list(self.witnesses) if self.witnesses is not None else None,
             max_energy_deviation=self.max_energy_deviation,
         )
-        calc = ensemble_from_args(args)
         if self.exact_weights is not None:
             import numpy as np
 

@@ -133,12 +133,9 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
     key = spec.key()
     if key in _ENSEMBLES:
         return _ENSEMBLES[key], 0.0
-    import warnings
+    from hetens.factory import ignore_upstream_warnings
 
-    from hetens.cli.main import _QUIET_WARNINGS  # the CLI's list: warnings that say nothing to a user
-
-    for message in _QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
+    ignore_upstream_warnings()  # as the CLI does: warnings that say nothing to a user
     if threads:
         import torch
 

@@ -5,7 +5,8 @@
   they read the U the ensemble already computed and never run a model.
 - :class:`UncertaintyMonitor`: the three in one, with tiered thresholds.
 - :func:`run_monitored`: run the dynamics and get a :class:`RunOutcome`
-  (completed, or halted at step s with U) instead of a traceback.
+  (completed, halted at step s with U, or interrupted by Ctrl-C with
+  ``stop_on_interrupt=True``) instead of a traceback.
 - :func:`read_log`, :func:`plot_log`: the CSV log back, and a PNG of it.
 - :func:`make_md`: the Langevin / NVE / Berendsen / NPT MD that ``hetens md`` runs.
 - :func:`run_relaxation`: BFGS/FIRE relaxation (optionally of the cell) with
@@ -29,7 +30,7 @@ from hetens.monitor.observers import (
 )
 from hetens.monitor.plot import plot_log
 from hetens.monitor.relax import Relaxation, make_optimizer, run_relaxation
-from hetens.monitor.run import RunOutcome, run_monitored
+from hetens.monitor.run import RunOutcome, StopOnInterrupt, run_monitored
 
 __all__ = [
     "COLUMNS",
@@ -38,6 +39,7 @@ __all__ = [
     "Observation",
     "Relaxation",
     "RunOutcome",
+    "StopOnInterrupt",
     "TrajectoryWriter",
     "UncertaintyHalt",
     "UncertaintyLogger",

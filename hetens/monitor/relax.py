@@ -127,6 +127,7 @@ def run_relaxation(
     trajectory: str | os.PathLike | None = None,
     trajectory_interval: int = 1,
     progress: Callable[[int, Any], None] | None = None,
+    stop_on_interrupt: bool = False,
 ) -> Relaxation:
     """Relax ``atoms`` in place with the ensemble, logging U at every optimiser step.
 
@@ -144,6 +145,11 @@ def run_relaxation(
             for :class:`~hetens.monitor.UncertaintyMonitor` (U in eV/Å).
         progress: called after every step with the number of steps done and
             the monitor (whose ``last`` is the latest observation).
+        stop_on_interrupt: graceful Ctrl-C, as for
+            :func:`~hetens.monitor.run_monitored`: the first Ctrl-C ends the
+            relaxation after the current step (``outcome.status ==
+            "interrupted"``; ``frame`` is the structure reached, not relaxed),
+            a second one raises ``KeyboardInterrupt`` at once.
 
     Returns:
         :class:`Relaxation`. A halt is ``outcome.status == "halted"``, not
@@ -162,7 +168,8 @@ def run_relaxation(
         trajectory=trajectory, trajectory_interval=trajectory_interval,
     ) as monitor:
         step_progress = None if progress is None else (lambda done: progress(done, monitor))
-        outcome = run_monitored(opt, steps, monitor, progress=step_progress, fmax=fmax)
+        outcome = run_monitored(opt, steps, monitor, progress=step_progress, fmax=fmax,
+                                stop_on_interrupt=stop_on_interrupt)
     ensemble = atoms.calc if calc is None else calc
     # Cached: the optimiser evaluated this state (no model call). The ensemble computes the
     # stress with the forces whenever the cell is 3D periodic and every member provides it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import numpy as np
 
 from hetens.errors import UncertaintyHalt
 
-__all__ = ["RunOutcome", "run_monitored"]
+__all__ = ["RunOutcome", "StopOnInterrupt", "run_monitored"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class RunOutcome:
 
     Attributes:
         status: ``"completed"`` (all steps done, or an optimizer stopped on
-            its own) or ``"halted"`` (U crossed the halt threshold).
+            its own), ``"halted"`` (U crossed the halt threshold) or
+            ``"interrupted"`` (Ctrl-C with ``stop_on_interrupt``: stopped
+            after the step it arrived in).
         steps_done: steps taken in this call (``dyn.nsteps`` difference).
         observed: steps the monitor observed.
         u_min, u_median, u_max: U statistics over the observed steps, eV/Å
@@ -50,6 +53,10 @@ class RunOutcome:
     @property
     def halted(self) -> bool:
         return self.status == "halted"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
 
     @property
     def halted_at(self) -> int | None:
@@ -101,6 +108,8 @@ class RunOutcome:
                 held = "offending only: no observed frame was below the threshold" if self.halt.at_start \
                     else "last_safe, offending"
                 lines.append(f"halt frames    {self.halt.saved_to} ({held})")
+        elif self.interrupted:
+            lines.append("outcome        interrupted (Ctrl-C) after the last step done")
         else:
             extra = "" if self.converged is None else (" (converged)" if self.converged else " (not converged)")
             lines.append(f"outcome        completed{extra}")
@@ -111,6 +120,43 @@ def _json_float(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
 
 
+class StopOnInterrupt:
+    """A context manager: the first Ctrl-C (SIGINT) inside it is only recorded (:attr:`requested`),
+    so a loop can stop at its next step boundary; a second one raises ``KeyboardInterrupt`` at once.
+
+    Stopping between steps keeps the log, trajectory and flagged files in step
+    with each other (every observer has recorded the last step). Where SIGINT
+    cannot be handled here (not the main thread, or SIGINT handled or ignored
+    by someone else already), Ctrl-C keeps its usual effect. The previous
+    handler is restored on leaving the block.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc_info) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def run_monitored(
     dyn,
     steps: int,
@@ -118,6 +164,7 @@ def run_monitored(
     *,
     interval: int = 1,
     progress: Callable[[int], None] | None = None,
+    stop_on_interrupt: bool = False,
     **run_options: Any,
 ) -> RunOutcome:
     """Run ``dyn`` for ``steps`` steps; return how it ended instead of raising on a halt.
@@ -130,6 +177,12 @@ def run_monitored(
             ``history`` and ``flagged`` feed the outcome's statistics.
         interval: observation interval in steps, when attaching ``monitor``.
         progress: called with the number of steps done after every step.
+        stop_on_interrupt: graceful Ctrl-C (:class:`StopOnInterrupt`): the
+            first Ctrl-C ends the run after the current step, with every
+            observer's record of it written, and the outcome is
+            ``status="interrupted"``; a second Ctrl-C raises
+            ``KeyboardInterrupt`` at once. Only in the main thread; off by
+            default (Ctrl-C raises ``KeyboardInterrupt`` mid-step).
         **run_options: passed on to ``dyn.irun`` (``fmax=0.01`` for an optimizer).
 
     Returns:
@@ -147,27 +200,34 @@ def run_monitored(
     seen = len(history) if history is not None else 0
     halt = None
     converged = None
+    stop = StopOnInterrupt() if stop_on_interrupt else contextlib.nullcontext()
+    interrupted = False
     t0 = time.perf_counter()
-    try:
-        for converged in dyn.irun(steps=int(steps), **run_options):
-            if progress is not None:
-                progress(int(dyn.nsteps) - start)
-    except UncertaintyHalt as exc:
-        halt = exc
+    with stop:
+        try:
+            for converged in dyn.irun(steps=int(steps), **run_options):
+                if progress is not None:
+                    progress(int(dyn.nsteps) - start)
+                if stop_on_interrupt and stop.requested:
+                    interrupted = True
+                    break
+        except UncertaintyHalt as exc:
+            halt = exc
     wall = time.perf_counter() - t0
     values = np.asarray(history[seen:] if history is not None else [], dtype=float)
     from ase.md.md import MolecularDynamics
 
     is_md = isinstance(dyn, MolecularDynamics)
+    status = "halted" if halt is not None else ("interrupted" if interrupted else "completed")
     return RunOutcome(
-        status="halted" if halt is not None else "completed",
+        status=status,
         steps_done=int(dyn.nsteps) - start,
         observed=int(values.size),
         u_min=float(values.min()) if values.size else float("nan"),
         u_median=float(np.median(values)) if values.size else float("nan"),
         u_max=float(values.max()) if values.size else float("nan"),
         flagged=int(getattr(monitor, "flagged", 0) or 0),
-        converged=None if is_md or halt is not None else bool(converged),
+        converged=None if is_md or status != "completed" else bool(converged),
         wall_s=wall,
         halt=halt,
     )

@@ -6,7 +6,7 @@ members' predictions of them:
 1. each member's force RMSE (eV/Å) and per-atom energy RMSE (eV/atom);
 2. the paper's scan: members sorted by force RMSE, and for N = 2..M the
    top-N ensemble with inverse-force-RMSE weights, and its Spearman rho
-   between U and eps (METHOD.md); the N with the highest rho is chosen
+   between U and eps (docs/method.md); the N with the highest rho is chosen
    (the smallest such N on ties);
    With witnesses (members whose forces enter U only, docs/witnesses.md)
    the scan runs over the predictors, every witness kept in U, and each

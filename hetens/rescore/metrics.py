@@ -155,7 +155,7 @@ def dft_fractions(u, n_atoms, thresholds) -> dict[str, np.ndarray]:
 
     Returns:
         (K,) arrays: ``n_frames_umlip``, ``n_frames_dft``, ``n_atoms_umlip``,
-        ``n_atoms_dft``, ``dft_fraction_atoms`` (METHOD.md:
+        ``n_atoms_dft``, ``dft_fraction_atoms`` (docs/method.md:
         ``(total atoms - atoms with U < U_c) / total atoms``) and
         ``dft_fraction_frames``.
     """

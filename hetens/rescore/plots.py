@@ -180,7 +180,7 @@ def u_histogram_figure(u, *, thresholds: Sequence[float] = ()):
 
 
 def plot_dft_fraction(u, n_atoms, path: str | os.PathLike, *, thresholds: Sequence[float] = ()) -> Path:
-    """Share of DFT work against U_c: counted in atoms (METHOD.md) and in frames."""
+    """Share of DFT work against U_c: counted in atoms (as in the paper; docs/method.md) and in frames."""
     u = np.asarray(u, dtype=float)
     floor = _positive_floor(u)
     grid = np.logspace(np.log10(floor), np.log10(max(u.max(), floor) * 2), 300)

@@ -33,7 +33,6 @@ __all__ = [
     "no_frame_error",
     "scan_extxyz_info",
     "is_extxyz",
-    "chunked",
     "info_float",
 ]
 
@@ -179,15 +178,6 @@ def _check_atom_count(source: FrameSource, atoms, header: ExtxyzFrame | None) ->
             f"cannot read {source}: it announces {header.n_atoms} atoms but ASE read {len(atoms)}; "
             "is the Properties= field of its comment line intact?"
         )
-
-
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of at most ``size`` items (the last may be shorter)."""
-    if size < 1:
-        raise ValueError(f"chunk size must be at least 1; got {size}")
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def info_float(info: dict, key: str, source: Any, *, default: float | None = None) -> float:

@@ -72,7 +72,7 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
     :func:`hetens.uncertainty.member_max_deviation` returns every atom's
     deviation ``||F[m, i] - Fbar[i]||`` (T, M); the max over each frame's
     atoms (``np.maximum.reduceat``) is then ``d[m]``, and U follows as in
-    METHOD.md. Tests check equality with :func:`hetens.combine.combine_predictions`.
+    docs/method.md. Tests check equality with :func:`hetens.combine.combine_predictions`.
 
     Frames where members were dropped (``predictions.dropped``) are then
     recomputed one by one with :func:`hetens.combine.combine_predictions`

@@ -1,7 +1,7 @@
 """Uncertainty-aware distillation: split scored frames into uMLIP-labelled and DFT-queued sets.
 
 For each threshold U_c, frames with ``U < U_c`` keep uMLIP labels and the
-rest are queued for DFT (METHOD.md). The DFT fraction is counted in atoms,
+rest are queued for DFT (Liu et al. 2026; docs/method.md). The DFT fraction is counted in atoms,
 ``(total atoms - atoms with U < U_c) / total atoms``, and in frames.
 
 With an output folder, each threshold gets ``DIR/Uc_<value>/`` holding
