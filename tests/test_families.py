@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.calculator import BaseCalculator
-from tiny_models import TINY_BUILDERS, TINY_HEADS, tiny_fairchem_checkpoint, tiny_mace_model, tiny_matgl_model
+from tiny_models import (
+    TINY_BUILDERS,
+    TINY_HEADS,
+    TINY_OPTIONS,
+    tiny_fairchem_checkpoint,
+    tiny_mace_model,
+    tiny_matgl_model,
+)
 
 import hetens
 from hetens.errors import ConformanceError, UnknownModelError, WeightsUnavailableError
@@ -70,7 +77,7 @@ def member_spec(family: str, folder) -> str:
         return SHIPPED[family]
     path = TINY[family](folder)
     head = f"@{TINY_HEADS[family]}" if family in TINY_HEADS else ""
-    return f"{family}:{path}{head}@level=PBE+U"
+    return f"{family}:{path}{head}{TINY_OPTIONS.get(family, '')}@level=PBE+U"
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +170,15 @@ def test_members_do_not_interfere_in_one_process(members):
 # ---------------------------------------------------------------- conformance
 
 
+#: Families whose networks are not rotation-invariant by construction, with the tolerances of
+#: their rotation check: ORB learns the invariance in training (its "equigrad" loss), so an
+#: untrained tiny ORB is invariant only to ~2e-4 eV/atom (measured); every other check keeps
+#: the default tolerances.
+LEARNED_ROTATION_INVARIANCE = {
+    "orb": Tolerances(energy_atol_per_atom=1e-3, force_atol=1e-2, stress_atol=1e-3),
+}
+
+
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_family_conformance(family, members):
     """hetens.testing.check_member on every family: shapes, conservative forces and stress,
@@ -171,9 +187,14 @@ def test_family_conformance(family, members):
     member = members(family)
     if family in ("mace", "matgl"):
         assert member.supported_elements() == {8, 29, 42, 74}  # the tiny models' element tables
-    report = check_member(member, tolerances=TOLERANCES)
+    checks = CHECKS
     expected_skips = {} if "stress" in member.calculator.implemented_properties else {
         "stress_strain_derivative": "the calculator implements no stress"}
+    if family in LEARNED_ROTATION_INVARIANCE:
+        checks = tuple(c for c in CHECKS if c != "rotation")
+        expected_skips["rotation"] = "not asked for"
+        check_member(member, checks=("rotation",), tolerances=LEARNED_ROTATION_INVARIANCE[family])
+    report = check_member(member, tolerances=TOLERANCES, checks=checks)
     assert report.skipped == expected_skips, report
     assert report.member == member.name and report.evaluations >= 14
 

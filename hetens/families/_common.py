@@ -23,6 +23,8 @@ __all__ = [
     "UPSTREAM_NOISE",
     "without_upstream_noise",
     "is_own_calculator",
+    "preserved_process_state",
+    "torch_state_snapshot",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -282,3 +284,77 @@ def _flush(stream) -> None:
         stream.flush()
     except (AttributeError, OSError, ValueError):
         pass
+
+
+# ---------------------------------------------------------------- whole-process state (orb, mattersim)
+
+
+def torch_state_snapshot() -> dict:
+    """What the adapters keep unchanged for every other member: a plain, comparable snapshot.
+
+    Keys: ``dtype`` (torch's default dtype), ``matmul_precision``
+    (``torch.get_float32_matmul_precision()``), ``cuda_matmul_tf32`` and
+    ``cudnn_tf32`` (the CUDA TF32 flags, read even on a machine without a GPU),
+    ``environ`` (a copy of ``os.environ``), and the random states ``python``,
+    ``numpy`` and ``torch`` (the torch CPU generator; ``torch_cuda`` too when
+    CUDA is initialised). :func:`preserved_process_state` restores one; the
+    tests compare two, key by key.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {
+        "dtype": torch.get_default_dtype(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "environ": dict(os.environ),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.random.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+@contextlib.contextmanager
+def preserved_process_state() -> Iterator[None]:
+    """Restore everything :func:`torch_state_snapshot` records on exit, the environment whole.
+
+    A stronger :func:`preserved_torch_state` for packages whose imports and
+    loaders change more than the default dtype: orb-models' loaders call
+    ``torch.set_float32_matmul_precision`` (which also flips CUDA TF32 on);
+    MatterSim's ``Potential`` sets ``torch.backends.cuda.matmul.allow_tf32``,
+    and importing it (through scikit-learn and torch inductor) sets
+    ``KMP_DUPLICATE_LIB_OK``, ``KMP_INIT_AT_FORK`` and ``TORCHINDUCTOR_CACHE_DIR``.
+    Every environment variable added, changed or removed in the block is put
+    back; so are the default dtype, the float32 matmul precision, both TF32
+    flags and the Python, NumPy and torch (CPU, and CUDA when initialised)
+    random states.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    saved = torch_state_snapshot()
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved["dtype"])
+        torch.set_float32_matmul_precision(saved["matmul_precision"])
+        torch.backends.cuda.matmul.allow_tf32 = saved["cuda_matmul_tf32"]
+        torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
+        for key in [k for k in os.environ if k not in saved["environ"]]:
+            del os.environ[key]
+        for key, value in saved["environ"].items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+        random.setstate(saved["python"])
+        np.random.set_state(saved["numpy"])
+        torch.random.set_rng_state(saved["torch"])
+        if "torch_cuda" in saved:
+            torch.cuda.set_rng_state_all(saved["torch_cuda"])
