@@ -118,53 +118,116 @@ def assert_unchanged(atoms, before: dict, family: str) -> None:
 # ---------------------------------------------------------------- interference
 
 
-def test_members_do_not_interfere_in_one_process(members):
-    """Every installed family loaded one after another in one process: each member's energy right
-    after its own load equals its energy inside the ensemble after all loads, shipped
-    models keep their reference energies (FIELD_NOTES: rattled 54-atom W), and no load
-    leaks torch's default dtype, the weights-only env variable, ASE's shared property
-    list or the global random state."""
+#: The orders the interference test loads the families in: the table's, reversed, and one
+#: seeded shuffle (chgnet comes after mace in two of them: MACE once broke CHGNet loaded later).
+def load_orders(families: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    import random
+
+    return {
+        "forward": tuple(families),
+        "reversed": tuple(reversed(families)),
+        "shuffled": tuple(random.Random(14).sample(list(families), len(families))),
+    }
+
+
+def state_changes(before: dict, after: dict) -> list[str]:
+    """What differs between two :func:`hetens.families._common.torch_state_snapshot` results,
+    in words (empty: nothing other members read has changed)."""
     import torch
 
-    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(3)
+    changes = [f"{key}: {before[key]!r} -> {after[key]!r}"
+               for key in ("dtype", "matmul_precision", "cuda_matmul_tf32", "cudnn_tf32") if before[key] != after[key]]
+    env_before, env_after = before["environ"], after["environ"]
+    changed = sorted(k for k in set(env_before) | set(env_after) if env_before.get(k) != env_after.get(k))
+    changes += [f"environment variable {k}: {env_before.get(k)!r} -> {env_after.get(k)!r}" for k in changed]
+    if before["python"] != after["python"]:
+        changes.append("Python's random state")
+    numpy_before, numpy_after = before["numpy"], after["numpy"]
+    if not (np.array_equal(numpy_before[1], numpy_after[1]) and numpy_before[2:] == numpy_after[2:]):
+        changes.append("NumPy's global random state")
+    if not torch.equal(before["torch"], after["torch"]):
+        changes.append("torch's CPU random state")
+    if "torch_cuda" in before or "torch_cuda" in after:
+        cuda_before, cuda_after = before.get("torch_cuda", []), after.get("torch_cuda", [])
+        if len(cuda_before) != len(cuda_after) or not all(map(torch.equal, cuda_before, cuda_after)):
+            changes.append("torch's CUDA random states")
+    return changes
+
+
+def evaluate(calc, atoms) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """Energy (eV), forces (N, 3) eV/A and stress (6,) eV/A^3 (or None) of ``calc`` on a copy of ``atoms``."""
+    probe = atoms.copy()
+    probe.calc = calc
+    stress = probe.get_stress() if "stress" in calc.implemented_properties else None
+    return float(probe.get_potential_energy()), np.array(probe.get_forces()), stress
+
+
+def assert_same_results(got, expected, what: str) -> None:
+    """Equal energy, forces and stress; float32 sums may differ in the last bits between calls
+    (threaded reductions), interference (a dtype, a TF32 flag, a reseed) shows far above."""
+    n_atoms = len(got[1])
+    assert got[0] == pytest.approx(expected[0], rel=0, abs=1e-6 * n_atoms), f"{what}: energy"
+    np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-5, err_msg=f"{what}: forces")
+    if expected[2] is not None:
+        np.testing.assert_allclose(got[2], expected[2], rtol=0, atol=1e-6, err_msg=f"{what}: stress")
+
+
+def test_members_do_not_interfere_in_one_process(members, tiny_dir):
+    """Every installed in-process family loaded in three orders (the table's, reversed, seeded
+    shuffle), each time afresh: no load and no call changes torch's default dtype, the float32
+    matmul precision, the CUDA TF32 flags, any environment variable, the Python/NumPy/torch
+    random states or ASE's shared property list; each member's energy, forces and stress with
+    every family loaded equal its results when it was loaded alone (first, before any other
+    member); the shipped models keep their reference energies (FIELD_NOTES: rattled 54-atom W)."""
+    from hetens.families._common import torch_state_snapshot
+
+    families = tuple(f for f in ALL_FAMILIES if FAMILIES[f].installed)
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
     atoms.rattle(0.05, seed=42)
-    reference = {"sevenn": -687.26, "chgnet": -687.76}  # eV, FIELD_NOTES
-    dtype = torch.get_default_dtype()
-    env = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     shared_properties = list(BaseCalculator.implemented_properties)
-    numpy_state = np.random.get_state()[1].copy()
 
-    # chgnet after mace: MACE once broke CHGNet loaded later in the same process.
-    preferred = ("sevenn", "mace", "chgnet", "fairchem", "matgl", "diep")
-    order = [f for f in (*preferred, *(f for f in ALL_FAMILIES if f not in preferred)) if FAMILIES[f].installed]
-    loaded, alone = [], {}
-    for family in order:
-        member = members(family)  # first use in the session: loaded now
-        alone[family] = energy(member.calculator, atoms.copy())
-        loaded.append(member)
-        assert torch.get_default_dtype() == dtype, f"loading {family} changed torch's default dtype"
-        assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == env, f"loading {family} leaked the env"
-        assert BaseCalculator.implemented_properties == shared_properties, (
-            f"loading {family} changed ASE's class-level implemented_properties")
-        np.testing.assert_array_equal(np.random.get_state()[1], numpy_state,
-                                      err_msg=f"loading {family} reseeded NumPy's global generator")
+    # Alone: each family in a process where no other member is loaded (the session cache,
+    # first use), evaluated before the next one loads.
+    alone = {}
+    for family in families:
+        alone[family] = evaluate(members(family).calculator, atoms)
+
+    start = torch_state_snapshot()
+    for order_name, order in load_orders(families).items():
+        loaded = {}
+        for family in order:
+            before = torch_state_snapshot()
+            loaded[family] = hetens.load_member(member_spec(family, tiny_dir), device="cpu")
+            assert state_changes(before, torch_state_snapshot()) == [], f"{order_name}: loading {family}"
+            assert BaseCalculator.implemented_properties == shared_properties, (
+                f"{order_name}: loading {family} changed ASE's class-level implemented_properties")
+            result = evaluate(loaded[family].calculator, atoms)
+            assert state_changes(before, torch_state_snapshot()) == [], f"{order_name}: calling {family}"
+            assert_same_results(result, alone[family], f"{order_name}: {family} right after its load")
+        for family, member in loaded.items():  # every family loaded: nothing has moved
+            assert_same_results(evaluate(member.calculator, atoms), alone[family],
+                                f"{order_name}: {family} with {', '.join(order)} loaded")
+        assert state_changes(start, torch_state_snapshot()) == [], f"{order_name}: calls after all loads"
+        del loaded
+
+    reference = {"sevenn": -687.26, "chgnet": -687.76}  # eV, FIELD_NOTES
+    big = bulk("W", "bcc", a=3.17, cubic=True).repeat(3)
+    big.rattle(0.05, seed=42)
     for family, value in reference.items():
-        if family in alone:
-            assert alone[family] == pytest.approx(value, abs=0.01), family
+        if family in families:
+            assert energy(members(family).calculator, big.copy()) == pytest.approx(value, abs=0.01), family
 
-    # The tiny hub models are untrained (energies off the real models' reference by up to
-    # 6 eV/atom) and diep is r2SCAN: mixed on purpose, this checks interference only.
-    calc = hetens.HeterogeneousEnsembleCalculator(loaded, allow_mixed_reference=True)
+    # The tiny hub models are untrained and diep is r2SCAN: mixed on purpose, interference only.
+    calc = hetens.HeterogeneousEnsembleCalculator([members(f) for f in families], allow_mixed_reference=True)
     probe = atoms.copy()
     probe.calc = calc
     assert np.isfinite(probe.get_potential_energy())
     assert np.isfinite(probe.get_forces()).all()
     assert np.isfinite(probe.get_stress()).all()
     assert np.isfinite(calc.results["uncertainty"])
-    # float32 sums may differ in the last bit between calls; interference would show far above.
-    np.testing.assert_allclose(calc.results["member_energies"], [alone[f] for f in order],
-                               rtol=0, atol=ENERGY_ATOL_PER_ATOM)
-    assert torch.get_default_dtype() == dtype
+    np.testing.assert_allclose(calc.results["member_energies"], [alone[f][0] for f in families],
+                               rtol=0, atol=1e-6 * len(atoms))
+    assert state_changes(start, torch_state_snapshot()) == []
 
 
 # ---------------------------------------------------------------- conformance

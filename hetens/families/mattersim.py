@@ -46,7 +46,7 @@ from hetens.families._common import (
     UPSTREAM_NOISE,
     is_local_path,
     package_versions,
-    preserved_process_state,
+    preserved_torch_state,
     require_download,
     without_upstream_noise,
 )
@@ -131,7 +131,7 @@ def elements(calculator) -> frozenset[int] | None:
 @contextlib.contextmanager
 def _mattersim_loading() -> Iterator[None]:
     """Import and load MatterSim without its process-wide side effects (see the module docstring)."""
-    with preserved_process_state():
+    with preserved_torch_state():
         import sys
 
         if "mattersim.forcefield" in sys.modules:
@@ -169,10 +169,12 @@ def _calculator_class():
 
     class QuietMatterSimCalculator(MatterSimCalculator):
         """MatterSim's calculator; a structure without periodicity is evaluated in MatterSim's
-        own large box without its warning, and gets no stress."""
+        own large box without its warning, and gets no stress; the random states are left
+        as they were (its DataLoader draws a seed per call)."""
 
         def calculate(self, atoms=None, properties=None, system_changes=None) -> None:
-            with warnings.catch_warnings():
+            # Its torch DataLoader draws a seed from torch's generator on every call: restored.
+            with warnings.catch_warnings(), preserved_torch_state():
                 warnings.filterwarnings("ignore", message="No PBC detected", category=UserWarning)
                 super().calculate(atoms, properties, system_changes)
             if not self.atoms.pbc.all():

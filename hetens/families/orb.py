@@ -49,7 +49,7 @@ from hetens.errors import UnknownModelError
 from hetens.families._common import (
     is_local_path,
     package_versions,
-    preserved_process_state,
+    preserved_torch_state,
     require_download,
     without_upstream_noise,
 )
@@ -242,7 +242,8 @@ def _default_url(model: str) -> str | None:
 
 def _cached_file(url: str) -> Path | None:
     """cached_path's local copy of ``url`` (its own cache folder), or ``None``; never downloads."""
-    from cached_path import find_latest_cached
+    with _orb_loading():
+        from cached_path import find_latest_cached
 
     return find_latest_cached(url)
 
@@ -252,9 +253,11 @@ def _orb_loading() -> Iterator[None]:
     """Import and load orb-models with nothing process-wide left changed: the default dtype and
     float32 matmul precision its loaders set, the TF32 flags, the environment, the random states;
     its "Setting global torch default dtype" warnings are not shown (undone here)."""
-    with without_upstream_noise(), preserved_process_state(), warnings.catch_warnings():
+    with without_upstream_noise(), preserved_torch_state(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Setting global torch default dtype", category=UserWarning)
         warnings.filterwarnings("ignore", message="Consider passing 'precision=float32-high'", category=UserWarning)
+        # cached_path imports google-cloud-storage, whose api_core asks for grpcio-status at import.
+        warnings.filterwarnings("ignore", message="Please install grpcio-status", category=ImportWarning)
         yield
 
 
