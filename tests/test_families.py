@@ -405,6 +405,10 @@ def test_registry_names_are_the_loaders_own(tiny_dir):
         from fairchem.core.calculate.pretrained_mlip import available_models
 
         assert {m.name for m in models_of_family("fairchem")} <= set(available_models)
+    if FAMILIES["orb"].installed:
+        from hetens.families.orb import pretrained_names
+
+        assert {m.name for m in models_of_family("orb")} <= set(pretrained_names())
 
     rows = {row.spec: row for row in model_rows()}
     assert set(rows) == {m.spec for m in KNOWN_MODELS}
@@ -570,3 +574,119 @@ def test_diep_shipped_model_elements_heads_and_molecule():
     assert forces.shape == (3, 3) and np.isfinite(forces).all()
     assert np.abs(forces).max() > 1e-3  # the bent molecule is not at DIEP's minimum
     check_member(member, water, checks=("force_gradient",))
+
+
+# ---------------------------------------------------------------- orb and mattersim
+
+
+def test_orb_specs_precision_and_errors(tiny_dir):
+    """A local ORB checkpoint names its architecture; precision=float64 runs the model in float64
+    during its calls only (torch's default dtype stays float32 around them), and gives the float32
+    model's results; bad architectures, sizes, options and heads are refused with the choices."""
+    import torch
+    from tiny_models import ORB_TINY_ARCHITECTURE, tiny_orb_checkpoint
+
+    require_family("orb")
+    path = tiny_orb_checkpoint(tiny_dir)
+    options = TINY_OPTIONS["orb"]
+    atoms = probe_cell()
+    single = hetens.load_member(f"orb:{path}{options}", device="cpu").calculator
+    assert torch.get_default_dtype() == torch.float32
+    double = hetens.load_member(f"orb:{path}{options}@precision=float64", device="cpu").calculator
+    assert torch.get_default_dtype() == torch.float32
+    assert torch.get_float32_matmul_precision() == "highest"
+    e64 = energy(double, atoms)
+    assert torch.get_default_dtype() == torch.float32
+    assert double.results["forces"].dtype == np.float64 and single.model_dtype == torch.float32
+    assert e64 == pytest.approx(energy(single, atoms), abs=1e-4)
+    assert single.results["forces"].dtype == np.float32
+
+    sizes = "".join(f"@{k}={v}" for k, v in ORB_TINY_ARCHITECTURE.items() if k != "architecture")
+    with pytest.raises(ValueError, match="does not record its architecture; name it with @architecture="):
+        hetens.load_member(f"orb:{path}", device="cpu")
+    with pytest.raises(UnknownModelError, match="unknown architecture 'orb-v9'"):
+        hetens.load_member(f"orb:{path}@architecture=orb-v9", device="cpu")
+    with pytest.raises(ValueError, match="does not fit architecture orb_v3_direct_architecture"):
+        hetens.load_member(f"orb:{path}@architecture=orb_v3_direct_architecture{sizes}", device="cpu")
+    with pytest.raises(ValueError, match="does not fit architecture orb-v3-conservative-inf-omat"):
+        hetens.load_member(f"orb:{path}@architecture=orb-v3-conservative-inf-omat", device="cpu")
+    with pytest.raises(ValueError, match="latent_dim apply to the builders"):
+        hetens.load_member(f"orb:{path}@architecture=orb-v3-conservative-inf-omat@latent_dim=32", device="cpu")
+    with pytest.raises(ValueError, match="latent_dim='big' must be int"):
+        hetens.load_member(f"orb:{path}@architecture=orb_v3_conservative_architecture@latent_dim=big", device="cpu")
+    with pytest.raises(ValueError, match="precision must be one of float32-high, float32-highest, float64"):
+        hetens.load_member(f"orb:{path}{options}@precision=half", device="cpu")
+    with pytest.raises(ValueError, match="unknown option"):
+        hetens.load_member(f"orb:{path}{options}@cutoff=5", device="cpu")
+    with pytest.raises(UnknownModelError, match="no heads"):
+        hetens.load_member(f"orb:{path}@omat{options}", device="cpu")
+    with pytest.raises(UnknownModelError, match="no pretrained model 'orb-v9'.*orb-v3-conservative-inf-omat"):
+        hetens.load_member("orb:orb-v9", device="cpu")
+
+
+def test_orb_architecture_read_from_an_orb_file_name(tiny_dir, tmp_path):
+    """A checkpoint named like orb's downloads needs no @architecture=: the architecture is read
+    from the name. Here the tiny checkpoint under the name of an orb-v3-conservative-inf-omat
+    download: that model's own loader is used, and refuses the tiny network's state dict."""
+    require_family("orb")
+    import shutil
+
+    from tiny_models import tiny_orb_checkpoint
+
+    named = tmp_path / "orb-v3-conservative-inf-omat-20250404.ckpt"
+    shutil.copy(tiny_orb_checkpoint(tiny_dir), named)
+    with pytest.raises(ValueError, match="does not fit architecture orb-v3-conservative-inf-omat"):
+        hetens.load_member(f"orb:{named}", device="cpu")
+
+
+def test_mattersim_refuses_heads_options_and_unknown_names(tiny_dir):
+    from tiny_models import tiny_mattersim_checkpoint
+
+    require_family("mattersim")
+    path = tiny_mattersim_checkpoint(tiny_dir)
+    with pytest.raises(UnknownModelError, match="no heads"):
+        hetens.load_member(f"mattersim:{path}@PBE", device="cpu")
+    with pytest.raises(ValueError, match="takes no options"):
+        hetens.load_member(f"mattersim:{path}@cutoff=4", device="cpu")
+    with pytest.raises(UnknownModelError, match="no released model 'MatterSim-v2'.*MatterSim-v1.0.0-1M"):
+        hetens.load_member("mattersim:MatterSim-v2", device="cpu")
+    not_a_checkpoint = tiny_dir / "not_mattersim.pth"
+    not_a_checkpoint.write_bytes(b"")
+    with pytest.raises(ValueError, match="could not load"):
+        hetens.load_member(f"mattersim:{not_a_checkpoint}", device="cpu")
+
+
+def test_mattersim_import_keeps_stdout_and_the_users_loguru_handlers(tiny_dir):
+    """A fresh process: a user's loguru handler added before hetens loads MatterSim still gets
+    the user's messages afterwards, MatterSim writes nothing to stdout, and no KMP_* or
+    TORCHINDUCTOR_* variable is left in the environment."""
+    import subprocess
+    import sys
+
+    from tiny_models import tiny_mattersim_checkpoint
+
+    require_family("mattersim")
+    path = tiny_mattersim_checkpoint(tiny_dir)
+    script = f"""
+import os, sys
+from loguru import logger
+seen = []
+logger.add(seen.append, format="{{message}}")
+before = dict(os.environ)
+import hetens
+member = hetens.load_member({f"mattersim:{path}@level=PBE+U"!r}, device="cpu")
+from ase.build import bulk
+atoms = bulk("W", "bcc", a=3.17, cubic=True)
+atoms.calc = member.calculator
+atoms.get_potential_energy()
+logger.info("the user's own message")
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(repr(([m.strip() for m in seen if "own message" in m], changed)))
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr((["the user's own message"], [])), done.stdout
+

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pickle
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,8 @@ _HOST = "raw.githubusercontent.com"
 #: The released checkpoints, by the names MatterSim's loader takes (case-insensitive).
 RELEASED = ("MatterSim-v1.0.0-1M", "MatterSim-v1.0.0-5M")
 _NOISE = (*UPSTREAM_NOISE, "mattersim.forcefield.potential:from_checkpoint")
+#: What ``from_checkpoint`` raises on a file that is not a MatterSim checkpoint.
+_NOT_A_CHECKPOINT = (KeyError, AssertionError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError)
 
 
 def checkpoint_folder() -> Path:
@@ -110,7 +113,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     with _mattersim_loading(), without_upstream_noise(_NOISE):
         try:
             calculator = _calculator_class().from_checkpoint(load_path=source, device=device)
-        except (KeyError, AssertionError, RuntimeError, TypeError) as exc:
+        except _NOT_A_CHECKPOINT as exc:
             raise ValueError(
                 f"mattersim member {model}: MatterSimCalculator.from_checkpoint could not load {source} "
                 f"({type(exc).__name__}: {exc}); a MatterSim checkpoint is written by Potential.save(path)"
