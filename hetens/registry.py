@@ -114,6 +114,23 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("matgl", "M3GNet-MP-2021.2.8-PES", "PBE+U", "MPF 2021"),
     # DIEP: diep_fold1 ships inside the diep wheel (diep/pretrained_models/).
     KnownModel("diep", "diep_fold1", "r2SCAN", "MatPES-r2SCAN", source="wheel"),
+    # ORB (orb-models): orb_models.forcefield.pretrained.ORB_PRETRAINED_MODELS, downloaded by
+    # cached_path from Orbital Materials' S3 bucket. "inf": all neighbours within 6 A; "20": the
+    # 20 nearest. The paper's OMat24 force RMSE (eV/A): orb-v3-conservative-20-omat 0.48766,
+    # orb-v3-conservative-inf-omat 0.49757, orb-v3-direct-20-omat 0.50635, orb-v3-direct-inf-omat 0.5111.
+    KnownModel("orb", "orb-v3-conservative-inf-omat", "PBE+U", "OMat24"),
+    KnownModel("orb", "orb-v3-conservative-20-omat", "PBE+U", "OMat24"),
+    KnownModel("orb", "orb-v3-direct-inf-omat", "PBE+U", "OMat24"),
+    KnownModel("orb", "orb-v3-direct-20-omat", "PBE+U", "OMat24"),
+    KnownModel("orb", "orb-v3-conservative-inf-mpa", "PBE+U", "MPtrj + Alexandria"),
+    KnownModel("orb", "orb-v3-conservative-20-mpa", "PBE+U", "MPtrj + Alexandria"),
+    KnownModel("orb", "orb-v3-direct-inf-mpa", "PBE+U", "MPtrj + Alexandria"),
+    KnownModel("orb", "orb-v3-direct-20-mpa", "PBE+U", "MPtrj + Alexandria"),
+    KnownModel("orb", "orb-v2", "PBE+U", "MPtrj + Alexandria"),
+    # MatterSim (mattersim): M3GNet-architecture models trained on MatterSim's own PBE(+U) data set
+    # (MP-compatible settings), downloaded from GitHub into ~/.local/mattersim/pretrained_models.
+    KnownModel("mattersim", "MatterSim-v1.0.0-1M", "PBE+U", "MatterSim data set (PBE+U)"),
+    KnownModel("mattersim", "MatterSim-v1.0.0-5M", "PBE+U", "MatterSim data set (PBE+U)"),
 )
 
 

@@ -19,6 +19,7 @@ from hetens.families._common import preserved_torch_state
 
 __all__ = [
     "TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "TINY_BUILDERS", "TINY_HEADS",
+    "tiny_orb_checkpoint", "tiny_mattersim_checkpoint", "TINY_OPTIONS",
 ]
 
 #: Elements every tiny model knows (atomic numbers 8, 29, 42, 74).
@@ -192,12 +193,88 @@ def tiny_matgl_model(folder: str | Path, seed: int = 0) -> Path:
     return path
 
 
+#: The architecture of :func:`tiny_orb_checkpoint`, as spec options (an ORB checkpoint is a
+#: bare state dict: the spec names the builder and its sizes).
+ORB_TINY_ARCHITECTURE = {
+    "architecture": "orb_v3_conservative_architecture",
+    "latent_dim": 32,
+    "base_mlp_hidden_dim": 64,
+    "head_mlp_hidden_dim": 32,
+    "num_message_passing_steps": 2,
+}
+
+
+def tiny_orb_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """A two-step orb-v3 conservative network (latent 32, cutoff 6 Å, all neighbours) saved as
+    orb's checkpoint format, its ``state_dict`` with ``torch.save`` (float32).
+
+    Load it with the options of :data:`ORB_TINY_ARCHITECTURE`
+    (``orb:PATH@architecture=orb_v3_conservative_architecture@latent_dim=32@...``).
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_orb.ckpt"
+    if path.exists():
+        return path
+    from hetens.families.orb import _orb_loading
+
+    with _orb_loading():
+        import torch
+        from orb_models.forcefield import pretrained
+        from orb_models.forcefield.atomic_system import SystemConfig
+
+        sizes = {k: v for k, v in ORB_TINY_ARCHITECTURE.items() if k != "architecture"}
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = pretrained.orb_v3_conservative_architecture(
+                device="cpu", system_config=SystemConfig(radius=6.0, max_num_neighbors=120), **sizes
+            )
+        torch.save(model.state_dict(), path)
+    return path
+
+
+def tiny_mattersim_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """A two-block M3GNet (16 units, cutoff 4 Å, three-body 3 Å) in a MatterSim ``Potential``,
+    saved with ``Potential.save`` (MatterSim's checkpoint format), float32.
+
+    The per-element scale (30) and shifts (:data:`_REFERENCE_ENERGIES`) of its
+    ``AtomScaling`` make forces of order 0.1 eV/Å in a rattled W cell.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = (Path(folder) / "tiny_mattersim.pth").resolve()  # Potential.save needs a folder in the path
+    if path.exists():
+        return path
+    from hetens.families.mattersim import _mattersim_loading
+
+    with _mattersim_loading():
+        import torch
+        from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
+        from mattersim.forcefield.potential import Potential
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = M3Gnet(num_blocks=2, units=16, max_l=2, max_n=3, cutoff=4.0, threebody_cutoff=3.0,
+                           device="cpu")
+        with torch.no_grad():
+            model.normalizer.scale.fill_(30.0)
+            for z, reference in zip(_NUMBERS, _REFERENCE_ENERGIES):
+                model.normalizer.shift[z] = reference
+        Potential(model, device="cpu").save(str(path))
+    return path
+
+
 #: family name -> builder, for parametrised tests.
 TINY_BUILDERS = {
     "mace": tiny_mace_model,
     "fairchem": tiny_fairchem_checkpoint,
     "matgl": tiny_matgl_model,
+    "orb": tiny_orb_checkpoint,
+    "mattersim": tiny_mattersim_checkpoint,
 }
 
 #: family name -> the head a tiny model's spec names (families whose tiny model has several).
 TINY_HEADS = {"fairchem": "omat"}
+
+#: family name -> spec options a tiny model needs to load (``@KEY=VALUE`` each).
+TINY_OPTIONS = {
+    "orb": "".join(f"@{key}={value}" for key, value in ORB_TINY_ARCHITECTURE.items()),
+}

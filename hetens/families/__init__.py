@@ -77,6 +77,8 @@ FAMILIES: dict[str, Family] = {
         Family("fairchem", ("fairchem.core",), "fairchem", "fairchem-core: UMA and eSEN, local checkpoints"),
         Family("matgl", ("matgl",), "matgl", "MatGL: M3GNet, TensorNet, CHGNet on MatPES, local model folders"),
         Family("diep", ("diep",), "diep", "DIEP (diep 2.x, PyG); diep_fold1 (MatPES r2SCAN) ships in the wheel"),
+        Family("orb", ("orb_models",), "orb", "ORB (orb-models 0.5): orb-v2, orb-v3 OMat24/MPA models, local checkpoints"),
+        Family("mattersim", ("mattersim",), "mattersim", "MatterSim (mattersim 1.2): MatterSim-v1.0.0-1M/5M, local checkpoints"),
     )
 }
 

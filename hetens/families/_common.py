@@ -23,6 +23,7 @@ __all__ = [
     "UPSTREAM_NOISE",
     "without_upstream_noise",
     "is_own_calculator",
+    "torch_state_snapshot",
 ]
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HETENS_OFFLINE")
@@ -65,41 +66,54 @@ def require_download(spec: str, host: str, how: str) -> None:
 
 @contextlib.contextmanager
 def preserved_torch_state() -> Iterator[None]:
-    """Restore torch's default dtype, the global random states and torch-related
-    environment variables on exit.
+    """Restore on exit everything :func:`torch_state_snapshot` records: torch's default dtype,
+    the float32 matmul precision, the CUDA TF32 flags, the whole environment and the
+    Python, NumPy and torch (CPU, and CUDA when initialised) random states.
 
-    Model loaders change process-wide state that breaks or silently alters
-    other work in the same process:
+    Model packages change process-wide state when imported, loaded or called,
+    which breaks or silently alters other work in the same process:
 
     - MACE sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` at import and older
       releases call ``torch.set_default_dtype`` in the constructor, which broke
       CHGNet/M3GNet loaded later (ACEsuit/mace issues 328, 877);
     - fairchem's ``MLIPPredictUnit`` reseeds Python's ``random``, NumPy's
       global generator and torch (seed 41) on every load, which would make a
-      user's own random numbers (e.g. MD thermostat noise) depend on loading.
+      user's own random numbers (e.g. MD thermostat noise) depend on loading,
+      and sets ``CURRRENT_DEVICE_TYPE``; SevenNet and CHGNet draw their
+      untrained weights from torch's generator before loading a checkpoint;
+      torch DataLoaders (MatterSim, fairchem) draw a seed on every call;
+    - orb-models' loaders call ``torch.set_default_dtype`` and
+      ``torch.set_float32_matmul_precision`` (which also turns CUDA TF32 on);
+      MatterSim's ``Potential`` sets ``torch.backends.cuda.matmul.allow_tf32``;
+    - imports set environment variables: scikit-learn ``KMP_DUPLICATE_LIB_OK``
+      and ``KMP_INIT_AT_FORK``, torch inductor ``TORCHINDUCTOR_CACHE_DIR``,
+      lightning ``PYTORCH_NVML_BASED_CUDA_CHECK``.
+
+    Every environment variable added, changed or removed in the block is put back.
     """
     import random
 
     import numpy as np
     import torch
 
-    dtype = torch.get_default_dtype()
-    saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)}
-    python_random = random.getstate()
-    numpy_random = np.random.get_state()
-    torch_random = torch.random.get_rng_state()
+    saved = torch_state_snapshot()
     try:
         yield
     finally:
-        torch.set_default_dtype(dtype)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
+        torch.set_default_dtype(saved["dtype"])
+        torch.set_float32_matmul_precision(saved["matmul_precision"])
+        torch.backends.cuda.matmul.allow_tf32 = saved["cuda_matmul_tf32"]
+        torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
+        for key in [k for k in os.environ if k not in saved["environ"]]:
+            del os.environ[key]
+        for key, value in saved["environ"].items():
+            if os.environ.get(key) != value:
                 os.environ[key] = value
-        random.setstate(python_random)
-        np.random.set_state(numpy_random)
-        torch.random.set_rng_state(torch_random)
+        random.setstate(saved["python"])
+        np.random.set_state(saved["numpy"])
+        torch.random.set_rng_state(saved["torch"])
+        if "torch_cuda" in saved:
+            torch.cuda.set_rng_state_all(saved["torch_cuda"])
 
 
 @contextlib.contextmanager
@@ -282,3 +296,36 @@ def _flush(stream) -> None:
         stream.flush()
     except (AttributeError, OSError, ValueError):
         pass
+
+
+
+
+def torch_state_snapshot() -> dict:
+    """What the adapters keep unchanged for every other member: a plain, comparable snapshot.
+
+    Keys: ``dtype`` (torch's default dtype), ``matmul_precision``
+    (``torch.get_float32_matmul_precision()``), ``cuda_matmul_tf32`` and
+    ``cudnn_tf32`` (the CUDA TF32 flags, read even on a machine without a GPU),
+    ``environ`` (a copy of ``os.environ``), and the random states ``python``,
+    ``numpy`` and ``torch`` (the torch CPU generator; ``torch_cuda`` too when
+    CUDA is initialised). :func:`preserved_torch_state` restores one; the
+    tests compare two, key by key.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {
+        "dtype": torch.get_default_dtype(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "environ": dict(os.environ),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.random.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state

@@ -24,7 +24,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from hetens.families._common import is_local_path, is_own_calculator, isolated_periodic_copy, package_versions
+from hetens.families._common import (
+    is_local_path,
+    is_own_calculator,
+    isolated_periodic_copy,
+    package_versions,
+    preserved_torch_state,
+)
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 
@@ -38,10 +44,11 @@ def weights_status(model: str) -> str:
 
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     """A ``CHGNetCalculator`` for a shipped model name or a local checkpoint."""
-    from chgnet.model import CHGNet
+    # CHGNet prints "CHGNet will run on cpu" from its loaders; keep stdout clean. Building the
+    # network draws its untrained weights from torch's generator: its state is restored.
+    with contextlib.redirect_stdout(io.StringIO()), preserved_torch_state():
+        from chgnet.model import CHGNet
 
-    # CHGNet prints "CHGNet will run on cpu" from its loaders; keep stdout clean.
-    with contextlib.redirect_stdout(io.StringIO()):
         if is_local_path(model):
             network = CHGNet.from_file(str(Path(model).expanduser()))
         else:

@@ -66,10 +66,10 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         WeightsUnavailableError: hub weights not cached and the hub unreachable,
             or the download refused (gated repository, no token).
     """
-    settings = _settings(model, options)
     device = _fairchem_device(model, device)
     spec = f"fairchem:{model}"
     with without_upstream_noise(), preserved_torch_state():  # MLIPPredictUnit reseeds every global RNG
+        settings = _settings(model, options)  # imports fairchem (which sets TORCHINDUCTOR_CACHE_DIR)
         from fairchem.core.units.mlip_unit import load_predict_unit
 
         if is_local_path(model):
@@ -160,7 +160,8 @@ def _calculator_class():
         """
 
         def calculate(self, atoms, properties, system_changes) -> None:
-            with contextlib.redirect_stdout(sys.stderr):
+            # A call draws from torch's generator: its state (and the rest) is restored.
+            with contextlib.redirect_stdout(sys.stderr), preserved_torch_state():
                 super().calculate(atoms.copy(), properties, system_changes)
             self.atoms = atoms.copy()
 

@@ -18,6 +18,7 @@ from hetens.families._common import (
     is_local_path,
     is_own_calculator,
     package_versions,
+    preserved_torch_state,
     require_download,
 )
 
@@ -62,7 +63,8 @@ def weights_status(model: str) -> str:
     """``shipped`` (in the wheel), ``cached``, ``local file`` or ``download``."""
     if is_local_path(model):
         return "local file"
-    path = _local_copy(model)
+    with preserved_torch_state():  # the first import of sevenn sets environment variables
+        path = _local_copy(model)
     if path is None:
         return "download"
     from sevenn import _const
@@ -71,7 +73,16 @@ def weights_status(model: str) -> str:
 
 
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
-    """A ``SevenNetCalculator`` for a pretrained name or checkpoint path (deterministic on CPU)."""
+    """A ``SevenNetCalculator`` for a pretrained name or checkpoint path (deterministic on CPU).
+
+    Importing sevenn sets environment variables (scikit-learn's ``KMP_*``, torch inductor's
+    cache folder) and building the network draws from torch's generator: both undone.
+    """
+    with preserved_torch_state():
+        return _load(model, head, device, options)
+
+
+def _load(model: str, head: str | None, device: str, options: dict[str, str]):
     checkpoint = _checkpoint(model)
     with warnings.catch_warnings():
         # sevenn warns on every construction that no CUDA tensor-product
