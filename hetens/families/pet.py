@@ -1,0 +1,182 @@
+"""PET adapter (package upet): ``upet.ase.UPETCalculator`` on a metatrain PET checkpoint.
+
+Registry names are upet's checkpoint names with their version,
+``pet-mad-s-v1.6.0``, ``pet-omat-l-v1.0.0``...: the level of theory belongs
+to a checkpoint, not to a model name (PET-MAD 1.0.x is PBEsol, 1.5 and later
+r2SCAN). A name whose checkpoint is in the Hugging Face cache
+(``lab-cosmo/upet``, ``models/NAME.ckpt``) loads from there offline; otherwise
+``UPETCalculator(model=..., version=...)`` downloads it. A local metatrain
+checkpoint (``.ckpt``, as written by ``torch.save(model.get_checkpoint())``)
+loads with ``UPETCalculator(checkpoint_path=...)``. PET models have no heads
+and no options here; forces and stress are conservative (the energy's
+gradients), and upet's own per-atom uncertainty warning is off (hetens
+computes its own uncertainty).
+
+PET is not rotationally equivariant by construction: the pretrained models
+learned near-invariance from rotated training data, a random tiny model has
+none (the conformance test skips the rotation check for this family).
+
+Process-wide side effects of upet, contained here:
+
+- ``import upet`` sets TorchScript's fusion strategy to ``[("DYNAMIC", 10)]``
+  (static fusion fails on CUDA 13 for variable-size batches); the previous
+  strategy is restored after the load, and upet's is set for each call only;
+- importing nvalchemi-toolkit-ops (metatomic-ase's neighbour lists) starts
+  NVIDIA warp, which prints its greeting to stdout and, without a CUDA driver,
+  a warning to stderr (both dropped, :func:`without_upstream_noise`);
+- metatomic-ase and upet add ``warnings`` filters at import and torch sets
+  ``TORCHINDUCTOR_CACHE_DIR``: the filters and the environment are restored;
+- upet calls ``logging.info`` at module level, which installs a handler on
+  the root logger (``logging.basicConfig``) and would make a user's own
+  ``basicConfig`` call do nothing: the root logger's handlers are restored;
+- building the model draws from torch's global generator (restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from hetens.errors import UnknownModelError
+from hetens.families._common import (
+    deterministic_torch,
+    is_local_path,
+    package_versions,
+    preserved_torch_state,
+    require_download,
+    without_upstream_noise,
+)
+
+_HOST = "huggingface.co"
+_REPO = "lab-cosmo/upet"
+_NAME = re.compile(r"^(?P<model>pet-[a-z0-9]+-(?:xs|s|m|l|xl))-v(?P<version>\d+\.\d+\.\d+)$")
+#: upet's fusion strategy (upet/__init__.py), set around each call.
+_UPET_FUSION = [("DYNAMIC", 10)]
+
+
+def _split(model: str) -> tuple[str, str]:
+    """``("pet-mad-s", "1.6.0")`` for ``pet-mad-s-v1.6.0``; UnknownModelError otherwise."""
+    match = _NAME.match(model.lower())
+    if match is None:
+        raise UnknownModelError(
+            f"pet model {model!r} is not a upet checkpoint name with its version "
+            "(pet-mad-s-v1.6.0, pet-omat-l-v1.0.0...) nor an existing file"
+        )
+    return match["model"], match["version"]
+
+
+def _cached(model: str) -> str | None:
+    """The cached checkpoint of a registry name (Hugging Face cache of ``lab-cosmo/upet``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(_REPO, f"models/{model.lower()}.ckpt")
+    return found if isinstance(found, str) else None
+
+
+def weights_status(model: str) -> str:
+    """``local file``, ``cached`` (in the Hugging Face cache) or ``download``."""
+    if is_local_path(model):
+        return "local file"
+    return "cached" if _cached(model) else "download"
+
+
+def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
+    """A ``UPETCalculator`` (conservative forces and stress, eV/Å³ Voigt) for a checkpoint.
+
+    Raises:
+        UnknownModelError: a head was given, or the name is not a versioned upet name.
+        ValueError: options given, or the file is not a metatrain checkpoint.
+        WeightsUnavailableError: not cached and the hub unreachable.
+    """
+    if head:
+        raise UnknownModelError(f"pet:{model} has no heads; remove '@{head}'")
+    if options:
+        raise ValueError(f"pet member {model}: pet takes no options; got {', '.join(sorted(options))}")
+    if is_local_path(model):
+        source = {"checkpoint_path": str(Path(model).expanduser())}
+    elif (cached := _cached(model)) is not None:
+        source = {"checkpoint_path": cached}
+    else:
+        name, version = _split(model)
+        require_download(
+            f"pet:{model}", _HOST,
+            f"Load it once with upet.ase.UPETCalculator(model={name!r}, version={version!r}) "
+            "on a connected machine.",
+        )
+        source = {"model": name, "version": version}
+    with _contained():
+        try:
+            return _calculator_class()(**source, device=device, uncertainty_threshold=None)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"pet member {model}: UPETCalculator could not load it ({type(exc).__name__}: {exc}); "
+                "a local model is a metatrain PET checkpoint (torch.save(model.get_checkpoint(), path))"
+            ) from exc
+
+
+def versions() -> dict[str, str]:
+    return package_versions("upet", "metatrain", "metatomic-torch", "metatomic-ase", "torch")
+
+
+def elements(calculator) -> frozenset[int] | None:
+    """Atomic numbers of the model's ``capabilities().atomic_types``."""
+    try:
+        model = calculator._base_calculator.model()
+    except AttributeError:
+        return None
+    types = model.capabilities().atomic_types
+    return frozenset(int(z) for z in types) if types else None
+
+
+@contextlib.contextmanager
+def _contained() -> Iterator[None]:
+    """Import and load upet with its process-wide changes undone (module docstring)."""
+    import logging
+    import os
+    import warnings
+
+    import torch
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    environment = dict(os.environ)
+    with without_upstream_noise(), preserved_torch_state(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="warp.config.quiet is deprecated")
+        fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
+        try:
+            yield
+        finally:
+            torch.jit.set_fusion_strategy(fusion)
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            for key in set(os.environ) - set(environment):
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environment.items() if os.environ.get(k) != v})
+
+
+@functools.cache
+def _calculator_class():
+    from ase.calculators.calculator import all_changes
+
+    with _contained():
+        from upet.ase import UPETCalculator
+
+    class ContainedUPETCalculator(UPETCalculator):
+        """upet's calculator with upet's TorchScript fusion strategy set for the call only
+        (restored afterwards) and torch's deterministic kernels on CPU."""
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
+            import torch
+
+            device = str(getattr(self._base_calculator, "_device", "cpu"))
+            fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
+            try:
+                with deterministic_torch(device):
+                    super().calculate(atoms, properties, system_changes)
+            finally:
+                torch.jit.set_fusion_strategy(fusion)
+
+    return ContainedUPETCalculator
