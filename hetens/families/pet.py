@@ -45,6 +45,7 @@ from hetens.families._common import (
     deterministic_torch,
     is_local_path,
     package_versions,
+    preserved_environment,
     preserved_torch_state,
     require_download,
     without_upstream_noise,
@@ -135,15 +136,13 @@ def elements(calculator) -> frozenset[int] | None:
 def _contained() -> Iterator[None]:
     """Import and load upet with its process-wide changes undone (module docstring)."""
     import logging
-    import os
     import warnings
 
     import torch
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    environment = dict(os.environ)
-    with without_upstream_noise(), preserved_torch_state(), warnings.catch_warnings():
+    with without_upstream_noise(), preserved_torch_state(), preserved_environment(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="warp.config.quiet is deprecated")
         fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
         try:
@@ -152,9 +151,6 @@ def _contained() -> Iterator[None]:
             torch.jit.set_fusion_strategy(fusion)
             root.handlers[:] = handlers
             root.setLevel(level)
-            for key in set(os.environ) - set(environment):
-                del os.environ[key]
-            os.environ.update({k: v for k, v in environment.items() if os.environ.get(k) != v})
 
 
 @functools.cache
@@ -166,17 +162,25 @@ def _calculator_class():
 
     class ContainedUPETCalculator(UPETCalculator):
         """upet's calculator with upet's TorchScript fusion strategy set for the call only
-        (restored afterwards) and torch's deterministic kernels on CPU."""
+        (restored afterwards) and torch's deterministic kernels on CPU. A structure without
+        a 3D cell reports no stress (metatomic computes one with every energy and divides it
+        by a zero volume)."""
 
         def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
+            import numpy as np
             import torch
 
+            target = atoms if atoms is not None else self.atoms
+            cell_less = target is not None and target.cell.rank < 3
             device = str(getattr(self._base_calculator, "_device", "cpu"))
             fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
             try:
-                with deterministic_torch(device):
+                quiet = np.errstate(divide="ignore", invalid="ignore") if cell_less else contextlib.nullcontext()
+                with deterministic_torch(device), quiet:
                     super().calculate(atoms, properties, system_changes)
             finally:
                 torch.jit.set_fusion_strategy(fusion)
+            if cell_less:
+                self.results.pop("stress", None)
 
     return ContainedUPETCalculator
