@@ -77,6 +77,9 @@ FAMILIES: dict[str, Family] = {
         Family("fairchem", ("fairchem.core",), "fairchem", "fairchem-core: UMA and eSEN, local checkpoints"),
         Family("matgl", ("matgl",), "matgl", "MatGL: M3GNet, TensorNet, CHGNet on MatPES, local model folders"),
         Family("diep", ("diep",), "diep", "DIEP (diep 2.x, PyG); diep_fold1 (MatPES r2SCAN) ships in the wheel"),
+        # ase: any ASE calculator by import path (ase:package.module:Class@kwarg=value@level=PBE);
+        # ase is a dependency of hetens itself, so the family is always installed.
+        Family("ase", ("ase",), "ase", "any ASE calculator by import path: ase:MODULE:CLASS@KWARG=VALUE@level=LEVEL"),
     )
 }
 
