@@ -35,6 +35,8 @@ _EXPORTS = {
     "parse_spec": "hetens.spec",
     "KNOWN_MODELS": "hetens.registry",
     "load_ensemble_file": "hetens.ensemble_file",
+    "load_preset": "hetens.presets",
+    "preset_names": "hetens.presets",
     "IsolatedCalculator": "hetens.workers.isolated",
 }
 

@@ -202,6 +202,10 @@ def _pop_worker_options(
     found.update(given)
     if python is not None:
         found["python"] = python
+    if "python" in found:
+        from hetens.envs import resolve_interpreter
+
+        found["python"] = resolve_interpreter(found["python"], str(parsed))
     return found
 
 

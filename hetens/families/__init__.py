@@ -50,6 +50,7 @@ class Family:
     packages: tuple[str, ...]
     extra: str
     description: str
+    environment: str = "main"
 
     @property
     def installed(self) -> bool:
