@@ -35,7 +35,7 @@ _EXPORTS = {
     "parse_spec": "hetens.spec",
     "KNOWN_MODELS": "hetens.registry",
     "load_ensemble_file": "hetens.ensemble_file",
-    "load_preset": "hetens.presets",
+    "load_preset": "hetens.ensemble_file",
     "preset_names": "hetens.presets",
     "IsolatedCalculator": "hetens.workers.isolated",
 }

@@ -17,7 +17,8 @@ What a member can lack, in :attr:`MemberStatus.missing`:
 
 All but "not downloaded" are *blocking*: no network fixes them, and
 :func:`hetens.load_ensemble_file` refuses a file with a blocking member
-before loading any (:func:`check_runnable`).
+before loading any (:func:`check_runnable`). The presets' table is
+:func:`hetens.models_table.preset_rows`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hetens.errors import MissingFamilyError
@@ -33,12 +34,10 @@ from hetens.errors import MissingFamilyError
 __all__ = [
     "MemberStatus",
     "FamilyRow",
-    "PresetRow",
     "member_status",
     "ensemble_status",
     "check_runnable",
     "family_rows",
-    "preset_rows",
 ]
 
 #: Weights statuses (``FamilyAdapter.weights_status``) that mean the member runs now.
@@ -76,16 +75,6 @@ class FamilyRow:
     family: str
     runs: str
     detail: str
-
-
-@dataclass(frozen=True)
-class PresetRow:
-    """One preset: whether every member runs here now, and each member's status."""
-
-    name: str
-    path: str
-    runnable: bool
-    members: list[MemberStatus] = field(default_factory=list)
 
 
 def _family_problem(family_name: str) -> str | None:
@@ -210,21 +199,20 @@ def _weights_in_environment(python: str, members: list[tuple[str, str]]) -> list
     return found if isinstance(found, list) and len(found) == len(members) else None
 
 
-def ensemble_status(path: str | os.PathLike, weights: bool = True,
+def ensemble_status(entries: list[dict], weights: bool = True,
                     weights_in_workers: bool = False) -> list[MemberStatus]:
-    """The status of every member of an ensemble file (or preset name), in file order.
+    """The status of every member of an ensemble file, in file order.
 
     Args:
-        path: an ensemble file, or a preset name.
+        entries: the file's members, as :func:`hetens.ensemble_file.read_ensemble_file`
+            gives them (dicts with ``spec`` and optionally ``python``, ``name``).
         weights: check the weights of in-process members.
         weights_in_workers: also ask each member environment's own hetens about the weights
             of its members (one interpreter start per environment).
     """
-    from hetens.ensemble_file import read_ensemble_file
     from hetens.envs import ENV_PREFIX, find_environment
     from hetens.spec import parse_spec
 
-    entries = read_ensemble_file(path)["members"]
     statuses = [member_status(e["spec"], e.get("python"), e.get("name"), weights) for e in entries]
     if not weights_in_workers:
         return statuses
@@ -250,17 +238,20 @@ def ensemble_status(path: str | os.PathLike, weights: bool = True,
     return statuses
 
 
-def check_runnable(path: str | os.PathLike, statuses: list[MemberStatus] | None = None) -> None:
+def check_runnable(path: str | os.PathLike, entries: list[dict]) -> None:
     """Refuse an ensemble file with members that cannot run here, naming each with what it lacks.
 
     Only blocking problems count (a family or environment that is not here); weights that are
     merely not downloaded yet are left to the loaders, which fetch them or fail fast offline.
 
+    Args:
+        path: the file, for the message.
+        entries: its members (see :func:`ensemble_status`).
+
     Raises:
         MissingFamilyError: one message listing every such member.
     """
-    if statuses is None:
-        statuses = ensemble_status(path, weights=False)
+    statuses = ensemble_status(entries, weights=False)
     blocked = [s for s in statuses if s.blocking]
     if not blocked:
         return
@@ -297,15 +288,4 @@ def family_rows() -> list[FamilyRow]:
     for name, why in FAMILIES_NOT_INSTALLABLE.items():
         if name not in FAMILIES:
             rows.append(FamilyRow(name, "not installable here", why))
-    return rows
-
-
-def preset_rows(weights_in_workers: bool = True) -> list[PresetRow]:
-    """Every shipped preset with the status of each member (see :func:`ensemble_status`)."""
-    from hetens.presets import preset_names, preset_path
-
-    rows = []
-    for name in preset_names():
-        statuses = ensemble_status(preset_path(name), weights=True, weights_in_workers=weights_in_workers)
-        rows.append(PresetRow(name, str(preset_path(name)), all(s.runnable for s in statuses), statuses))
     return rows

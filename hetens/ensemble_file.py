@@ -46,7 +46,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_ensemble_file", "read_ensemble_file", "write_ensemble_file", "MEMBER_KEYS", "TOP_LEVEL_KEYS"]
+__all__ = [
+    "load_ensemble_file",
+    "load_preset",
+    "read_ensemble_file",
+    "write_ensemble_file",
+    "MEMBER_KEYS",
+    "TOP_LEVEL_KEYS",
+]
 
 #: Keys of a ``[[member]]`` table, with the types they take.
 MEMBER_KEYS: dict[str, tuple[type, ...]] = {
@@ -155,9 +162,9 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
     from hetens.calculator import HeterogeneousEnsembleCalculator
     from hetens.member import load_member
 
-    check_runnable(path)
     settings = read_ensemble_file(path)
     entries = settings.pop("members")
+    check_runnable(path, entries)
     parallel = overrides.pop("parallel", settings.get("parallel", False))
     lazy = overrides.pop("lazy", settings.get("lazy", True))
     device = overrides.pop("device", settings.get("device", "auto"))
@@ -188,6 +195,24 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
 
         close_workers(members)
         raise
+
+
+def load_preset(name: str, **overrides: Any):
+    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` of the preset ``name``
+    (``"paper-top11"``, ``"default"``; :mod:`hetens.presets`).
+
+    Args:
+        name: a name from :func:`hetens.presets.preset_names`.
+        **overrides: as for :func:`load_ensemble_file` (``device``, ``weights``...).
+
+    Raises:
+        FileNotFoundError: no such preset (the message lists them).
+        MissingFamilyError: members that cannot run here (each named with what it lacks),
+            before any member loads.
+    """
+    from hetens.presets import preset_path
+
+    return load_ensemble_file(preset_path(name), **overrides)
 
 
 def write_ensemble_file(calc, path: str | os.PathLike) -> Path:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hetens.families import FAMILIES
 from hetens.registry import FAMILIES_NOT_INSTALLABLE, KNOWN_MODELS
 
-__all__ = ["ModelRow", "model_rows"]
+__all__ = ["ModelRow", "model_rows", "PresetRow", "preset_rows"]
 
 
 @dataclass(frozen=True)
@@ -44,4 +44,34 @@ def model_rows() -> list[ModelRow]:
             ModelRow(model.spec, model.family, model.level_of_theory, model.training_data, heads, status,
                      model.force_rmse)
         )
+    return rows
+
+
+# -- Presets: runnable here now? -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PresetRow:
+    """One preset: whether every member runs here now, and each member's
+    :class:`~hetens.availability.MemberStatus`."""
+
+    name: str
+    path: str
+    runnable: bool
+    members: list = field(default_factory=list)
+
+
+def preset_rows(weights_in_workers: bool = True) -> list[PresetRow]:
+    """Every shipped preset with the status of each member
+    (:func:`hetens.availability.ensemble_status`; members in other environments are asked
+    about their weights there when ``weights_in_workers``)."""
+    from hetens.availability import ensemble_status
+    from hetens.ensemble_file import read_ensemble_file
+    from hetens.presets import preset_names, preset_path
+
+    rows = []
+    for name in preset_names():
+        entries = read_ensemble_file(preset_path(name))["members"]
+        statuses = ensemble_status(entries, weights=True, weights_in_workers=weights_in_workers)
+        rows.append(PresetRow(name, str(preset_path(name)), all(s.runnable for s in statuses), statuses))
     return rows

@@ -94,7 +94,7 @@ def test_default_preset_is_the_default_ensemble():
 
 
 def test_paper_preset_is_refused_before_loading_naming_every_member_that_cannot_run(capsys, tmp_path):
-    statuses = ensemble_status("paper-top11", weights=False)
+    statuses = ensemble_status(read_ensemble_file("paper-top11")["members"], weights=False)
     blocked = [s for s in statuses if s.blocking]
     assert {"esen-omat", "eqV2-31M-omat", "eqV2-86M-omat"} <= {s.name for s in blocked}
     with pytest.raises(MissingFamilyError) as caught:
@@ -183,7 +183,7 @@ def test_environment_names_in_specs_and_files(env_dir, tmp_path):
                                                   r"\(sevenn:7net-0, env missing\): environment missing"):
         hetens.load_ensemble_file(path)
     # The environment's own hetens reports its members' weights.
-    statuses = ensemble_status(path, weights_in_workers=True)
+    statuses = ensemble_status(read_ensemble_file(path)["members"], weights_in_workers=True)
     assert statuses[0].missing == () and statuses[1].blocking
 
 
@@ -195,7 +195,7 @@ def test_member_status_of_in_process_members(monkeypatch):
     unknown = member_status("nosuch:model")
     assert unknown.blocking and "family 'nosuch' has no adapter" in unknown.missing[0]
     assert member_status("ase:ase.calculators.emt:EMT").runnable
-    check_runnable("default")  # nothing blocking: returns
+    check_runnable("default", read_ensemble_file("default")["members"])  # nothing blocking
 
 
 def test_registry_rows_of_a_family_without_an_adapter_do_not_break_the_table(monkeypatch):

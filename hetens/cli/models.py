@@ -23,8 +23,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.availability import family_rows, preset_rows
-    from hetens.models_table import model_rows
+    from hetens.availability import family_rows
+    from hetens.models_table import model_rows, preset_rows
 
     rows = [r for r in model_rows() if not args.family or r.family == args.family]
     families = [f for f in family_rows() if not args.family or f.family == args.family]

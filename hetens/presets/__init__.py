@@ -1,4 +1,5 @@
-"""Preset ensemble files shipped with hetens: ``--ensemble-file NAME`` or :func:`load_preset`.
+"""Preset ensemble files shipped with hetens: ``--ensemble-file NAME`` or
+:func:`hetens.load_preset` (:func:`hetens.ensemble_file.load_preset`).
 
 Each preset is an ensemble file (the format of :mod:`hetens.ensemble_file`)
 in this package folder, ``NAME.toml``:
@@ -11,16 +12,16 @@ in this package folder, ``NAME.toml``:
 
 A path that exists always wins over a preset name. Which presets can run on
 this machine now, and what each member lacks: ``hetens models`` (or
-:func:`hetens.availability.preset_rows`).
+:func:`hetens.models_table.preset_rows`). This module imports nothing else of
+hetens.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-__all__ = ["PRESET_DIR", "preset_names", "preset_path", "load_preset", "resolve_ensemble_path"]
+__all__ = ["PRESET_DIR", "preset_names", "preset_path", "resolve_ensemble_path"]
 
 #: The folder holding the preset files (package data).
 PRESET_DIR = Path(__file__).resolve().parent
@@ -55,20 +56,3 @@ def resolve_ensemble_path(path: str | os.PathLike) -> Path:
     if os.sep not in stem and stem in preset_names():
         return PRESET_DIR / f"{stem}.toml"
     return given
-
-
-def load_preset(name: str, **overrides: Any):
-    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` of preset ``name``.
-
-    Args:
-        name: a name from :func:`preset_names`.
-        **overrides: as for :func:`hetens.load_ensemble_file` (``device``, ``weights``...).
-
-    Raises:
-        FileNotFoundError: no such preset.
-        MissingFamilyError: members that cannot run here (each named with what it lacks),
-            before any member loads.
-    """
-    from hetens.ensemble_file import load_ensemble_file
-
-    return load_ensemble_file(preset_path(name), **overrides)
