@@ -198,6 +198,12 @@ def test_member_status_of_in_process_members(monkeypatch):
     check_runnable("default", read_ensemble_file("default")["members"])  # nothing blocking
 
 
+def test_a_registry_family_that_is_not_installable_says_why():
+    with pytest.raises(MissingFamilyError, match="'fairchem1' is in the registry but not installable here: "
+                                                 "fairchem-core 1.x needs torch~=2.4.0"):
+        hetens.load_member("fairchem1:eSEN-30M-OMAT24", device="cpu")
+
+
 def test_registry_rows_of_a_family_without_an_adapter_do_not_break_the_table(monkeypatch):
     import hetens.models_table as table
 

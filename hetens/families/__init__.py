@@ -90,6 +90,13 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
+        from hetens.registry import FAMILIES_NOT_INSTALLABLE
+
+        if name in FAMILIES_NOT_INSTALLABLE:
+            raise MissingFamilyError(
+                f"model family {name!r} is in the registry but not installable here: "
+                f"{FAMILIES_NOT_INSTALLABLE[name]}"
+            ) from None
         raise UnknownModelError(
             f"unknown model family {name!r}; known families: {', '.join(FAMILIES)}"
         ) from None
