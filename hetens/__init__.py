@@ -78,7 +78,8 @@ if TYPE_CHECKING:  # pragma: no cover  (the export table: see _exports)
     from hetens.frames import annotate
     # Weights and ensemble files.
     from hetens.weights import inverse_rmse_weights, normalise_weights, read_weights_file, read_weights_roles
-    from hetens.ensemble_file import load_ensemble_file, write_ensemble_file
+    from hetens.ensemble_file import load_ensemble_file, load_preset, write_ensemble_file
+    from hetens.presets import preset_names
     # Monitoring MD and relaxations.
     from hetens.monitor.observers import UncertaintyMonitor
     from hetens.monitor.run import RunOutcome, run_monitored

@@ -24,6 +24,12 @@ Example (``ensemble.toml``)::
     role = "witness"                    # forces in U only (docs/witnesses.md)
     weight = 0.5
 
+``python`` is an interpreter path, or ``"env:NAME"``: the environment
+called NAME built by ``hetens env create`` (or, when there is none of that
+name, one built for the family NAME), as in ``python = "env:fairchem1"``.
+Instead of a path, a preset name (``paper-top11``, ``default``;
+:mod:`hetens.presets`) reads the file shipped with hetens.
+
 Member keys: ``spec`` (required), ``role`` (``"predictor"``, the default,
 or ``"witness"``), ``python``, ``device``, ``weight`` or
 ``force_rmse`` (on every member or on none), ``name``, ``threads``,
@@ -40,7 +46,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_ensemble_file", "read_ensemble_file", "write_ensemble_file", "MEMBER_KEYS", "TOP_LEVEL_KEYS"]
+__all__ = [
+    "load_ensemble_file",
+    "load_preset",
+    "read_ensemble_file",
+    "write_ensemble_file",
+    "MEMBER_KEYS",
+    "TOP_LEVEL_KEYS",
+]
 
 #: Keys of a ``[[member]]`` table, with the types they take.
 MEMBER_KEYS: dict[str, tuple[type, ...]] = {
@@ -76,18 +89,23 @@ def read_ensemble_file(path: str | os.PathLike) -> dict[str, Any]:
         member with its keys, ``python`` made absolute.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (nor a preset of that name).
         ValueError: not valid TOML, an unknown key, a value of the wrong type,
             no member, or weights on some members only. The message names the
             file and the member (1-based, in file order).
     """
-    path = Path(path).expanduser()
+    from hetens.presets import preset_names, resolve_ensemble_path
+
+    path = resolve_ensemble_path(path)
     toml = _toml_module()
     try:
         with open(path, "rb") as handle:
             table = toml.load(handle)
     except toml.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not a valid TOML ensemble file: {exc}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no ensemble file {path} (nor a preset of that name; presets: "
+                                f"{', '.join(preset_names())})") from None
     _check_keys(table, TOP_LEVEL_KEYS, f"{path}")
     entries = table.pop("member", [])
     if not entries:
@@ -131,13 +149,22 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
 
     Members with a ``python`` (or any worker key, or all members when
     ``parallel = true``) run in worker processes; close the calculator (or
-    use it in a ``with`` block) to stop them early.
+    use it in a ``with`` block) to stop them early. ``path`` may be a preset
+    name (:mod:`hetens.presets`).
+
+    Raises:
+        MissingFamilyError: before any member loads, when members cannot run
+            here (family unknown, not installable or not installed; an
+            ``env:NAME`` not built), naming each with what it lacks
+            (:func:`hetens.availability.check_runnable`).
     """
+    from hetens.availability import check_runnable
     from hetens.calculator import HeterogeneousEnsembleCalculator
     from hetens.member import load_member
 
     settings = read_ensemble_file(path)
     entries = settings.pop("members")
+    check_runnable(path, entries)
     parallel = overrides.pop("parallel", settings.get("parallel", False))
     lazy = overrides.pop("lazy", settings.get("lazy", True))
     device = overrides.pop("device", settings.get("device", "auto"))
@@ -168,6 +195,24 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
 
         close_workers(members)
         raise
+
+
+def load_preset(name: str, **overrides: Any):
+    """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` of the preset ``name``
+    (``"paper-top11"``, ``"default"``; :mod:`hetens.presets`).
+
+    Args:
+        name: a name from :func:`hetens.presets.preset_names`.
+        **overrides: as for :func:`load_ensemble_file` (``device``, ``weights``...).
+
+    Raises:
+        FileNotFoundError: no such preset (the message lists them).
+        MissingFamilyError: members that cannot run here (each named with what it lacks),
+            before any member loads.
+    """
+    from hetens.presets import preset_path
+
+    return load_ensemble_file(preset_path(name), **overrides)
 
 
 def write_ensemble_file(calc, path: str | os.PathLike) -> Path:

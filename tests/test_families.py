@@ -420,7 +420,9 @@ def test_registry_names_are_the_loaders_own(tiny_dir):
     assert set(rows) == {m.spec for m in KNOWN_MODELS}
     for model in KNOWN_MODELS:
         status = rows[model.spec].weights
-        if not FAMILIES[model.family].installed:
+        if model.family not in FAMILIES:  # registry rows of a family without an adapter here
+            assert status in ("not installable here", "family has no adapter in this hetens"), model.spec
+        elif not FAMILIES[model.family].installed:
             assert status.startswith("not installed")
         elif model.source == "wheel":
             assert status == "shipped", model.spec

