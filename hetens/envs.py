@@ -59,11 +59,14 @@ class FamilyStack:
         packages: pip requirements of the family (after torch).
         constraints: extra pip constraints while installing them.
         imports: modules that must import at the end (the build's check).
+        torch: the torch version the family needs (``None``: :data:`DEFAULT_TORCH`);
+            a ``--torch`` given to :func:`create_environment` overrides it.
     """
 
     packages: tuple[str, ...]
     constraints: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    torch: str | None = None
 
 
 #: Pinned stacks, one per family (the pins of pyproject's extras; MACE with its own e3nn).
@@ -74,6 +77,10 @@ FAMILY_STACKS: dict[str, FamilyStack] = {
     "fairchem": FamilyStack(("fairchem-core==2.24.0",), ("lmdb<=1.7.3",), ("fairchem.core",)),
     "matgl": FamilyStack(("matgl>=4.1",), (), ("matgl",)),
     "diep": FamilyStack(("diep==2.0.0",), (), ("diep",)),
+    # NequIP / Allegro (own environment only: e3nn 0.6, which sevenn and fairchem
+    # in the main environment cannot take). Versions as resolved on torch 2.13.0.
+    "nequip": FamilyStack(("nequip==0.19.1", "nequip-allegro==0.8.3"), ("e3nn==0.6.0",),
+                          ("nequip.integrations.ase", "allegro")),
 }
 
 
@@ -99,7 +106,7 @@ def create_environment(
     *,
     prefix: str | os.PathLike | None = None,
     python: str | None = None,
-    torch: str = DEFAULT_TORCH,
+    torch: str | None = None,
     extra: tuple[str, ...] | list[str] = (),
     quiet: bool = False,
     compile: bool = True,
@@ -113,7 +120,8 @@ def create_environment(
             ``fairchem``, ``matgl``, ``diep``).
         prefix: root folder (default: ``$HETENS_ENV_DIR`` or ``~/.local/share/hetens/envs``).
         python: base interpreter for ``-m venv`` (default: the one running hetens).
-        torch: torch version to install first.
+        torch: torch version to install first (default: the family's
+            :attr:`FamilyStack.torch`, else :data:`DEFAULT_TORCH`).
         extra: more pip requirements (e.g. ``cuequivariance-torch``).
         quiet: pass ``-q`` to pip.
         compile: let pip byte-compile the packages (``False``: ``--no-compile``,
@@ -135,6 +143,7 @@ def create_environment(
         raise ValueError(f"environment name {name!r} must be a plain folder name such as 'mace-env'")
     log = log or sys.stderr
     stack = FAMILY_STACKS[family]
+    torch = torch or stack.torch or DEFAULT_TORCH
     folder = environment_root(prefix) / name
     if folder.exists():
         state = "exists" if (folder / MARKER).exists() else "is an unfinished build (no hetens-env.json)"

@@ -17,7 +17,7 @@ class ModelRow:
     level_of_theory: str
     training_data: str
     heads: str
-    weights: str  # shipped / cached / download / family not installed
+    weights: str  # shipped / cached / download / family not installed / own environment
 
 
 def model_rows() -> list[ModelRow]:
@@ -31,7 +31,7 @@ def model_rows() -> list[ModelRow]:
     for model in KNOWN_MODELS:
         family = FAMILIES[model.family]
         if not family.installed:
-            status = f"not installed (pip install 'hetens[{family.extra}]')"
+            status = _not_here(family)
         else:
             adapter = status_of.setdefault(model.family, family.adapter())
             status = adapter.weights_status(model.name)
@@ -40,3 +40,15 @@ def model_rows() -> list[ModelRow]:
             ModelRow(model.spec, model.family, model.level_of_theory, model.training_data, heads, status)
         )
     return rows
+
+
+def _not_here(family) -> str:
+    """Status of a family whose package this interpreter lacks: where it can run instead."""
+    if family.environment != "own":
+        return f"not installed ({family.install_hint})"
+    from hetens.envs import list_environments
+
+    built = [e for e in list_environments() if e.get("family") == family.name]
+    if built:
+        return f"own environment: @python={built[0]['python']}"
+    return f"own environment, not created (hetens env create {family.name}-env --family {family.name})"

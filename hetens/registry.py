@@ -29,7 +29,7 @@ class KnownModel:
     """One pretrained model.
 
     Attributes:
-        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``, ``diep``).
+        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``, ``diep``, ``nequip``...).
         name: the name the family's own loader takes.
         level_of_theory: label of the DFT reference (see module docstring), for
             single-head models.
@@ -114,6 +114,14 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("matgl", "M3GNet-MP-2021.2.8-PES", "PBE+U", "MPF 2021"),
     # DIEP: diep_fold1 ships inside the diep wheel (diep/pretrained_models/).
     KnownModel("diep", "diep_fold1", "r2SCAN", "MatPES-r2SCAN", source="wheel"),
+    # NequIP / Allegro foundation models on nequip.net (own environment, family "nequip"):
+    # NAME-VERSION is the model nequip.net:mir-group/NAME:VERSION (nequip-package files,
+    # version 0.1 released 2025-08-28). OAM: pre-trained on OMat24, fine-tuned on sAlex + MPtrj
+    # (PBE/PBE+U, MP-compatible); MP: MPtrj only (matbench-discovery compliant).
+    KnownModel("nequip", "NequIP-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("nequip", "Allegro-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("nequip", "NequIP-MP-L-0.1", "PBE+U", "MPtrj"),
+    KnownModel("nequip", "Allegro-MP-L-0.1", "PBE+U", "MPtrj"),
 )
 
 

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
                         help="model family: sevenn, chgnet, mace, fairchem or matgl")
     _add_prefix(create)
     create.add_argument("--python", help="base interpreter for the venv (default: the one running hetens)")
-    create.add_argument("--torch", default=None, help="torch version to install first (default 2.13.0)")
+    create.add_argument("--torch", default=None, help="torch version to install first (default: the family's, else 2.13.0)")
     create.add_argument("--extra", nargs="+", default=[], metavar="REQ",
                         help="more pip requirements to install with the family's packages")
     create.add_argument("--quiet", action="store_true", help="pass -q to pip")
@@ -56,11 +56,11 @@ def _add_prefix(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from hetens.envs import DEFAULT_TORCH, create_environment
+    from hetens.envs import create_environment
 
     interpreter = create_environment(
         args.name, args.family, prefix=args.prefix, python=args.python,
-        torch=args.torch or DEFAULT_TORCH, extra=args.extra, quiet=args.quiet,
+        torch=args.torch, extra=args.extra, quiet=args.quiet,
         compile=not args.no_compile,
     )
     print(interpreter)
