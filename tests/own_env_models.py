@@ -18,7 +18,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-__all__ = ["run_in", "build_nequip_model"]
+__all__ = ["run_in", "build_nequip_model", "build_grace_model", "build_deepmd_model"]
 
 
 def run_in(python: str | os.PathLike, script: str, *, cwd: str | os.PathLike,
@@ -182,3 +182,82 @@ def build_nequip_model(python: str | os.PathLike, folder: str | os.PathLike, kin
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return Path(run_in(python, nequip_model_script(folder, kind), cwd=folder))
+
+
+# --- GRACE (tensorpotential) ----------------------------------------------------------------
+
+#: Runs in the grace environment: a one-layer GRACE (the GRACE-1L preset of the foundation
+#: models, made tiny) for W and Mo with random weights, saved as a TensorFlow SavedModel
+#: by tensorpotential's own ``TensorPotential.save_model``.
+_GRACE_SCRIPT = """\
+import os
+from pathlib import Path
+import tensorpotential  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
+import tensorflow as tf
+from tensorpotential.potentials.presets import GRACE_1LAYER_v2_25
+from tensorpotential.tensorpot import TensorPotential
+
+out = Path({out!r})
+os.chdir(out)  # TensorPotential makes an output folder in the working directory
+instructions = GRACE_1LAYER_v2_25(
+    element_map={{"Mo": 0, "W": 1}}, rcut=4.0, avg_n_neigh=14.0, constant_out_shift=-11.0,
+    lmax=2, n_rad_base=4, n_rad_max=4, prod_func_n_max=8, embedding_size=8, n_mlp_dens=4,
+    max_order=2,
+).get_instructions()
+tp = TensorPotential(potential=instructions, param_dtype=tf.float64, jit_compile=False, seed=7)
+tp.save_model(exact_path=str(out / "tiny-grace"), jit_compile=False)
+print(out / "tiny-grace")
+"""
+
+
+def build_grace_model(python: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """A tiny random W/Mo GRACE-1L SavedModel folder built with the grace environment's ``python``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(run_in(python, _GRACE_SCRIPT.format(out=str(folder)), cwd=folder))
+
+
+# --- DeePMD (deepmd-kit, PyTorch backend) ---------------------------------------------------
+
+#: Runs in the deepmd environment: a tiny DPA3 (repflow descriptor + energy fitting) for W and
+#: Mo, its config normalised by deepmd's own argument checker, built with
+#: ``deepmd.pt.model.model.get_model`` and frozen as ``dp --pt freeze`` does
+#: (``torch.jit.script`` + ``torch.jit.save`` with the ``data_modifier.pth`` extra file).
+_DEEPMD_SCRIPT = """\
+import os
+os.environ.setdefault("DEVICE", "cpu")
+from pathlib import Path
+import torch
+from deepmd.utils.argcheck import model_args
+from deepmd.pt.model.model import get_model
+
+out = Path({out!r})
+params = {{
+    "type_map": ["Mo", "W"],
+    "descriptor": {{
+        "type": "dpa3",
+        "repflow": {{
+            "n_dim": 8, "e_dim": 6, "a_dim": 4, "nlayers": 2,
+            "e_rcut": 4.0, "e_rcut_smth": 3.5, "e_sel": 40,
+            "a_rcut": 3.5, "a_rcut_smth": 3.0, "a_sel": 20, "axis_neuron": 2,
+        }},
+        "precision": "float64",
+        "seed": 7,
+    }},
+    "fitting_net": {{"neuron": [8, 8], "precision": "float64", "seed": 7}},
+}}
+params = model_args().normalize_value(params, trim_pattern="_*")
+torch.manual_seed(7)
+model = get_model(params)
+model.eval()
+path = out / "tiny-dpa3.pth"
+torch.jit.save(torch.jit.script(model), str(path), {{"data_modifier.pth": ""}})
+print(path)
+"""
+
+
+def build_deepmd_model(python: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """A tiny random W/Mo DPA3 frozen model (``.pth``) built with the deepmd environment's ``python``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(run_in(python, _DEEPMD_SCRIPT.format(out=str(folder)), cwd=folder))

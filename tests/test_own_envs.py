@@ -188,3 +188,59 @@ def test_tiny_allegro_passes_check_member_through_a_worker(nequip_python, tmp_pa
         report = check_member(member)
         assert report.passed == list(CHECKS) and not report.skipped, report
         assert member.supported_elements() == frozenset({42, 74})
+
+
+# -- GRACE (TensorFlow) in its own environment: slow (the environment is about 2 GB) ---------
+
+
+def test_grace_stack_has_no_torch_and_no_cuda_tensorflow():
+    stack = FAMILY_STACKS["grace"]
+    assert FAMILIES["grace"].environment == "own" and not stack.with_torch
+    assert "tensorflow-cpu==2.20.0" in stack.packages
+    # tensorpotential declares tensorflow[and-cuda], tf_keras declares tensorflow: both no-deps.
+    assert set(stack.no_deps) == {"tf_keras==2.20.1", "tensorpotential==0.6.2.1"}
+    assert {m.name for m in models_of_family("grace")} >= {"GRACE-1L-OAM", "GRACE-2L-OAM", "GRACE-2L-OMAT"}
+
+
+#: tensorpotential's own calculator on the probe, without hetens.
+_GRACE_OFFICIAL = textwrap.dedent("""\
+    import json
+    from ase.build import bulk
+    import tensorpotential
+    from tensorpotential.calculator import TPCalculator
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.symbols[[1, 4, 6]] = "Mo"
+    atoms.rattle(0.04, seed=3)
+    atoms.calc = TPCalculator(model={model!r})
+    print(json.dumps({{"energy": float(atoms.get_potential_energy()),
+                      "forces": atoms.get_forces().tolist(), "stress": atoms.get_stress().tolist()}}))
+""")
+
+
+@pytest.mark.slow
+def test_tiny_grace_passes_check_member_through_a_worker(family_environment, tmp_path):
+    """hetens env create --family grace (CPU TensorFlow), a tiny random GRACE-1L saved by
+    tensorpotential as a SavedModel, loaded by TPCalculator in a worker: the conformance
+    check from here, and the same numbers as tensorpotential's own calculator."""
+    from own_env_models import build_grace_model
+
+    python = family_environment("grace")
+    probe = subprocess.run([python, "-I", "-c", "import importlib.util as u; "
+                            "print([m for m in ('torch', 'nvidia', 'tensorflow') if u.find_spec(m)])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert probe == "['tensorflow']", probe  # neither torch nor CUDA libraries
+    model = build_grace_model(python, tmp_path)
+    member = hetens.load_member(f"grace:{model}@level=PBE+U@python={python}", device="cpu")
+    with member.calculator:
+        report = check_member(member)
+        print(report)
+        assert report.passed == list(CHECKS) and not report.skipped, report
+        assert member.supported_elements() == frozenset({42, 74})
+        assert member.versions["tensorpotential"] == "0.6.2.1"
+        atoms = _probe()
+        atoms.calc = member.calculator
+        isolated = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
+    reference = json.loads(run_in(python, _GRACE_OFFICIAL.format(model=str(model)), cwd=tmp_path))
+    np.testing.assert_allclose(isolated[0], reference["energy"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(isolated[1], reference["forces"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(isolated[2], reference["stress"], rtol=0, atol=1e-12)

@@ -97,6 +97,12 @@ FAMILIES: dict[str, Family] = {
         Family("nequip", ("nequip",), "nequip",
                "NequIP and Allegro (nequip 0.19, nequip-allegro 0.8; e3nn 0.6): nequip.net OAM/MP models, "
                "local .nequip.zip/.nequip.pt2 files", environment="own"),
+        Family("grace", ("tensorpotential",), "grace",
+               "GRACE (tensorpotential 0.6, TensorFlow 2.20 CPU): GRACE-1L/2L OAM and OMAT, "
+               "local SavedModel folders", environment="own"),
+        Family("deepmd", ("deepmd",), "deepmd",
+               "DeePMD-kit 3.2 (PyTorch backend, torch 2.11): DPA3 / DPA-2, frozen .pth or .pt files",
+               environment="own"),
     )
 }
 
