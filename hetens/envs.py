@@ -59,11 +59,19 @@ class FamilyStack:
         packages: pip requirements of the family (after torch).
         constraints: extra pip constraints while installing them.
         imports: modules that must import at the end (the build's check).
+        torch: the torch version the family needs (``None``: :data:`DEFAULT_TORCH`);
+            a ``--torch`` given to :func:`create_environment` overrides it.
+        with_torch: ``False`` for a family without torch (GRACE: TensorFlow); no torch step.
+        no_deps: requirements installed last with ``--no-deps`` (a package whose declared
+            dependencies would pull what the family must not have, e.g. CUDA builds).
     """
 
     packages: tuple[str, ...]
     constraints: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    torch: str | None = None
+    with_torch: bool = True
+    no_deps: tuple[str, ...] = ()
 
 
 #: Pinned stacks, one per family (the pins of pyproject's extras; MACE with its own e3nn).
@@ -74,6 +82,26 @@ FAMILY_STACKS: dict[str, FamilyStack] = {
     "fairchem": FamilyStack(("fairchem-core==2.24.0",), ("lmdb<=1.7.3",), ("fairchem.core",)),
     "matgl": FamilyStack(("matgl>=4.1",), (), ("matgl",)),
     "diep": FamilyStack(("diep==2.0.0",), (), ("diep",)),
+    # NequIP / Allegro (own environment only: e3nn 0.6, which sevenn and fairchem
+    # in the main environment cannot take). Versions as resolved on torch 2.13.0.
+    "nequip": FamilyStack(("nequip==0.19.1", "nequip-allegro==0.8.3"), ("e3nn==0.6.0",),
+                          ("nequip.integrations.ase", "allegro")),
+    # GRACE (tensorpotential): TensorFlow, no torch. tensorpotential declares
+    # tensorflow[and-cuda] (about 6 GB of CUDA libraries) and tf_keras declares tensorflow
+    # (which would overwrite tensorflow-cpu's files): both go in with --no-deps after the
+    # CPU build of TensorFlow and tensorpotential's pure-Python requirements.
+    "grace": FamilyStack(
+        ("tensorflow-cpu==2.20.0", "scipy", "matscipy", "numpy<3", "sympy", "pandas<3", "ase",
+         "pyyaml>=6.0.2", "tqdm", "requests", "questionary>=2.0", "rich>=13.0", "scikit-learn>=1.1"),
+        (), ("tensorpotential.calculator",), with_torch=False,
+        no_deps=("tf_keras==2.20.1", "tensorpotential==0.6.2.1"),
+    ),
+    # deepmd-kit 3.x (DPA3 / DPA-2, PyTorch backend): its compiled ops are built against
+    # torch 2.11 exactly (deepmd-kit[torch] requires torch==2.11.0). The registry's torch
+    # 2.11 for Linux is the CUDA build (several GB with the nvidia-* libraries). deepmd-kit
+    # does not declare ase, which its ASE calculator (and hetens) import.
+    "deepmd": FamilyStack(("deepmd-kit[torch]==3.2.0", "ase"), (),
+                          ("deepmd.calculator", "deepmd.pt.model.model"), torch="2.11.0"),
 }
 
 
@@ -99,7 +127,7 @@ def create_environment(
     *,
     prefix: str | os.PathLike | None = None,
     python: str | None = None,
-    torch: str = DEFAULT_TORCH,
+    torch: str | None = None,
     extra: tuple[str, ...] | list[str] = (),
     quiet: bool = False,
     compile: bool = True,
@@ -110,10 +138,12 @@ def create_environment(
     Args:
         name: folder name of the environment under the root (see :func:`environment_root`).
         family: one of :data:`FAMILY_STACKS` (``sevenn``, ``chgnet``, ``mace``,
-            ``fairchem``, ``matgl``, ``diep``).
+            ``fairchem``, ``matgl``, ``diep``; own-environment-only: ``nequip``,
+            ``grace``, ``deepmd``).
         prefix: root folder (default: ``$HETENS_ENV_DIR`` or ``~/.local/share/hetens/envs``).
         python: base interpreter for ``-m venv`` (default: the one running hetens).
-        torch: torch version to install first.
+        torch: torch version to install first (default: the family's
+            :attr:`FamilyStack.torch`, else :data:`DEFAULT_TORCH`).
         extra: more pip requirements (e.g. ``cuequivariance-torch``).
         quiet: pass ``-q`` to pip.
         compile: let pip byte-compile the packages (``False``: ``--no-compile``,
@@ -135,6 +165,7 @@ def create_environment(
         raise ValueError(f"environment name {name!r} must be a plain folder name such as 'mace-env'")
     log = log or sys.stderr
     stack = FAMILY_STACKS[family]
+    torch = torch or stack.torch or DEFAULT_TORCH
     folder = environment_root(prefix) / name
     if folder.exists():
         state = "exists" if (folder / MARKER).exists() else "is an unfinished build (no hetens-env.json)"
@@ -150,9 +181,13 @@ def create_environment(
     )
     pip = [str(interpreter), "-m", "pip", "install", "--disable-pip-version-check",
            *(["-q"] if quiet else []), *([] if compile else ["--no-compile"])]
-    _step(log, f"installing torch=={torch}", [*pip, f"torch=={torch}"])
+    if stack.with_torch:
+        _step(log, f"installing torch=={torch}", [*pip, f"torch=={torch}"])
     _step(log, f"installing {' '.join(stack.packages + tuple(extra))}",
           [*pip, "-c", str(folder / "hetens-constraints.txt"), *stack.packages, *extra])
+    if stack.no_deps:
+        _step(log, f"installing {' '.join(stack.no_deps)} without dependencies",
+              [*pip, "--no-deps", *stack.no_deps])
     source = hetens_requirement()
     _step(log, f"installing hetens without dependencies ({' '.join(source)})", [*pip, "--no-deps", *source])
     modules = ", ".join(("hetens.workers.worker_main", "hetens.calculator", *stack.imports))
@@ -162,8 +197,8 @@ def create_environment(
         "name": name,
         "family": family,
         "python": str(interpreter),
-        "torch": torch,
-        "packages": list(stack.packages) + list(extra),
+        "torch": torch if stack.with_torch else None,
+        "packages": list(stack.packages) + list(extra) + list(stack.no_deps),
         "hetens": " ".join(source),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -17,7 +17,7 @@ class ModelRow:
     level_of_theory: str
     training_data: str
     heads: str
-    weights: str  # shipped / cached / download / family not installed
+    weights: str  # shipped / cached / download / family not installed / own environment
     force_rmse: float | None = None  # the paper's OMat24 force RMSE, eV/A (default head)
 
 
@@ -35,7 +35,7 @@ def model_rows() -> list[ModelRow]:
             why = FAMILIES_NOT_INSTALLABLE.get(model.family)
             status = "not installable here" if why else "family has no adapter in this hetens"
         elif not family.installed:
-            status = f"not installed (pip install 'hetens[{family.extra}]')"
+            status = _not_here(family)
         else:
             adapter = status_of.setdefault(model.family, family.adapter())
             status = adapter.weights_status(model.name)
@@ -75,3 +75,13 @@ def preset_rows(weights_in_workers: bool = True) -> list[PresetRow]:
         statuses = ensemble_status(entries, weights=True, weights_in_workers=weights_in_workers)
         rows.append(PresetRow(name, str(preset_path(name)), all(s.runnable for s in statuses), statuses))
     return rows
+def _not_here(family) -> str:
+    """Status of a family whose package this interpreter lacks: where it can run instead."""
+    if family.environment != "own":
+        return f"not installed ({family.install_hint})"
+    from hetens.envs import list_environments
+
+    built = [e for e in list_environments() if e.get("family") == family.name]
+    if built:
+        return f"own environment: @python={built[0]['python']}"
+    return f"own environment, not created (hetens env create {family.name}-env --family {family.name})"

@@ -40,7 +40,7 @@ class KnownModel:
     """One pretrained model.
 
     Attributes:
-        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``, ``diep``).
+        family: adapter family (``sevenn``, ``chgnet``, ``mace``, ``fairchem``, ``matgl``, ``diep``, ``nequip``...).
         name: the name the family's own loader takes.
         level_of_theory: label of the DFT reference (see module docstring), for
             single-head models.
@@ -197,6 +197,34 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("fairchem1", "EquiformerV2-153M-OMAT24-MP-sAlex", "PBE+U", "OMat24, then MPtrj + sAlex"),
     KnownModel("fairchem1", "eSEN-30M-OMAT24", "PBE+U", "OMat24"),
     KnownModel("fairchem1", "eSEN-30M-OAM", "PBE+U", "OMat24, then MPtrj + sAlex"),
+    # NequIP / Allegro foundation models on nequip.net (own environment, family "nequip"):
+    # NAME-VERSION is the model nequip.net:mir-group/NAME:VERSION (nequip-package files,
+    # version 0.1 released 2025-08-28). OAM: pre-trained on OMat24, fine-tuned on sAlex + MPtrj
+    # (PBE/PBE+U, MP-compatible); MP: MPtrj only (matbench-discovery compliant).
+    KnownModel("nequip", "NequIP-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("nequip", "Allegro-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("nequip", "NequIP-MP-L-0.1", "PBE+U", "MPtrj"),
+    KnownModel("nequip", "Allegro-MP-L-0.1", "PBE+U", "MPtrj"),
+    # GRACE (tensorpotential foundation models, own environment, family "grace"): the names
+    # grace_fm takes; downloaded from the Hugging Face hub into ~/.cache/grace. OAM: fitted
+    # on OMat24, fine-tuned on sAlex + MPtrj; OMAT: OMat24 only (both PBE/PBE+U, MP-compatible).
+    # The paper's pool has GRACE-2L-OMAT and GRACE-2L-OAM. tensorpotential 0.6 has no
+    # MPtrj-only ("-MP") models any more: its list has OAM, OMAT and SMAX variants.
+    KnownModel("grace", "GRACE-1L-OAM", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("grace", "GRACE-2L-OAM", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("grace", "GRACE-FS-OAM", "PBE+U", "OMat24 + sAlex + MPtrj"),
+    KnownModel("grace", "GRACE-1L-OMAT", "PBE+U", "OMat24"),
+    KnownModel("grace", "GRACE-2L-OMAT", "PBE+U", "OMat24"),
+    KnownModel("grace", "GRACE-FS-OMAT", "PBE+U", "OMat24"),
+    # DeePMD (deepmd-kit 3.2 pretrained list, own environment, family "deepmd"): downloaded
+    # by deepmd into ~/.cache/deepmd/pretrained/models. DPA-3.1-3M is a multi-task (OpenLAM)
+    # model: the head is required and decides the level; the two PBE+U heads below are the
+    # OMat24 and MPtrj branches (names as published; not checkable offline here, and deepmd
+    # refuses an unknown head at load). The paper's "DPA3 v1/v2" pool members are
+    # DPA-3.1-3M heads or fine-tunes of it, given as local files.
+    KnownModel("deepmd", "DPA-3.1-3M", "PBE+U", "OpenLAM multi-task (OMat24, MPtrj, Alexandria, ...)",
+               heads={"Omat24": "PBE+U", "MP_traj_v024_alldata_mixu": "PBE+U"}),
+    KnownModel("deepmd", "DPA3-Omol-Large", "wB97M-V", "OMol25"),
 )
 
 

@@ -63,3 +63,60 @@ def w16():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# -- own environments (hetens env create), built once per test session -------------------------
+
+
+def build_family_environment(family: str, prefix, name: str | None = None) -> str:
+    """``hetens env create NAME --family FAMILY --no-compile`` under ``prefix``; its interpreter.
+
+    Runs the hetens of this test process (``python -m hetens.cli.main``), so the new
+    environment gets hetens installed editable from this very source tree.
+    """
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "hetens.cli.main", "env", "create", name or f"{family}-env",
+         "--family", family, "--prefix", str(prefix), "--quiet", "--no-compile"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, f"hetens env create --family {family} failed:\n{result.stderr[-3000:]}"
+    python = result.stdout.strip().splitlines()[-1]
+    print(f"{family} environment built in {time.monotonic() - started:.0f} s: {python}")
+    return python
+
+
+@pytest.fixture(scope="session")
+def family_environment(tmp_path_factory):
+    """``family_environment("nequip")``: the interpreter of an environment of that family,
+    built with ``hetens env create`` at the first request and kept for the session.
+
+    ``HETENS_TEST_ENV_<FAMILY>`` (e.g. ``HETENS_TEST_ENV_NEQUIP``) names an existing
+    environment's interpreter to use instead while developing (for chgnet also the older
+    ``HETENS_TEST_MEMBER_PYTHON``).
+    """
+    import shutil
+
+    built: dict[str, str] = {}
+    prefixes = []
+
+    def get(family: str) -> str:
+        if family not in built:
+            given = os.environ.get(f"HETENS_TEST_ENV_{family.upper()}")
+            if family == "chgnet":
+                given = given or os.environ.get("HETENS_TEST_MEMBER_PYTHON")
+            if given:
+                built[family] = given
+            else:
+                prefix = tmp_path_factory.mktemp(f"envs-{family}")
+                prefixes.append(prefix)
+                built[family] = build_family_environment(family, prefix)
+        return built[family]
+
+    yield get
+    for prefix in prefixes:
+        shutil.rmtree(prefix, ignore_errors=True)  # 1-2 GB each

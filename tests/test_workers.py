@@ -98,24 +98,9 @@ def no_workers_left():
 
 
 @pytest.fixture(scope="session")
-def member_python(tmp_path_factory):
+def member_python(family_environment):
     """Interpreter of a separate venv holding torch, chgnet and hetens (--no-deps), nothing else."""
-    given = os.environ.get("HETENS_TEST_MEMBER_PYTHON")
-    if given:
-        yield given
-        return
-    prefix = tmp_path_factory.mktemp("envs")
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "hetens.cli.main", "env", "create", "chgnet-env", "--family", "chgnet",
-         "--prefix", str(prefix), "--quiet", "--no-compile"],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, f"hetens env create failed:\n{result.stderr[-3000:]}"
-    python = result.stdout.strip().splitlines()[-1]
-    print(f"member environment built in {time.monotonic() - started:.0f} s: {python}")
-    yield python
-    shutil.rmtree(prefix, ignore_errors=True)  # about 1.5 GB
+    return family_environment("chgnet")
 
 
 def test_member_environment_is_separate(member_python):

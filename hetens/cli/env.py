@@ -22,15 +22,18 @@ def add_parser(subparsers) -> None:
 
     create = actions.add_parser(
         "create", help="build an environment for one model family and print its interpreter",
-        description="Create a venv with torch, the family's pinned packages and hetens "
-        "(--no-deps), check that it imports, and print the interpreter path on stdout.",
+        description="Create a venv with the family's torch, its pinned packages and hetens "
+        "(--no-deps, from the source tree of the running hetens), check that it imports, and "
+        "print the interpreter path on stdout. Pins: docs/workers.md.",
     )
     create.add_argument("name", help="folder name of the environment, e.g. mace-env")
     create.add_argument("--family", required=True,
-                        help="model family: sevenn, chgnet, mace, fairchem or matgl")
+                        help="model family: sevenn, chgnet, mace, fairchem, matgl, diep, or one that needs "
+                        "its own environment: nequip (NequIP/Allegro, e3nn 0.6), grace (GRACE, "
+                        "TensorFlow CPU, no torch), deepmd (DPA3/DPA-2, torch 2.11)")
     _add_prefix(create)
     create.add_argument("--python", help="base interpreter for the venv (default: the one running hetens)")
-    create.add_argument("--torch", default=None, help="torch version to install first (default 2.13.0)")
+    create.add_argument("--torch", default=None, help="torch version to install first (default: the family's, else 2.13.0)")
     create.add_argument("--extra", nargs="+", default=[], metavar="REQ",
                         help="more pip requirements to install with the family's packages")
     create.add_argument("--quiet", action="store_true", help="pass -q to pip")
@@ -56,11 +59,11 @@ def _add_prefix(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from hetens.envs import DEFAULT_TORCH, create_environment
+    from hetens.envs import create_environment
 
     interpreter = create_environment(
         args.name, args.family, prefix=args.prefix, python=args.python,
-        torch=args.torch or DEFAULT_TORCH, extra=args.extra, quiet=args.quiet,
+        torch=args.torch, extra=args.extra, quiet=args.quiet,
         compile=not args.no_compile,
     )
     print(interpreter)

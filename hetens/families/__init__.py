@@ -44,13 +44,28 @@ __all__ = ["Family", "FAMILIES", "get_family", "FamilyAdapter"]
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its adapter module, the packages it needs and the pip extra."""
+    """A model family: its adapter module, the packages it needs and the pip extra.
+
+    ``environment`` says where its members run: ``"main"``, in this process
+    once the extra is installed; ``"own"``, only in an environment of their own
+    (``hetens env create NAME --family FAMILY``, then ``@python=PATH``),
+    because the family's pins clash with the main environment's (``extra`` is
+    then the ``--family`` name, not a pip extra).
+    """
 
     name: str
     packages: tuple[str, ...]
     extra: str
     description: str
     environment: str = "main"
+
+    @property
+    def install_hint(self) -> str:
+        """The command that makes the family usable."""
+        if self.environment == "own":
+            return (f"hetens env create {self.name}-env --family {self.extra}, then give its members "
+                    f"@python=PATH (docs/workers.md)")
+        return f"pip install 'hetens[{self.extra}]'"
 
     @property
     def installed(self) -> bool:
@@ -64,7 +79,8 @@ class Family:
         if missing:
             raise MissingFamilyError(
                 f"model family {self.name!r} needs the package(s) {', '.join(missing)}; "
-                f"install them with: pip install 'hetens[{self.extra}]'"
+                + (f"it runs in its own environment: {self.install_hint}" if self.environment == "own"
+                   else f"install them with: {self.install_hint}")
             )
         return check_adapter(importlib.import_module(f"hetens.families.{self.name}"))
 
@@ -85,6 +101,15 @@ FAMILIES: dict[str, Family] = {
         # ase: any ASE calculator by import path (ase:package.module:Class@kwarg=value@level=PBE);
         # ase is a dependency of hetens itself, so the family is always installed.
         Family("ase", ("ase",), "ase", "any ASE calculator by import path: ase:MODULE:CLASS@KWARG=VALUE@level=LEVEL"),
+        Family("nequip", ("nequip",), "nequip",
+               "NequIP and Allegro (nequip 0.19, nequip-allegro 0.8; e3nn 0.6): nequip.net OAM/MP models, "
+               "local .nequip.zip/.nequip.pt2 files", environment="own"),
+        Family("grace", ("tensorpotential",), "grace",
+               "GRACE (tensorpotential 0.6, TensorFlow 2.20 CPU): GRACE-1L/2L OAM and OMAT, "
+               "local SavedModel folders", environment="own"),
+        Family("deepmd", ("deepmd",), "deepmd",
+               "DeePMD-kit 3.2 (PyTorch backend, torch 2.11): DPA3 / DPA-2, frozen .pth or .pt files",
+               environment="own"),
     )
 }
 
