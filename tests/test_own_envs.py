@@ -179,6 +179,20 @@ def test_nequip_adapter_contains_set_global_state_in_process(nequip_python, tiny
             assert got == value, f"{stage}: {key} changed: {value!r} -> {got!r}"
 
 
+def test_hetens_models_names_the_environment_of_an_own_environment_family(nequip_python, monkeypatch):
+    """`hetens models`: an own-environment family says where its environment is, or how to make one."""
+    from hetens.models_table import _not_here
+
+    folder = Path(nequip_python).parents[1]
+    if not (folder / "hetens-env.json").is_file():
+        pytest.skip("HETENS_TEST_ENV_NEQUIP names an environment not built by hetens env create")
+    monkeypatch.setenv("HETENS_ENV_DIR", str(folder.parent))
+    assert _not_here(FAMILIES["nequip"]) == f"own environment: @python={nequip_python}"
+    monkeypatch.setenv("HETENS_ENV_DIR", str(folder / "no-environments-here"))
+    assert _not_here(FAMILIES["nequip"]) == (
+        "own environment, not created (hetens env create nequip-env --family nequip)")
+
+
 @pytest.mark.slow
 def test_tiny_allegro_passes_check_member_through_a_worker(nequip_python, tmp_path):
     """Allegro models are nequip members: the same environment, loader and checks."""
@@ -244,3 +258,34 @@ def test_tiny_grace_passes_check_member_through_a_worker(family_environment, tmp
     np.testing.assert_allclose(isolated[0], reference["energy"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(isolated[1], reference["forces"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(isolated[2], reference["stress"], rtol=0, atol=1e-12)
+
+
+# -- DeePMD (DPA3) in its own environment with torch 2.11: slow (several GB, CUDA torch) -----
+
+
+def test_deepmd_stack_carries_its_torch():
+    stack = FAMILY_STACKS["deepmd"]
+    assert FAMILIES["deepmd"].environment == "own"
+    assert stack.torch == "2.11.0" and "deepmd-kit[torch]==3.2.0" in stack.packages
+    dpa3 = next(m for m in models_of_family("deepmd") if m.name == "DPA-3.1-3M")
+    assert dpa3.heads and dpa3.default_head is None  # the head must be named: it decides the level
+
+
+@pytest.mark.slow
+def test_tiny_dpa3_passes_check_member_through_a_worker(family_environment, tmp_path):
+    """hetens env create --family deepmd (torch 2.11), a tiny random DPA3 frozen as
+    ``dp --pt freeze`` does, loaded by deepmd's DP calculator in a worker: the checks from here."""
+    from own_env_models import build_deepmd_model
+
+    python = family_environment("deepmd")
+    torch_version = subprocess.run([python, "-I", "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    assert torch_version.startswith("2.11.0"), torch_version
+    model = build_deepmd_model(python, tmp_path)
+    member = hetens.load_member(f"deepmd:{model}@level=PBE+U@python={python}", device="cpu")
+    with member.calculator:
+        report = check_member(member)
+        print(report)
+        assert report.passed == list(CHECKS) and not report.skipped, report
+        assert member.supported_elements() == frozenset({42, 74})
+        assert member.versions["deepmd-kit"] == "3.2.0"

@@ -242,15 +242,26 @@ def _e3nn_defaults() -> dict | None:
 
 
 def _tf32_state(torch) -> dict[str, object]:
-    state = {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
-    with contextlib.suppress(AttributeError, RuntimeError):
-        state["fp32_precision"] = torch.backends.fp32_precision
+    """CUDA TF32 settings; a flag torch refuses to read (the legacy cuDNN flag once
+    ``fp32_precision`` is ``"ieee"`` on torch >= 2.13) is left out."""
+    getters = {
+        "fp32_precision": lambda: torch.backends.fp32_precision,
+        "matmul": lambda: torch.backends.cuda.matmul.allow_tf32,
+        "cudnn": lambda: torch.backends.cudnn.allow_tf32,
+    }
+    state = {}
+    for name, getter in getters.items():
+        with contextlib.suppress(AttributeError, RuntimeError):
+            state[name] = getter()
     return state
 
 
 def _set_tf32_state(torch, state: dict[str, object]) -> None:
-    if "fp32_precision" in state:
+    setters = {
+        "fp32_precision": lambda v: setattr(torch.backends, "fp32_precision", v),
+        "matmul": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "cudnn": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+    }
+    for name, value in state.items():
         with contextlib.suppress(AttributeError, RuntimeError):
-            torch.backends.fp32_precision = state["fp32_precision"]
-    torch.backends.cuda.matmul.allow_tf32 = state["matmul"]
-    torch.backends.cudnn.allow_tf32 = state["cudnn"]
+            setters[name](value)
