@@ -3,8 +3,10 @@
 For 54- and 250-atom bcc W cells, times (after warm-up, interleaved repeats,
 medians) one ``HeterogeneousEnsembleCalculator`` evaluation of energy,
 forces and stress against the sum of each member evaluating the same
-structure on its own, and prints the ratio (target <= 1.05). Also prints
-the time of ``import hetens`` in a fresh interpreter (target < 1 s).
+structure on its own (through its own ASE calculator), and prints the ratio
+(target <= 0.85: the ensemble shares or skips work members alone repeat,
+through the family adapters' group paths) and each member's own time. Also
+prints the time of ``import hetens`` in a fresh interpreter (target < 1 s).
 
     .venv/bin/python benchmarks/bench_overhead.py [--repeats 7] [--device auto]
 """
@@ -55,17 +57,25 @@ def measure(calc, atoms, repeats: int, rng) -> tuple[float, float]:
         structure.get_forces()
         structure.get_stress()
 
+    each: dict[str, list[float]] = {m.name: [] for m in calc.members}
+
     def members(structure):
         for member in calc.members:
+            start = time.perf_counter()
             member.calculator.get_forces(structure)
             member.calculator.get_stress(structure)
+            each[member.name].append(time.perf_counter() - start)
 
     ensemble(fresh())  # warm-up
     members(fresh())
+    for times in each.values():
+        times.clear()
     ens, mem = [], []
     for _ in range(repeats):
         ens.append(time_once(lambda s=fresh(): ensemble(s)))
         mem.append(time_once(lambda s=fresh(): members(s)))
+    alone = ", ".join(f"{name} {statistics.median(t):.3f}" for name, t in each.items())
+    print(f"       members alone (median s): {alone}")
     return statistics.median(ens), statistics.median(mem)
 
 
@@ -83,7 +93,7 @@ def main() -> None:
     for repeat in (3, 5):
         atoms = cell(repeat)
         ens, mem = measure(calc, atoms, args.repeats, rng)
-        print(f"{len(atoms):>6} {ens:>12.4f} {mem:>15.4f} {ens / mem:>7.3f}  (target <= 1.05)")
+        print(f"{len(atoms):>6} {ens:>12.4f} {mem:>15.4f} {ens / mem:>7.3f}  (target <= 0.85)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,18 @@ periodic image falls within CHGNet's 6 Å graph cutoff
 (:func:`hetens.families._common.isolated_periodic_copy`): energy and forces
 are those of the isolated molecule, and no stress is reported for it.
 
-Many structures run in one ``CHGNet.predict_graph`` call with :func:`evaluate_batch`.
+Two faster paths share one evaluation core, :func:`energy_forces_stress`:
+:func:`evaluate_batch` (many structures in one model call, for ``hetens
+score``) and :func:`evaluate_group` (several CHGNet members of an ensemble on
+one structure: the pymatgen ``Structure`` is built once, and the crystal graph
+once per converter setting, so ``0.3.0`` and ``r2scan``, both 6 Å / 3 Å,
+share one graph, and ``0.2.0``, 5 Å / 3 Å, gets its own). The core runs
+CHGNet's own ``_compute`` and takes forces and stress from one backward pass
+(CHGNet's ``predict_graph`` makes two, one for forces and one for stress, and
+calls ``model.eval()`` on every call): the same backward formulas
+(``create_graph=True``, as CHGNet), so energies, forces and stresses are
+bit-identical to ``CHGNetCalculator`` on one structure (tests check it);
+in a batch of several structures they agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -91,8 +102,68 @@ def batchable(calculator) -> bool:
     return is_own_calculator(calculator, "chgnet.model.dynamics", "CHGNetCalculator", _voigt_calculator_class)
 
 
+def energy_forces_stress(model, graphs: Sequence) -> list[tuple]:
+    """CHGNet ``model`` on crystal ``graphs`` (already on the model's device), one forward and
+    one backward pass for all of them.
+
+    What ``CHGNet.predict_graph(graphs, task="efs")`` computes, with forces and
+    stress from a single ``torch.autograd.grad`` over positions and strains
+    (CHGNet makes one pass for each) and with CHGNet's own backward settings
+    (``create_graph=True``: its backward formulas, hence its bits).
+
+    Returns:
+        One ``(energy_per_atom, forces, stress)`` per graph, numpy float32:
+        eV/atom for an intensive model (eV otherwise), (N, 3) eV/Å, (3, 3) GPa;
+        exactly ``predict_graph``'s ``e``, ``f``, ``s``.
+    """
+    import torch
+    from chgnet.model.model import BatchedGraph
+
+    if model.training:
+        model.eval()
+    intensive = model.is_intensive
+    with quiet_prediction():
+        batched = BatchedGraph.from_graphs(
+            list(graphs),
+            bond_basis_expansion=model.bond_basis_expansion,
+            angle_basis_expansion=model.angle_basis_expansion,
+            compute_stress=True,
+        )
+        composition_energy = 0 if model.composition_model is None else model.composition_model(list(graphs))
+        model.is_intensive = False  # the extensive energy, before CHGNet divides it in place
+        try:
+            prediction = model._compute(batched)
+        finally:
+            model.is_intensive = intensive
+    energy = prediction["e"]
+    n = len(graphs)
+    grads = torch.autograd.grad(
+        energy.sum(), [*batched.atom_positions, *batched.strains], create_graph=True, retain_graph=True
+    )
+    scale = 1 / batched.volumes * 160.21766208  # eV/A^3 -> GPa, as CHGNet
+    energy = energy.detach()
+    if intensive:
+        energy = energy / prediction["atoms_per_graph"]
+    energy = energy + composition_energy
+    return [
+        (
+            energy[i].cpu().numpy(),
+            (-1 * grads[i]).detach().cpu().numpy(),
+            (grads[n + i] * scale[i]).detach().cpu().numpy(),
+        )
+        for i in range(n)
+    ]
+
+
+def _to_ase_units(calculator, atoms, energy, forces, stress) -> tuple:
+    """One structure's core output with ``CHGNetCalculator``'s conversions: energy times the atom
+    count for an intensive model, stress in GPa times ``stress_weight``."""
+    factor = len(atoms) if calculator.model.is_intensive else 1
+    return energy * factor, forces, stress * calculator.stress_weight
+
+
 def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
-    """``CHGNet.predict_graph`` on the frames' crystal graphs, in one call, with the unit
+    """:func:`energy_forces_stress` on the frames' crystal graphs, in one call, with the unit
     conversions of CHGNetCalculator (energy per atom times atoms, stress in GPa times
     ``stress_weight``); a structure without periodicity is boxed as in :func:`load`.
 
@@ -104,18 +175,62 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
     model = calculator.model
     label = getattr(calculator, "member_label", "chgnet")
     structures = [AseAtomsAdaptor.get_structure(periodic_structure(atoms, model, label)) for atoms in frames]
-    graphs = [model.graph_converter(structure) for structure in structures]
-    with quiet_prediction():
-        predictions = model.predict_graph(
-            [g.to(calculator.device) for g in graphs], task="efs", batch_size=len(graphs)
-        )
-    if isinstance(predictions, dict):
-        predictions = [predictions]
-    out = []
-    for atoms, pred in zip(frames, predictions):
-        factor = len(atoms) if model.is_intensive else 1
-        out.append((pred["e"] * factor, pred["f"], pred["s"] * calculator.stress_weight))
-    return out
+    graphs = [model.graph_converter(structure).to(calculator.device) for structure in structures]
+    return [
+        _to_ase_units(calculator, atoms, *out)
+        for atoms, out in zip(frames, energy_forces_stress(model, graphs))
+    ]
+
+
+def _converter_key(calculator) -> tuple:
+    """What decides a calculator's crystal graph: converter settings and device."""
+    converter = calculator.model.graph_converter
+    return (
+        float(converter.atom_graph_cutoff),
+        float(converter.bond_graph_cutoff),
+        converter.algorithm,
+        getattr(converter, "on_isolated_atoms", None),
+        str(calculator.device),
+    )
+
+
+def evaluate_group(calculators: Sequence, atoms, with_stress: bool) -> list[tuple] | None:
+    """Several CHGNet calculators (or one) on ``atoms`` (not modified): the pymatgen ``Structure``
+    built once, one crystal graph per converter setting (:func:`_converter_key`) shared by
+    every calculator with that setting, each model evaluated with
+    :func:`energy_forces_stress`.
+
+    Bit-identical to each calculator evaluating ``atoms`` alone (shared preparation;
+    each model's own operations unchanged, see the module docstring). A
+    structure without periodicity is boxed per cutoff as in :func:`load`, and
+    gets no stress. Returns ``None`` (evaluate one by one) for a calculator
+    this adapter did not make (:func:`batchable`).
+
+    Returns:
+        One ``(energy, forces, stress)`` per calculator: eV, (N, 3) eV/Å,
+        (6,) Voigt eV/Å³ or ``None`` (float32).
+    """
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if not calculators or not all(batchable(c) for c in calculators):
+        return None
+    structures: dict[int, tuple] = {}  # id(periodic copy) -> (copy, Structure)
+    graphs: dict[tuple, object] = {}
+    outputs = []
+    for calculator in calculators:
+        periodic = periodic_structure(atoms, calculator.model, getattr(calculator, "member_label", "chgnet"))
+        if id(periodic) not in structures:
+            structures[id(periodic)] = (periodic, AseAtomsAdaptor.get_structure(periodic))
+        structure = structures[id(periodic)][1]
+        key = (*_converter_key(calculator), id(periodic))
+        if key not in graphs:
+            graphs[key] = calculator.model.graph_converter(structure).to(calculator.device)
+        ((energy, forces, stress),) = energy_forces_stress(calculator.model, [graphs[key]])
+        energy, forces, stress = _to_ase_units(calculator, atoms, energy, forces, stress)
+        keep_stress = with_stress and periodic is atoms
+        outputs.append((energy, forces, full_3x3_to_voigt_6_stress(stress) if keep_stress else None))
+    return outputs
 
 
 @functools.cache

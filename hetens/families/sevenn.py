@@ -4,12 +4,23 @@
 wheel; other names download on first use; a local checkpoint path works too.
 Multi-fidelity models take their modal as the head (``7net-mf-0@PBE``).
 Many structures run in one forward pass with :func:`evaluate_batch`.
+
+Several SevenNet members of an ensemble on one structure go through
+:func:`evaluate_group`: the neighbour list (SevenNet's own graph builder) is
+computed once per cutoff and shared; each model then runs exactly as in its
+calculator (bit-identical results). The heads of one network (``7net-mf-0@PBE``
+and ``@R2SCAN`` are one set of weights) run as one batch of the graph with
+each modality when :func:`heads_in_one_pass` says it pays (a GPU, or small
+structures on a CPU); that batch agrees with the heads evaluated alone to
+float32 rounding (batched sums add in another order).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,11 +126,9 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
     Returns:
         One ``(energy, forces, stress)`` per frame: eV, (N, 3) eV/Å, (6,) Voigt eV/Å³ (float32).
     """
-    import numpy as np
     import sevenn._keys as KEY
     from sevenn.atom_graph_data import AtomGraphData
     from sevenn.train.dataload import unlabeled_atoms_to_graph
-    from torch_geometric.data import Batch
 
     graphs = []
     for atoms in frames:
@@ -127,6 +136,83 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
         if calculator.modal:
             data[KEY.DATA_MODALITY] = calculator.modal
         graphs.append(data)
+    return _batched_pass(calculator, graphs, [len(atoms) for atoms in frames])
+
+
+#: Most atoms (all heads together) for which the heads of one network share one batched
+#: pass on a CPU. Above it a CPU batch costs more per atom than separate passes (memory
+#: traffic of SevenNet's edge tensors; benchmarks/bench_batched.py), so on a CPU larger
+#: structures run one pass per head on the shared graph.
+CPU_HEADS_BATCH_ATOMS = 64
+
+
+def heads_in_one_pass(device, n_atoms: int, n_heads: int) -> bool:
+    """Whether ``n_heads`` heads of one network on an ``n_atoms`` structure run as one batch."""
+    return n_heads > 1 and (not str(device).startswith("cpu") or n_atoms * n_heads <= CPU_HEADS_BATCH_ATOMS)
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _network(calculator) -> tuple:
+    """What makes two calculators the same network: device, cutoff and a digest of every
+    parameter and buffer (computed once per model)."""
+    model = calculator.model
+    digest = _FINGERPRINTS.get(model)
+    if digest is None:
+        h = hashlib.sha256()
+        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest = _FINGERPRINTS[model] = h.hexdigest()
+    return str(calculator.device), float(calculator.cutoff), type(model).__name__, digest
+
+
+def _copied(graph: dict) -> dict:
+    """A copy of a prepared graph (``AtomGraphData.from_numpy_dict`` converts its dict in place)."""
+    import numpy as np
+
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in graph.items()}
+
+
+def _single_pass(calculator, graph: dict) -> tuple:
+    """``calculator``'s model on one prepared graph, exactly as ``SevenNetCalculator.calculate``."""
+    import numpy as np
+    import sevenn._keys as KEY
+    from sevenn.atom_graph_data import AtomGraphData
+
+    data = AtomGraphData.from_numpy_dict(_copied(graph))
+    if calculator.modal:
+        data[KEY.DATA_MODALITY] = calculator.modal
+    data.to(calculator.device)
+    with deterministic_torch(str(calculator.device)):
+        output = calculator.model(data)
+    num_atoms = output["num_atoms"].item()
+    energy = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().item()
+    forces = output[KEY.PRED_FORCE].detach().cpu().numpy()[:num_atoms, :]
+    stress = np.array((-output[KEY.PRED_STRESS]).detach().cpu().numpy()[[0, 1, 2, 4, 5, 3]])
+    return energy, forces, stress
+
+
+def _heads_pass(calculators: Sequence, graph: dict) -> list[tuple]:
+    """The heads of one network (``calculators`` share weights) as one batch of ``graph``."""
+    import sevenn._keys as KEY
+    from sevenn.atom_graph_data import AtomGraphData
+
+    graphs = []
+    for calculator in calculators:
+        data = AtomGraphData.from_numpy_dict(_copied(graph))
+        data[KEY.DATA_MODALITY] = calculator.modal
+        graphs.append(data)
+    return _batched_pass(calculators[0], graphs, [int(graph[KEY.NUM_ATOMS])] * len(graphs))
+
+
+def _batched_pass(calculator, graphs: list, sizes: list[int]) -> list[tuple]:
+    """``calculator``'s model on ``graphs`` (``AtomGraphData``) collated in one batch."""
+    import numpy as np
+    import sevenn._keys as KEY
+    from torch_geometric.data import Batch
+
     batch = Batch.from_data_list(graphs).to(calculator.device)
     model = calculator.model
     model.set_is_batch_data(True)
@@ -136,15 +222,52 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
     finally:
         # The calculator shares this model and expects single-graph mode.
         model.set_is_batch_data(False)
-    sizes = [len(atoms) for atoms in frames]
     energies = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
     forces = np.split(output[KEY.PRED_FORCE].detach().cpu().numpy(), np.cumsum(sizes)[:-1])
     # Same sign and Voigt reordering (xx yy zz xy yz zx -> xx yy zz yz zx xy) as
     # SevenNetCalculator.output_to_results.
-    stresses = (
-        (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(frames), 6)[:, [0, 1, 2, 4, 5, 3]]
-    )
+    stresses = (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(graphs), 6)[:, [0, 1, 2, 4, 5, 3]]
     return list(zip(energies, forces, stresses))
+
+
+def evaluate_group(calculators: Sequence, atoms, with_stress: bool) -> list[tuple] | None:
+    """Several SevenNet calculators on ``atoms`` (not modified), one neighbour list per cutoff.
+
+    Each calculator's model runs on the shared graph exactly as in its own
+    ``calculate`` (bit-identical), except the heads of one network (equal
+    weights, :func:`_network`), which run as one batch when
+    :func:`heads_in_one_pass` (float32 rounding of a batched sum). Returns
+    ``None`` (evaluate one by one) when there is nothing to share (a single
+    calculator) or a calculator is not this adapter's (:func:`batchable`).
+
+    Returns:
+        One ``(energy, forces, stress)`` per calculator: eV, (N, 3) eV/Å,
+        (6,) Voigt eV/Å³ or ``None`` (float32).
+    """
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+    if len(calculators) < 2 or not all(batchable(c) for c in calculators):
+        return None
+    graphs: dict[float, dict] = {}
+    for calculator in calculators:
+        cutoff = float(calculator.cutoff)
+        if cutoff not in graphs:
+            graphs[cutoff] = unlabeled_atoms_to_graph(atoms, cutoff, with_shift=False)
+    networks: dict[tuple, list[int]] = {}
+    for index, calculator in enumerate(calculators):
+        networks.setdefault(_network(calculator), []).append(index)
+    outputs: list = [None] * len(calculators)
+    for key, indices in networks.items():
+        members = [calculators[i] for i in indices]
+        graph = graphs[key[1]]
+        modals = [c.modal for c in members]
+        if all(modals) and len(set(modals)) == len(modals) and heads_in_one_pass(key[0], len(atoms), len(members)):
+            results = _heads_pass(members, graph)
+        else:
+            results = [_single_pass(c, graph) for c in members]
+        for i, (energy, forces, stress) in zip(indices, results):
+            outputs[i] = (energy, forces, stress if with_stress else None)
+    return outputs
 
 
 @functools.cache

@@ -47,12 +47,15 @@ def has_batched_path(member: Member) -> bool:
 
 
 #: Most atoms per batched call on a CPU. The gain of batching on a CPU comes
-#: from small cells (per-call overhead): benchmarks/bench_batched.py measured
-#: 1.4-4x more frames/s for batches of 2-16-atom cells, but 0.5-1.15x for
-#: 100-atom cells while memory grew to ~3 GB for 16 of them (2 loaded cores,
-#: SevenNet and CHGNet). So on a CPU frames share a call up to this many atoms;
-#: on a GPU batches are limited only by the caller (``max_batch_atoms``).
-CPU_BATCH_ATOMS = 128
+#: from small cells (per-call overhead, about 25 ms per call for SevenNet and
+#: CHGNet): a CPU batch costs *more* per atom than separate calls once its edge
+#: tensors outgrow the caches (7net-0 on 16-atom W cells: 145 ms/frame alone,
+#: 170 ms/frame in a 128-atom batch). On 2-16-atom W cells, CPU time, 1 thread:
+#: 7net-0 1.20x over the per-frame loop at 128 atoms per call, 1.40x at 32;
+#: CHGNet 0.3.0 1.70x at 128, 1.82x at 32, 1.37x at 16. So on a CPU frames
+#: share a call up to this many atoms; on a GPU batches are limited only by
+#: the caller (``max_batch_atoms``).
+CPU_BATCH_ATOMS = 32
 
 
 def _on_cpu(member: Member) -> bool:

@@ -10,7 +10,9 @@ The ensemble calculator uses these; they work on any list of
   so models load concurrently;
 - :func:`evaluate_members` hands the structure to the workers, longest
   first and no more CPU threads at once than there are cores, runs the
-  in-process members meanwhile, and collects each reply as it arrives.
+  in-process members meanwhile, and collects each reply as it arrives;
+- :func:`evaluate_groups` runs the in-process members of one family through
+  the family adapter's ``evaluate_group`` (one prepared input for all).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hetens.evaluation import MemberOutput, evaluate_member
+from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
+from hetens.families import FAMILIES
+from hetens.families.contract import GroupEvaluation
 from hetens.spec import as_worker_spec  # re-exported: it lives with the spec grammar
 from hetens.workers.isolated import IsolatedCalculator
 
@@ -35,6 +39,7 @@ __all__ = [
     "assign_threads",
     "start_workers",
     "evaluate_members",
+    "evaluate_groups",
     "close_workers",
 ]
 
@@ -139,12 +144,13 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
     try:
         if len(workers) > 1 or local:
             dispatch(max(1, cores - (1 if local else 0)))
-        # In-process members, one by one. A family adapter's optional
-        # evaluate_group hook (hetens.families.GroupEvaluation: members of one
-        # family sharing one prepared input) would be called here, for each
-        # family with several local members, before the rest one by one.
+        # In-process members: each family's group path first (members of one
+        # family sharing one prepared input), the rest one by one.
+        grouped = evaluate_groups(local, atoms, with_stress, force)
+        outputs.update(grouped)
         for member in local:
-            evaluate(member)
+            if id(member) not in grouped:
+                evaluate(member)
         while running or todo:
             dispatch(cores)
             if not running:
@@ -160,6 +166,60 @@ def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force:
         for member in workers:
             member.calculator.cancel()
     return [outputs[id(m)] for m in members]
+
+
+def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: bool = False
+                    ) -> dict[int, MemberOutput]:
+    """The in-process ``members`` of each family whose adapter has a group path
+    (:class:`hetens.families.contract.GroupEvaluation`), evaluated together on ``atoms``.
+
+    Members whose cached results are still valid (and not ``force``) are left
+    out, and so are workers. The adapter decides what its members share (a
+    neighbour list, a crystal graph, one pass for several heads) and returns
+    ``None`` when nothing is; any exception from it also leaves the group to
+    be evaluated one by one, so that a failure is reported by the member that
+    failed. Each member's outputs are checked like a single evaluation and
+    stored in its calculator's cache, as its own ``calculate`` would.
+
+    Returns:
+        ``id(member)`` -> its :data:`~hetens.evaluation.MemberOutput`, for the members done here.
+    """
+    properties = ["energy", "forces"] + (["stress"] if with_stress else [])
+    families: dict[str, list[Member]] = {}
+    for member in members:
+        calc = member.calculator
+        if isinstance(calc, IsolatedCalculator) or not hasattr(calc, "calculation_required"):
+            continue
+        if force or calc.calculation_required(atoms, properties):
+            families.setdefault(member.family, []).append(member)
+    done: dict[int, MemberOutput] = {}
+    for family_name, group in families.items():
+        family = FAMILIES.get(family_name)
+        if family is None or not family.installed:
+            continue
+        adapter = family.adapter()
+        if not isinstance(adapter, GroupEvaluation):
+            continue
+        try:
+            raw = adapter.evaluate_group([m.calculator for m in group], atoms, with_stress)
+            if raw is None:
+                continue
+            checked = [checked_outputs(m.name, atoms, *out) for m, out in zip(group, raw, strict=True)]
+        except Exception:
+            continue  # one by one: the failing member raises with its own message
+        for member, output in zip(group, checked):
+            _store(member.calculator, atoms, output)
+            done[id(member)] = output
+    return done
+
+
+def _store(calc, atoms, output: MemberOutput) -> None:
+    """Put a group evaluation's result in the member calculator's cache, as ``calculate`` would."""
+    energy, forces, stress = output
+    calc.atoms = atoms.copy()
+    calc.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
+    if stress is not None:
+        calc.results["stress"] = stress.copy()
 
 
 def _last_compute(member: Member) -> float:
