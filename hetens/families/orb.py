@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    deterministic_torch,
     is_local_path,
     package_versions,
     preserved_torch_state,
@@ -285,7 +286,9 @@ def _calculator_class():
 
     class ScopedORBCalculator(ORBCalculator):
         """orb's calculator, run under the model's own dtype and matmul precision (see the module
-        docstring); no stress for a structure without a 3D periodic cell."""
+        docstring) and torch's deterministic kernels on CPU (with two threads, ORB's forces
+        otherwise differed in the 9th digit from load to load; no slower, measured); no stress
+        for a structure without a 3D periodic cell."""
 
         model_dtype = None
         matmul_precision = "high"
@@ -301,7 +304,7 @@ def _calculator_class():
             from ase.calculators.calculator import all_changes
 
             dtype = self.model_dtype or torch.get_default_dtype()
-            with _model_precision(dtype, self.matmul_precision):
+            with _model_precision(dtype, self.matmul_precision), deterministic_torch(str(self.device)):
                 super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
             if not (self.atoms.pbc.all() and self.atoms.cell.rank == 3):
                 self.results.pop("stress", None)  # a molecule has no stress
