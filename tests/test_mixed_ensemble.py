@@ -1,7 +1,8 @@
 """A mixed ensemble across families in one process (issue 14's done-when).
 
 SevenNet (7net-0) and CHGNet 0.3.0 with their shipped weights, ORB and
-MatterSim as tiny models built in code (tests/tiny_models.py), all predictors
+MatterSim as tiny models built in code (tests/tiny_models.py), and a tiny
+NequIP in its own environment (a worker; tests/own_env_models.py), all predictors
 declared at one level of theory (PBE+U), through
 :class:`hetens.HeterogeneousEnsembleCalculator`: the ensemble's per-member
 results are each member's own results, and its energy, forces and stress the
@@ -29,16 +30,16 @@ def in_process_specs(folder) -> dict[str, str]:
     }
 
 
-def own_environment_specs(folder) -> dict[str, str]:
-    """Member name -> spec of the members that run in their own environment (workers).
+def own_environment_specs(folder, family_environment) -> dict[str, str]:
+    """Member name -> spec of the members that run in their own environment (workers): a tiny
+    NequIP built and saved in the nequip environment (``hetens env create --family nequip``,
+    made once per session by the ``family_environment`` fixture), loaded there by nequip's
+    own loader."""
+    from own_env_models import build_nequip_model
 
-    >>> LEAD (issue 14): add the own-environment family's tiny model here, e.g.
-    >>> ``{"nequip": f"nequip:{tiny_nequip_model(folder)}@level=PBE+U@python={env_python}"}``,
-    >>> skipping when its environment has not been created. The test below then
-    >>> checks it exactly like the in-process members (its "alone" result comes from
-    >>> its own worker, loaded on its own).
-    """
-    return {}
+    python = family_environment("nequip")
+    model = build_nequip_model(python, folder, "nequip")
+    return {"nequip": f"nequip:{model}@level=PBE+U@name=nequip-tiny@python={python}"}
 
 
 def evaluate_alone(spec: str, atoms) -> tuple[float, np.ndarray, np.ndarray]:
@@ -55,27 +56,31 @@ def evaluate_alone(spec: str, atoms) -> tuple[float, np.ndarray, np.ndarray]:
             close()
 
 
-def test_mixed_in_process_ensemble_equals_members_alone(tmp_path):
+def test_mixed_ensemble_equals_members_alone(tmp_path, family_environment):
+    """SevenNet, CHGNet (shipped), ORB, MatterSim (tiny, in-process) and NequIP (tiny, in its
+    own environment through a worker), all PBE+U predictors: each member's result in the
+    ensemble is its result alone, bit for bit, and the outputs are their weighted means."""
     for family in ("sevenn", "chgnet", "orb", "mattersim"):
         if not FAMILIES[family].installed:
             pytest.skip(f"{family} not installed (pip install 'hetens[{FAMILIES[family].extra}]')")
-    specs = {**in_process_specs(tmp_path), **own_environment_specs(tmp_path)}
+    specs = {**in_process_specs(tmp_path), **own_environment_specs(tmp_path, family_environment)}
     atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
     atoms.rattle(0.05, seed=42)
 
     alone = {name: evaluate_alone(spec, atoms) for name, spec in specs.items()}
 
-    weights = np.arange(len(specs), 0, -1, dtype=float)  # 4, 3, 2, 1: not uniform, on purpose
+    weights = np.arange(len(specs), 0, -1, dtype=float)  # 5, 4, 3, 2, 1: not uniform, on purpose
     weights /= weights.sum()
     # The tiny models are untrained (ORB's energy is 3 eV/atom off the trained models' on W):
     # the level-of-theory guard on energy deviations is relaxed, the declared levels are not.
     calc = hetens.HeterogeneousEnsembleCalculator(list(specs.values()), weights=list(weights),
                                                   max_energy_deviation=20.0)
     assert [m.level_of_theory for m in calc.members] == ["PBE+U"] * len(specs)
-    probe = atoms.copy()
-    probe.calc = calc
-    energy, forces, stress = probe.get_potential_energy(), probe.get_forces(), probe.get_stress()
-    results = calc.results
+    with calc:  # stops the worker at the end
+        probe = atoms.copy()
+        probe.calc = calc
+        energy, forces, stress = probe.get_potential_energy(), probe.get_forces(), probe.get_stress()
+        results = calc.results
 
     member_energies = np.array([alone[name][0] for name in specs])
     member_forces = np.array([alone[name][1] for name in specs])
