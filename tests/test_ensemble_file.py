@@ -119,8 +119,8 @@ def test_cli_options(tmp_path):
 
 
 def test_env_create_refuses_bad_names_and_existing_folders(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown family 'grace'"):
-        create_environment("x", "grace", prefix=tmp_path)
+    with pytest.raises(ValueError, match="unknown family 'alignn'"):
+        create_environment("x", "alignn", prefix=tmp_path)
     with pytest.raises(ValueError, match="plain folder name"):
         create_environment("../x", "chgnet", prefix=tmp_path)
     (tmp_path / "half").mkdir()
