@@ -37,8 +37,14 @@ def hot_md(calc, temperature=1500.0, seed=1):
     return atoms, make_md(atoms, timestep_fs=2.0, temperature_K=temperature, seed=seed)
 
 
-def count_calls(calc):
-    """Wrap every member's calculate with a counter (the real models still run)."""
+def count_calls(calc, monkeypatch):
+    """Count every member evaluation (the real models still run): calls of each member's
+    ``calculate`` and, for families with a group path, one per member the adapter's
+    ``evaluate_group`` computes (the ensemble evaluates in-process members of such a family
+    through it)."""
+    from hetens.families import FAMILIES
+    from hetens.families.contract import GroupEvaluation
+
     counts = []
     for member in calc.members:
         member.calculator.reset()  # session-wide members may hold results for this very structure
@@ -49,15 +55,25 @@ def count_calls(calc):
             return _original(*args, **kwargs)
 
         member.calculator.calculate = counted
+    for family in {m.family for m in calc.members}:
+        adapter = FAMILIES[family].adapter()
+        if isinstance(adapter, GroupEvaluation):
+            def grouped(calculators, *args, _original=adapter.evaluate_group, **kwargs):
+                outputs = _original(calculators, *args, **kwargs)
+                if outputs is not None:
+                    counts.extend(1 for _ in calculators)
+                return outputs
+
+            monkeypatch.setattr(adapter, "evaluate_group", grouped)
     return counts
 
 
-def test_observers_add_no_model_evaluations(sevenn_member, chgnet_member, tmp_path):
+def test_observers_add_no_model_evaluations(sevenn_member, chgnet_member, tmp_path, monkeypatch):
     """MD takes one evaluation for the start and one per step; the observers add none."""
     steps = 3
     calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member])
     _, dyn = hot_md(calc)
-    counts = count_calls(calc)
+    counts = count_calls(calc, monkeypatch)
     try:
         with UncertaintyMonitor(dyn, log=tmp_path / "u.csv", flag_above=1e-6, flagged=tmp_path / "f.extxyz",
                                 halt_above=1e3, trajectory=tmp_path / "t.extxyz") as monitor:

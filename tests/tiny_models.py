@@ -261,6 +261,9 @@ def tiny_mattersim_checkpoint(folder: str | Path, seed: int = 0) -> Path:
             for z, reference in zip(_NUMBERS, _REFERENCE_ENERGIES):
                 model.normalizer.shift[z] = reference
         Potential(model, device="cpu").save(str(path))
+    return path
+
+
 def tiny_pet_checkpoint(folder: str | Path, seed: int = 0) -> Path:
     """A one-layer metatrain PET (8 features, one attention layer and head, cutoff 4 Å), saved as a
     metatrain checkpoint (``torch.save(model.get_checkpoint())``), float32.
