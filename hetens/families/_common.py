@@ -164,6 +164,26 @@ def deterministic_torch(device: str) -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+
+def refuse_head_and_options(family: str, model: str, head: str | None, options, accepted=()) -> None:
+    """The checks every adapter without heads makes on a spec's extras.
+
+    Raises:
+        UnknownModelError: a head given (the family has none).
+        ValueError: an option outside ``accepted`` (no options at all when it is empty).
+    """
+    from hetens.errors import UnknownModelError
+
+    if head:
+        raise UnknownModelError(f"{family}:{model} has no heads; remove '@{head}'")
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not accepted:
+        raise ValueError(f"{family} member {model}: {family} takes no options; got {', '.join(unknown)}")
+    if unknown:
+        raise ValueError(
+            f"{family} member {model}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+        )
+
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions (missing ones are skipped)."""
     out = {}

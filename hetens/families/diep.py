@@ -16,7 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hetens.errors import UnknownModelError
-from hetens.families._common import is_local_path, package_versions, preserved_torch_state
+from hetens.families._common import (
+    is_local_path,
+    package_versions,
+    preserved_torch_state,
+    refuse_head_and_options,
+)
 
 _FILES = ("model.json", "model.pt", "state.pt")
 
@@ -63,10 +68,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         UnknownModelError: a head was given, or the name is not a model of the wheel.
         ValueError: options given, or the folder is not an exported DIEP model.
     """
-    if head:
-        raise UnknownModelError(f"diep:{model} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(f"diep member {model}: diep takes no options; got {', '.join(sorted(options))}")
+    refuse_head_and_options("diep", model, head, options)
     if is_local_path(model):
         folder = Path(model).expanduser()
     else:

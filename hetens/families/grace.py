@@ -32,7 +32,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hetens.errors import UnknownModelError
-from hetens.families._common import is_local_path, package_versions, require_download
+from hetens.families._common import (
+    is_local_path,
+    package_versions,
+    refuse_head_and_options,
+    require_download,
+)
 
 _HOST = "huggingface.co"
 _OPTIONS = ("mode",)
@@ -74,12 +79,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         WeightsUnavailableError: an uncached registry model while the hub cannot be reached.
     """
     spec = f"grace:{model}"
-    if head:
-        raise UnknownModelError(f"{spec} has no heads; remove '@{head}'")
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(f"grace member {model}: unknown option(s) {', '.join(unknown)}; "
-                         f"accepted: {', '.join(_OPTIONS)}")
+    refuse_head_and_options("grace", model, head, options, _OPTIONS)
     mode = options.get("mode", "diverse")
     if mode not in _MODES:
         raise ValueError(f"grace member {model}: mode must be one of {', '.join(_MODES)}; got {mode!r}")

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    refuse_head_and_options,
     deterministic_torch,
     is_local_path,
     package_versions,
@@ -170,10 +171,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     """
     import warnings
 
-    if head:
-        raise UnknownModelError(f"hienet:{model} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(f"hienet member {model}: hienet takes no options; got {', '.join(sorted(options))}")
+    refuse_head_and_options("hienet", model, head, options)
     path = Path(model).expanduser() if is_local_path(model) else _shipped(model)
     if path is None:
         raise UnknownModelError(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    refuse_head_and_options,
     is_local_path,
     package_versions,
     preserved_torch_state,
@@ -54,10 +55,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         UnknownModelError: a head was given (matgl models have none).
         WeightsUnavailableError: hub weights not cached and the hub unreachable.
     """
-    if head:
-        raise UnknownModelError(f"matgl:{model} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(f"matgl member {model}: matgl takes no options; got {', '.join(sorted(options))}")
+    refuse_head_and_options("matgl", model, head, options)
     with without_upstream_noise(), preserved_torch_state():
         import matgl
         from matgl.apps.pes import Potential

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    refuse_head_and_options,
     UPSTREAM_NOISE,
     is_local_path,
     package_versions,
@@ -89,12 +90,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         ValueError: options given, or the file is not a MatterSim checkpoint.
         WeightsUnavailableError: a released model not downloaded and GitHub unreachable.
     """
-    if head:
-        raise UnknownModelError(f"mattersim:{model} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(
-            f"mattersim member {model}: mattersim takes no options; got {', '.join(sorted(options))}"
-        )
+    refuse_head_and_options("mattersim", model, head, options)
     if is_local_path(model):
         source = str(Path(model).expanduser().resolve())
     else:

@@ -45,7 +45,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hetens.errors import UnknownModelError, WeightsUnavailableError
-from hetens.families._common import is_local_path, package_versions, require_download
+from hetens.families._common import (
+    is_local_path,
+    package_versions,
+    refuse_head_and_options,
+    require_download,
+)
 
 _HOST = "nequip.net"
 _GROUP = "mir-group"
@@ -80,10 +85,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         WeightsUnavailableError: a registry name while nequip.net cannot be reached.
     """
     spec = f"nequip:{model}"
-    if head:
-        raise UnknownModelError(f"{spec} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(f"nequip member {model}: nequip takes no options; got {', '.join(sorted(options))}")
+    refuse_head_and_options("nequip", model, head, options)
     if is_local_path(model):
         source = str(Path(model).expanduser())
         if source.endswith(".nequip.pth"):

@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    refuse_head_and_options,
     deterministic_torch,
     is_local_path,
     package_versions,
@@ -101,13 +102,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             architecture, a checkpoint that does not fit the architecture.
         WeightsUnavailableError: weights not cached and the host unreachable.
     """
-    if head:
-        raise UnknownModelError(f"orb:{model} has no heads; remove '@{head}'")
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"orb member {model}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(_OPTIONS)}"
-        )
+    refuse_head_and_options("orb", model, head, options, _OPTIONS)
     precision = options.get("precision", "float32-high")
     if precision not in _PRECISIONS:
         raise ValueError(f"orb member {model}: precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")

@@ -48,6 +48,7 @@ from pathlib import Path
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    refuse_head_and_options,
     deterministic_torch,
     is_local_path,
     package_versions,
@@ -98,10 +99,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         ValueError: options given, or the file is not a metatrain checkpoint.
         WeightsUnavailableError: not cached and the hub unreachable.
     """
-    if head:
-        raise UnknownModelError(f"pet:{model} has no heads; remove '@{head}'")
-    if options:
-        raise ValueError(f"pet member {model}: pet takes no options; got {', '.join(sorted(options))}")
+    refuse_head_and_options("pet", model, head, options)
     if is_local_path(model):
         source = {"checkpoint_path": str(Path(model).expanduser())}
     elif (cached := _cached(model)) is not None:
