@@ -9,7 +9,10 @@ it (batches of ``--batch-size`` frames, capped at
 call whatever its size ("uncapped"). Prints frames/s and the ratios to the
 per-frame loop. Two sets of frames: small cells of 2-16 atoms (bcc W,
 rattled) and 100-atom cells (bcc W 5x5x2). Also prints the largest
-differences between batched and per-frame results (float32 precision).
+differences between batched and per-frame results (float32 precision),
+and a fit of the per-frame cost on single 2-32-atom cells, t(n) = overhead
++ n * per-atom, with the most batching could give if it removed the whole
+per-call overhead and nothing else.
 
     .venv/bin/python benchmarks/bench_batched.py [--members SPEC ...] [--small 64] [--large 16]
         [--batch-size 16] [--repeats 2] [--device cpu]
@@ -85,6 +88,24 @@ def bench(member, frames, batch_size, repeats):
     return fps, max_de, max_df
 
 
+def per_call_fit(member, repeats: int) -> tuple[float, float]:
+    """(seconds per call, seconds per atom) of the per-frame path, fitted on single frames."""
+    sizes, times = [], []
+    for shape in [(1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2), (4, 2, 2)]:  # 2 ... 32 atoms
+        atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(shape)
+        atoms.rattle(0.05, seed=7)
+        run_per_frame(member, [atoms])  # warm-up
+        best = float("inf")
+        for k in range(max(3, repeats)):
+            moved = atoms.copy()
+            moved.positions[0, 0] += 1e-4 * (k + 1)
+            best = min(best, timed(lambda: run_per_frame(member, [moved]))[0])
+        sizes.append(len(atoms))
+        times.append(best)
+    per_atom, overhead = np.polyfit(sizes, times, 1)
+    return float(overhead), float(per_atom)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -108,7 +129,9 @@ def main() -> None:
         f"{'member':22s} {'cells':>10s} {'per-frame':>10s} {'score':>8s} {'uncapped':>9s} "
         f"{'score/pf':>8s} {'uncap/pf':>8s} {'max|dE|':>8s} {'max|dF|':>8s}   (frames/s; eV, eV/A)"
     )
-    sets = [("2-16 at.", small_cells(args.small)), ("100 at.", large_cells(args.large))]
+    sets = [(label, frames) for label, frames in
+            (("2-16 at.", small_cells(args.small)), ("100 at.", large_cells(args.large))) if frames]
+    fits = []
     for spec in args.members:
         member = hetens.load_member(spec, device=args.device)
         if not has_batched_path(member):
@@ -122,6 +145,18 @@ def main() -> None:
                 f"{fps['score'] / pf:8.2f} {fps['uncapped'] / pf:8.2f} {de:8.1e} {df:8.1e}",
                 flush=True,
             )
+        if args.small:
+            fits.append((spec, *per_call_fit(member, args.repeats + 1), small_cells(args.small)))
+    if fits:
+        print("\nper-frame cost t(n) = overhead + n * per-atom (least squares over 2, 4, 8, 16, 32 atoms, "
+              "best of repeats); the most batching can give on the small cells is per-frame time over "
+              "per-atom compute alone:")
+        for spec, overhead, per_atom, frames in fits:
+            mean_atoms = float(np.mean([len(a) for a in frames]))
+            bound = (overhead + per_atom * mean_atoms) / (per_atom * mean_atoms)
+            print(f"  {spec:22s} overhead {overhead * 1e3:6.1f} ms/call, {per_atom * 1e3:6.2f} ms/atom; "
+                  f"at {mean_atoms:.1f} atoms/frame the overhead is {1 - 1 / bound:4.0%} of a frame: "
+                  f"batching gains at most {bound:.2f}x")
 
 
 if __name__ == "__main__":

@@ -91,9 +91,11 @@ def test_mixed_ensemble_equals_members_alone(tmp_path, family_environment):
     # ones by one ulp (3.7e-9 eV/A, its TorchScript functions), even on deterministic kernels.
     np.testing.assert_allclose(results["member_forces"], member_forces, rtol=0, atol=1e-7)
     np.testing.assert_allclose(results["member_stresses"], member_stresses, rtol=0, atol=1e-9)
-    # And the ensemble's outputs are their weighted means (all members are predictors).
+    # And the ensemble's outputs are the weighted means of its members' outputs (all members
+    # are predictors); those, not the ulp-different ones alone, so the check is to 1e-12.
     np.testing.assert_allclose(results["member_weights"], weights, rtol=1e-12)
     assert energy == pytest.approx(float(weights @ member_energies), rel=1e-12)
-    np.testing.assert_allclose(forces, np.tensordot(weights, member_forces, axes=1), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(stress, weights @ member_stresses, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(forces, np.tensordot(weights, results["member_forces"], axes=1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stress, weights @ results["member_stresses"], rtol=1e-12, atol=1e-14)
     assert np.isfinite(results["uncertainty"]) and results["uncertainty"] > 0

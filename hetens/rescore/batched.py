@@ -48,14 +48,13 @@ def has_batched_path(member: Member) -> bool:
 
 #: Most atoms per batched call on a CPU. The gain of batching on a CPU comes
 #: from small cells (per-call overhead, about 25 ms per call for SevenNet and
-#: CHGNet): a CPU batch costs *more* per atom than separate calls once its edge
-#: tensors outgrow the caches (7net-0 on 16-atom W cells: 145 ms/frame alone,
-#: 170 ms/frame in a 128-atom batch). On 2-16-atom W cells, CPU time, 1 thread:
-#: 7net-0 1.20x over the per-frame loop at 128 atoms per call, 1.40x at 32;
-#: CHGNet 0.3.0 1.70x at 128, 1.82x at 32, 1.37x at 16. So on a CPU frames
-#: share a call up to this many atoms; on a GPU batches are limited only by
-#: the caller (``max_batch_atoms``).
-CPU_BATCH_ATOMS = 32
+#: CHGNet); past a few dozen atoms a CPU batch costs *more* per atom, once its
+#: edge tensors outgrow the caches. 64 small W cells (2-16 atoms), frames/s
+#: over the per-frame loop, 2 threads, by atoms per call (32, 64, 128, 256, 512):
+#: 7net-0 1.55x, 1.64x, 1.55x, 1.41x, 1.05x; CHGNet 0.3.0 2.75x, 2.84x, 2.70x,
+#: 2.58x, 2.43x. So on a CPU frames share a call up to this many atoms; on a
+#: GPU batches are limited only by the caller (``max_batch_atoms``).
+CPU_BATCH_ATOMS = 64
 
 
 def _on_cpu(member: Member) -> bool:
