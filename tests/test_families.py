@@ -718,6 +718,7 @@ def state():
         "environ": dict(os.environ),
         "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory,
         "fusion_strategy": torch.jit.set_fusion_strategy([("STATIC", 2), ("DYNAMIC", 10)]),
         "warning_filters": len(warnings.filters),
         "root_log_handlers": len(logging.getLogger().handlers),

@@ -49,6 +49,12 @@ from hetens.families.chgnet_graph import crystal_graph
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 
+#: Most atoms per batched call on a CPU (:func:`hetens.rescore.batched.evaluate_batch`).
+#: Unlike SevenNet's, CHGNet's CPU batches stay cheaper per atom as they grow
+#: (benchmarks/bench_batched.py, 2 threads: 16 frames of 100 W atoms in one call
+#: 1.78x the frames/s of one call each; 2-16-atom cells 3.2x at 16 frames per call).
+CPU_BATCH_ATOMS = 2048
+
 
 def weights_status(model: str) -> str:
     """``shipped`` for the three wheel models, ``local file`` for a path."""

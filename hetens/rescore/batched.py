@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
 from hetens.families import FAMILIES
 from hetens.families.contract import BatchedEvaluation
+from hetens.group_evaluation import evaluate_groups
 
 if TYPE_CHECKING:
     from hetens.member import Member
@@ -46,8 +47,9 @@ def has_batched_path(member: Member) -> bool:
     return _batched_adapter(member) is not None
 
 
-#: Most atoms per batched call on a CPU. The gain of batching on a CPU comes
-#: from small cells (per-call overhead, about 25 ms per call for SevenNet and
+#: Most atoms per batched call on a CPU, unless the family adapter sets its own
+#: ``CPU_BATCH_ATOMS`` (CHGNet does: its batches gain at every size). The gain
+#: of batching on a CPU comes from small cells (per-call overhead, about 25 ms per call for SevenNet and
 #: CHGNet); past a few dozen atoms a CPU batch costs *more* per atom, once its
 #: edge tensors outgrow the caches. 64 small W cells (2-16 atoms), frames/s
 #: over the per-frame loop, 2 threads, by atoms per call (32, 64, 128, 256, 512):
@@ -94,8 +96,10 @@ def evaluate_batch(
         batched: use the family's batched path when it has one; ``False``
             forces the per-frame ASE loop (for benchmarks and checks).
         max_atoms: most atoms per model call; ``None`` means
-            :data:`CPU_BATCH_ATOMS` on a CPU and no limit on a GPU. A frame
-            with more atoms runs on its own.
+            :data:`CPU_BATCH_ATOMS` (or the adapter's own) on a CPU and no
+            limit on a GPU. A frame with more atoms runs on its own, through
+            the family's group path for one member where it has one (CHGNet:
+            bit-identical to its calculator, faster), else its calculator.
 
     Returns:
         One ``(energy, forces, stress)`` per frame: energy in eV, forces
@@ -113,7 +117,7 @@ def evaluate_batch(
     if adapter is None:
         return [evaluate_member(member, atoms, flag) for atoms, flag in zip(frames, flags)]
     if max_atoms is None and _on_cpu(member):
-        max_atoms = CPU_BATCH_ATOMS
+        max_atoms = getattr(adapter, "CPU_BATCH_ATOMS", CPU_BATCH_ATOMS)
     outputs: list[MemberOutput] = []
     for group in _groups([len(a) for a in frames], max_atoms):
         outputs += _run_group(member, adapter, [frames[i] for i in group], [flags[i] for i in group])
@@ -121,8 +125,9 @@ def evaluate_batch(
 
 
 def _run_group(member: Member, adapter: BatchedEvaluation, frames: list, flags: list[bool]) -> list[MemberOutput]:
-    if len(frames) == 1:
-        return [evaluate_member(member, frames[0], flags[0])]
+    if len(frames) == 1:  # the family's group path for one member (CHGNet's), else its calculator
+        done = evaluate_groups([member], frames[0], flags[0])
+        return [done.get(id(member)) or evaluate_member(member, frames[0], flags[0])]
     try:
         raw = adapter.evaluate_batch(member.calculator, frames)
     except Exception:
