@@ -52,7 +52,8 @@ _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
 #: Most atoms per batched call on a CPU (:func:`hetens.rescore.batched.evaluate_batch`).
 #: Unlike SevenNet's, CHGNet's CPU batches stay cheaper per atom as they grow
 #: (benchmarks/bench_batched.py, 2 threads: 16 frames of 100 W atoms in one call
-#: 1.78x the frames/s of one call each; 2-16-atom cells 3.2x at 16 frames per call).
+#: 1.6-1.9x the frames/s of one call each; 2-16-atom cells 2.9-3.3x the per-frame
+#: loop at 16 frames per call).
 CPU_BATCH_ATOMS = 2048
 
 

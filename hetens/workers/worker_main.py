@@ -13,7 +13,8 @@ Conversation (see :mod:`hetens.workers.protocol`): the parent sends ``load``
 ``calculate`` (a structure) gets a ``result`` (energy, forces, stress as
 float64 arrays, computed exactly as in-process: the family's group path for
 one member, :func:`hetens.group_evaluation.evaluate_groups`, where it has
-one, else :func:`hetens.evaluation.evaluate_member`) or an ``error``; ``close`` or the end of stdin ends it.
+one, else :func:`hetens.evaluation.evaluate_member`) or an ``error``;
+``close`` or the end of stdin ends it.
 
 Whatever the model packages print goes to stderr: the protocol owns a
 private copy of stdout.
