@@ -44,7 +44,7 @@ from ase.build import bulk
 
 import hetens
 from hetens.calculator import evaluate_member
-from hetens.group_evaluation import evaluate_groups
+from hetens.group_evaluation import evaluate_alone
 
 #: Four PBE+U members whose cost on small cells is mostly single-threaded work
 #: (graph construction, Python): what worker processes can overlap on few cores.
@@ -67,13 +67,6 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def as_in_a_worker(member, atoms):
-    """One evaluation as a worker makes it: the family's group path for one member where it
-    has one (CHGNet's), else the member's calculator; forced (no cache)."""
-    done = evaluate_groups([member], atoms, True, force=True)
-    return done.get(id(member)) or evaluate_member(member, atoms, True, True)
 
 
 def overhead(member_spec: str, sizes: list[int], repeats: int, threads: int, rng) -> None:
@@ -100,7 +93,7 @@ def overhead(member_spec: str, sizes: list[int], repeats: int, threads: int, rng
                 structure = fresh(atoms, rng)
                 runs = [(t_local, local), (t_remote, remote)]
                 for times, member in runs if index % 2 else runs[::-1]:  # ABBA order
-                    times.append(timed(lambda s=structure, m=member: as_in_a_worker(m, s)))
+                    times.append(timed(lambda s=structure, m=member: evaluate_alone(m, s, True, True)))
                 round_trip, compute = isolated.worker.last_timing
                 transport.append(round_trip - compute)
             base, iso = statistics.median(t_local), statistics.median(t_remote)

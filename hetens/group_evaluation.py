@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hetens.evaluation import MemberOutput, checked_outputs
+from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
 from hetens.families import FAMILIES
 from hetens.families.contract import GroupEvaluation
 
 if TYPE_CHECKING:
     from hetens.member import Member
 
-__all__ = ["evaluate_groups"]
+__all__ = ["evaluate_groups", "evaluate_alone"]
 
 
 def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: bool = False
@@ -67,6 +67,15 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
             _store(member.calculator, atoms, output)
             done[id(member)] = output
     return done
+
+
+def evaluate_alone(member: Member, atoms, with_stress: bool, force: bool = False) -> MemberOutput:
+    """One member on ``atoms`` as the ensemble evaluates it: through its family's group
+    path for a lone member where there is one (CHGNet's, bit-identical to its
+    calculator and faster), else :func:`hetens.evaluation.evaluate_member`
+    (which also reports a failure with the member's own message)."""
+    done = evaluate_groups([member], atoms, with_stress, force)
+    return done.get(id(member)) or evaluate_member(member, atoms, with_stress, force)
 
 
 def _store(calc, atoms, output: MemberOutput) -> None:

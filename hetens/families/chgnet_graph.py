@@ -106,11 +106,8 @@ class EdgeGraph:
         query_bond = np.repeat(bonds, 2)
         query_atom = self.center[query_edge]
         lengths = counts[query_atom]
-        total = int(lengths.sum())
-        if total == 0:
-            return [], self.opening_edge
         which = np.repeat(np.arange(len(query_edge)), lengths)
-        offset = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         other = short[np.repeat(starts[query_atom], lengths) + offset]
         keep = other != query_edge[which]
         which, other = which[keep], other[keep]
@@ -124,11 +121,11 @@ class EdgeGraph:
 
     def _edges_by_atom(self) -> np.ndarray:
         """Edge indices sorted as CHGNet's nodes iterate them: by centre atom, then by the
-        first appearance of the neighbour atom at that centre, then by edge index."""
-        index = np.arange(len(self.center))
+        first appearance of the neighbour atom at that centre, then by edge index (the
+        sort is stable)."""
         pair = self.center * max(self.n_atoms, 1) + self.neighbor
         _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
-        return np.lexsort((index, first[inverse.reshape(-1)], self.center))
+        return np.lexsort((first[inverse.reshape(-1)], self.center))
 
 
 def _reverse_edges(n_atoms: int, center, neighbor, image) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
 from hetens.families import FAMILIES
 from hetens.families.contract import BatchedEvaluation
-from hetens.group_evaluation import evaluate_groups
+from hetens.group_evaluation import evaluate_alone
 
 if TYPE_CHECKING:
     from hetens.member import Member
@@ -125,9 +125,8 @@ def evaluate_batch(
 
 
 def _run_group(member: Member, adapter: BatchedEvaluation, frames: list, flags: list[bool]) -> list[MemberOutput]:
-    if len(frames) == 1:  # the family's group path for one member (CHGNet's), else its calculator
-        done = evaluate_groups([member], frames[0], flags[0])
-        return [done.get(id(member)) or evaluate_member(member, frames[0], flags[0])]
+    if len(frames) == 1:
+        return [evaluate_alone(member, frames[0], flags[0])]
     try:
         raw = adapter.evaluate_batch(member.calculator, frames)
     except Exception:

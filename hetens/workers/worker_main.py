@@ -11,9 +11,8 @@ Conversation (see :mod:`hetens.workers.protocol`): the parent sends ``load``
 (spec, device, threads); the worker loads the member with
 :func:`hetens.load_member` and answers ``ready`` or ``error``; then each
 ``calculate`` (a structure) gets a ``result`` (energy, forces, stress as
-float64 arrays, computed exactly as in-process: the family's group path for
-one member, :func:`hetens.group_evaluation.evaluate_groups`, where it has
-one, else :func:`hetens.evaluation.evaluate_member`) or an ``error``;
+float64 arrays, computed exactly as in-process, by
+:func:`hetens.group_evaluation.evaluate_alone`) or an ``error``;
 ``close`` or the end of stdin ends it.
 
 Whatever the model packages print goes to stderr: the protocol owns a
@@ -114,17 +113,13 @@ def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
 def _calculate(member, request) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
-    from hetens.evaluation import evaluate_member
-    from hetens.group_evaluation import evaluate_groups
+    from hetens.group_evaluation import evaluate_alone
     from hetens.workers.protocol import atoms_from_payload
 
     atoms = atoms_from_payload(request.fields, request.arrays)
     with_stress = "stress" in request.fields.get("properties", ())
     started = time.perf_counter()
-    # The family's group path where it has one for a lone member (CHGNet: its
-    # faster graph and single backward pass, bit-identical), as in-process.
-    grouped = evaluate_groups([member], atoms, with_stress)
-    energy, forces, stress = grouped.get(id(member)) or evaluate_member(member, atoms, with_stress)
+    energy, forces, stress = evaluate_alone(member, atoms, with_stress)  # as in-process
     seconds = time.perf_counter() - started
     arrays = {"energy": np.asarray(energy, dtype=np.float64), "forces": forces}
     if stress is not None:
