@@ -87,16 +87,16 @@ def hetens_md_times() -> tuple[float, float]:
              "--no-plot", "--log", str(Path(folder) / "md.csv")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
         )
-        header = first_u = float("nan")
+        header = first_u = None
         for line in process.stdout:
             now = time.perf_counter() - start
-            if line.startswith("hetens md:") and header != header:
+            if header is None and line.startswith("hetens md:"):
                 header = now
-            if " U " in line and first_u != first_u:
+            if first_u is None and " U " in line:
                 first_u = now
         process.wait()
-        if process.returncode != 0:
-            raise SystemExit(f"hetens md failed with exit code {process.returncode}")
+        if process.returncode != 0 or header is None or first_u is None:
+            raise SystemExit(f"hetens md failed (exit code {process.returncode}) or printed no header or U")
     return header, first_u
 
 

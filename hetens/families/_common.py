@@ -193,6 +193,7 @@ def refuse_head_and_options(family: str, model: str, head: str | None, options, 
             f"{family} member {model}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
         )
 
+
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions (missing ones are skipped)."""
     out = {}
