@@ -71,8 +71,8 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
 
 def evaluate_alone(member: Member, atoms, with_stress: bool, force: bool = False) -> MemberOutput:
     """One member on ``atoms`` as the ensemble evaluates it: through its family's group
-    path for a lone member where there is one (CHGNet's, bit-identical to its
-    calculator and faster), else :func:`hetens.evaluation.evaluate_member`
+    path for a lone member where there is one (CHGNet's: its calculator to float32
+    rounding, energy bit for bit, and faster), else :func:`hetens.evaluation.evaluate_member`
     (which also reports a failure with the member's own message)."""
     done = evaluate_groups([member], atoms, with_stress, force)
     return done.get(id(member)) or evaluate_member(member, atoms, with_stress, force)

@@ -1,7 +1,8 @@
 """hetens.families.chgnet_graph: the numpy crystal graph equals CHGNet's converter, tensor for tensor.
 
-The model's results are then bit-identical by construction; the group and
-batch tests (tests/test_group_evaluation.py) check those on the real models.
+The model's results on it are then CHGNet's bit for bit (with CHGNet's own
+backward setting); tests/test_group_evaluation.py checks that, and the
+float32 rounding of the plain backward pass, on the real models.
 """
 
 from __future__ import annotations

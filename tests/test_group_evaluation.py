@@ -1,8 +1,10 @@
 """Group paths: several members of one family on one structure from one prepared input.
 
 Every group path must give what each member gives alone: bit for bit where
-only the preparation is shared (CHGNet's crystal graph, SevenNet's neighbour
-list), to float32 rounding where several heads of one network run as one batch.
+only the preparation is shared (SevenNet's neighbour list; CHGNet's crystal
+graph with CHGNet's own backward setting), to float32 rounding where the
+member's operations change (several heads of one network as one batch;
+CHGNet's plain backward pass).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from hetens.families import sevenn as sevenn_adapter
 from hetens.families.contract import GroupEvaluation
 from hetens.workers.pool import evaluate_groups
 
-# float32 models: a batch of heads and one head alone differ in summation order only.
+# float32 models: a batch of heads and one head alone differ in summation order only, and so
+# do CHGNet's plain backward pass and CHGNet's own.
 ENERGY_ATOL = 2e-4  # eV
 FORCE_ATOL = 1e-4  # eV/A
 STRESS_ATOL = 1e-5  # eV/A^3
@@ -42,6 +45,15 @@ def _assert_identical(group, alone, names):
         assert (s is None and s1 is None) or np.array_equal(np.asarray(s, dtype=float), s1), name
 
 
+def _assert_float32_close(group, alone, names):
+    for (e, f, s), (e1, f1, s1), name in zip(group, alone, names):
+        assert float(e) == pytest.approx(e1, abs=ENERGY_ATOL), name
+        np.testing.assert_allclose(f, f1, atol=FORCE_ATOL, err_msg=name)
+        assert (s is None) == (s1 is None), name
+        if s is not None:
+            np.testing.assert_allclose(s, s1, atol=STRESS_ATOL, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def chgnets(chgnet_member):
     # 0.3.0 and r2scan share a 6 A / 3 A graph; 0.2.0 (5 A / 3 A) gets its own.
@@ -61,13 +73,23 @@ def test_the_group_adapters_declare_the_capability():
 
 
 @pytest.mark.parametrize("structure", ["crystal", "molecule"])
-def test_chgnet_group_is_bit_identical_to_each_member_alone(chgnets, structure):
+def test_chgnet_group_equals_each_member_alone(chgnets, structure, monkeypatch):
+    """Energies bit for bit, forces and stress to float32 rounding (the plain backward
+    pass); with CHGNet's own backward setting, everything bit for bit."""
     atoms = _w(2) if structure == "crystal" else molecule("H2O")
     with_stress = structure == "crystal"
-    group = chgnet_adapter.evaluate_group([m.calculator for m in chgnets], atoms, with_stress)
-    _assert_identical(group, _alone(chgnets, atoms, with_stress), [m.name for m in chgnets])
+    calculators = [m.calculator for m in chgnets]
+    names = [m.name for m in chgnets]
+    alone = _alone(chgnets, atoms, with_stress)
+    group = chgnet_adapter.evaluate_group(calculators, atoms, with_stress)
+    _assert_float32_close(group, alone, names)
+    assert [float(e) for e, _, _ in group] == [e1 for e1, _, _ in alone]
     if not with_stress:
         assert all(s is None for _, _, s in group)
+    core = chgnet_adapter.energy_forces_stress
+    monkeypatch.setattr(chgnet_adapter, "energy_forces_stress",
+                        lambda model, graphs: core(model, graphs, exact=True))
+    _assert_identical(chgnet_adapter.evaluate_group(calculators, atoms, with_stress), alone, names)
 
 
 def test_chgnet_group_shares_one_graph_per_converter_setting(chgnets, monkeypatch):
@@ -80,14 +102,14 @@ def test_chgnet_group_shares_one_graph_per_converter_setting(chgnets, monkeypatc
 
 
 def test_chgnet_batch_core_equals_the_calculator_frame_by_frame(chgnet_member):
-    """One structure through the batch core is CHGNet's calculator bit for bit."""
-    atoms = _w(2, seed=5)
-    ((e, f, s),) = chgnet_adapter.evaluate_batch(chgnet_member.calculator, [atoms])
-    e1, f1, s1 = evaluate_member(chgnet_member, atoms, True, force=True)
-    assert float(e) == e1 and np.array_equal(f.astype(float), f1)
+    """One structure through the batch path is CHGNet's calculator to float32 rounding."""
     from ase.stress import full_3x3_to_voigt_6_stress
 
-    assert np.array_equal(full_3x3_to_voigt_6_stress(s).astype(float), s1)
+    atoms = _w(2, seed=5)
+    ((e, f, s),) = chgnet_adapter.evaluate_batch(chgnet_member.calculator, [atoms])
+    alone = evaluate_member(chgnet_member, atoms, True, force=True)
+    _assert_float32_close([(e, f, full_3x3_to_voigt_6_stress(s))], [alone], [chgnet_member.name])
+    assert float(e) == alone[0]
 
 
 def test_sevenn_heads_of_one_network_run_as_one_batch(sevenns):
@@ -97,10 +119,7 @@ def test_sevenn_heads_of_one_network_run_as_one_batch(sevenns):
     assert sevenn_adapter.heads_in_one_pass("cpu", len(atoms), 2)
     group = sevenn_adapter.evaluate_group([m.calculator for m in sevenns], atoms, True)
     alone = _alone(sevenns, atoms, True)
-    for (e, f, s), (e1, f1, s1), member in zip(group, alone, sevenns):
-        assert float(e) == pytest.approx(e1, abs=ENERGY_ATOL), member.name
-        np.testing.assert_allclose(f, f1, atol=FORCE_ATOL, err_msg=member.name)
-        np.testing.assert_allclose(s, s1, atol=STRESS_ATOL, err_msg=member.name)
+    _assert_float32_close(group, alone, [m.name for m in sevenns])
     _assert_identical(group[2:], alone[2:], [sevenns[2].name])
     assert abs(group[0][0] - group[1][0]) > 10 * len(atoms)  # the heads really differ (PBE vs r2SCAN)
 
@@ -129,11 +148,8 @@ def test_ensemble_with_group_paths_equals_members_alone(mixed):
     atoms.calc = mixed
     forces = atoms.get_forces()
     member_forces = mixed.results["member_forces"]
-    alone = _alone(mixed.members, atoms, True)
-    for k, (member, (e1, f1, s1)) in enumerate(zip(mixed.members, alone)):
-        assert mixed.results["member_energies"][k] == pytest.approx(e1, abs=ENERGY_ATOL), member.name
-        np.testing.assert_allclose(member_forces[k], f1, atol=FORCE_ATOL, err_msg=member.name)
-        np.testing.assert_allclose(mixed.results["member_stresses"][k], s1, atol=STRESS_ATOL)
+    in_ensemble = list(zip(mixed.results["member_energies"], member_forces, mixed.results["member_stresses"]))
+    _assert_float32_close(in_ensemble, _alone(mixed.members, atoms, True), [m.name for m in mixed.members])
     assert np.isfinite(forces).all()
 
 

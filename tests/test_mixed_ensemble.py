@@ -59,7 +59,8 @@ def evaluate_alone(spec: str, atoms) -> tuple[float, np.ndarray, np.ndarray]:
 def test_mixed_ensemble_equals_members_alone(tmp_path, family_environment):
     """SevenNet, CHGNet (shipped), ORB, MatterSim (tiny, in-process) and NequIP (tiny, in its
     own environment through a worker), all PBE+U predictors: each member's result in the
-    ensemble is its result alone, bit for bit, and the outputs are their weighted means."""
+    ensemble is its result alone (bit for bit; CHGNet's forces and stress to float32 rounding,
+    its plain backward pass), and the outputs are their weighted means."""
     for family in ("sevenn", "chgnet", "orb", "mattersim"):
         if not FAMILIES[family].installed:
             pytest.skip(f"{family} not installed (pip install 'hetens[{FAMILIES[family].extra}]')")
@@ -89,8 +90,12 @@ def test_mixed_ensemble_equals_members_alone(tmp_path, family_environment):
     np.testing.assert_array_equal(results["member_energies"], member_energies)
     # Forces and stress to a float32 ulp: ORB's first call in a process can differ from later
     # ones by one ulp (3.7e-9 eV/A, its TorchScript functions), even on deterministic kernels.
-    np.testing.assert_allclose(results["member_forces"], member_forces, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(results["member_stresses"], member_stresses, rtol=0, atol=1e-9)
+    # CHGNet's to float32 rounding: the ensemble skips recording its backward graph.
+    for k, name in enumerate(specs):
+        atol = 1e-4 if name == "chgnet" else 1e-7  # eV/A; stress (eV/A^3) a hundredth of it
+        np.testing.assert_allclose(results["member_forces"][k], member_forces[k], rtol=0, atol=atol, err_msg=name)
+        np.testing.assert_allclose(results["member_stresses"][k], member_stresses[k], rtol=0, atol=atol / 100,
+                                   err_msg=name)
     # And the ensemble's outputs are the weighted means of its members' outputs (all members
     # are predictors); those, not the ulp-different ones alone, so the check is to 1e-12.
     np.testing.assert_allclose(results["member_weights"], weights, rtol=1e-12)

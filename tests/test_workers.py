@@ -28,6 +28,7 @@ from ase import Atoms
 
 import hetens
 from hetens.evaluation import evaluate_member
+from hetens.group_evaluation import evaluate_alone
 from hetens.errors import (
     MemberDroppedWarning,
     MemberFailedError,
@@ -118,7 +119,8 @@ def test_member_environment_is_separate(member_python):
 
 def test_isolated_member_in_other_environment_matches_in_process(member_python, chgnet_member,
                                                                   sevenn_member):
-    """CHGNet in its own venv, beside in-process SevenNet: bit-identical to in-process CHGNet."""
+    """CHGNet in its own venv, beside in-process SevenNet: bit-identical to in-process CHGNet
+    (both through its group path, as the ensemble evaluates it)."""
     structures = [tungsten_cell(2), tungsten_cell(1, seed=3), tungsten_cell(2, seed=5)]
     strained = structures[1]
     strained.set_cell(strained.cell * [1.02, 0.99, 1.0], scale_atoms=True)
@@ -131,7 +133,7 @@ def test_isolated_member_in_other_environment_matches_in_process(member_python, 
         for atoms in structures:  # atom count, numbers and cell change from call to call
             atoms.calc = calc
             atoms.get_stress()
-            energy, forces, stress = evaluate_member(chgnet_member, atoms, with_stress=True)
+            energy, forces, stress = evaluate_alone(chgnet_member, atoms, True, force=True)
             assert calc.results["member_energies"][0] == energy
             assert np.array_equal(calc.results["member_forces"][0], forces)
             assert np.array_equal(calc.results["member_stresses"][0], stress)
@@ -183,7 +185,7 @@ def test_parallel_ensemble_starts_workers_eagerly_and_closes_them(chgnet_member,
         assert calc.members[0].supported_elements() == chgnet_member.supported_elements()
         w16.calc = calc
         forces = w16.get_forces()
-        energy, member_forces, _ = evaluate_member(chgnet_member, w16, with_stress=False)
+        energy, member_forces, _ = evaluate_alone(chgnet_member, w16, False, force=True)
         assert calc.results["member_energies"][0] == energy
         assert np.array_equal(calc.results["member_forces"][0], member_forces)
         assert forces.shape == (16, 3)
@@ -230,7 +232,7 @@ def test_killed_worker_names_member_and_stderr_then_restarts(chgnet_member, w16)
         del calc.worker.env[TEST_HANG_VARIABLE]
         energy, forces, _ = evaluate_member(member, w16, with_stress=False)
         assert calc.worker.pid != pid
-        expected = evaluate_member(chgnet_member, w16, with_stress=False)
+        expected = evaluate_alone(chgnet_member, w16, False, force=True)
         assert energy == expected[0] and np.array_equal(forces, expected[1])
     finally:
         calc.close()

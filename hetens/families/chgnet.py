@@ -23,10 +23,15 @@ converter with its Python adjacency lists done in numpy (equal tensors, a
 tenth of the converter's time). The core runs
 CHGNet's own ``_compute`` and takes forces and stress from one backward pass
 (CHGNet's ``predict_graph`` makes two, one for forces and one for stress, and
-calls ``model.eval()`` on every call): the same backward formulas
-(``create_graph=True``, as CHGNet), so energies, forces and stresses are
-bit-identical to ``CHGNetCalculator`` on one structure (tests check it);
-in a batch of several structures they agree to float32 rounding.
+calls ``model.eval()`` on every call), and without recording the backward
+graph (CHGNet's ``create_graph=True``, which only training needs, costs about
+a sixth of a call on a CPU). On one structure the energy is bit-identical to
+``CHGNetCalculator``'s and forces and stress agree with it to float32
+rounding (about 1e-5 eV/Å); in a batch of several structures everything
+agrees to float32 rounding (tests check both).
+With ``exact=True`` the core keeps CHGNet's backward setting and is
+``CHGNetCalculator`` bit for bit, which the tests use to show that the graph
+and the forward pass are CHGNet's own.
 """
 
 from __future__ import annotations
@@ -113,17 +118,17 @@ def batchable(calculator) -> bool:
     return is_own_calculator(calculator, "chgnet.model.dynamics", "CHGNetCalculator", _voigt_calculator_class)
 
 
-def energy_forces_stress(model, graphs: Sequence, *, exact: bool = True) -> list[tuple]:
+def energy_forces_stress(model, graphs: Sequence, *, exact: bool = False) -> list[tuple]:
     """CHGNet ``model`` on crystal ``graphs`` (already on the model's device), one forward and
     one backward pass for all of them.
 
     What ``CHGNet.predict_graph(graphs, task="efs")`` computes, with forces and
     stress from a single ``torch.autograd.grad`` over positions and strains
-    (CHGNet makes one pass for each) and with CHGNet's own backward settings
-    (``create_graph=True``: its backward formulas, hence its bits).
-    ``exact=False`` drops that setting (a plain backward pass, about a sixth
-    faster on a CPU; forces differ from CHGNet's in float32 rounding, 1e-5
-    eV/Å): for batches, which agree with CHGNet only to float32 rounding anyway.
+    (CHGNet makes one pass for each). By default a plain backward pass: about
+    a sixth faster on a CPU than CHGNet's ``create_graph=True``, forces and
+    stresses equal to CHGNet's to float32 rounding (1e-5 eV/Å, energies
+    unchanged). ``exact=True`` keeps CHGNet's setting (its backward formulas,
+    hence its bits): for the tests that compare the core with CHGNet.
 
     Returns:
         One ``(energy_per_atom, forces, stress)`` per graph, numpy float32:
@@ -180,8 +185,8 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
     """:func:`energy_forces_stress` on the frames' crystal graphs, in one call, with the unit
     conversions of CHGNetCalculator (energy per atom times atoms, stress in GPa times
     ``stress_weight``); a structure without periodicity is boxed as in :func:`load`.
-    A single frame is evaluated exactly as CHGNet would; several with the plain
-    backward pass (``exact=False``).
+    Forces and stresses equal CHGNet's to float32 rounding (a plain backward pass, and the
+    sums of a batch in another order).
 
     Returns:
         One ``(energy, forces, stress)`` per frame: eV, (N, 3) eV/Å, (3, 3) eV/Å³ (float32).
@@ -194,7 +199,7 @@ def evaluate_batch(calculator, frames: Sequence) -> list[tuple]:
     graphs = [crystal_graph(model.graph_converter, structure).to(calculator.device) for structure in structures]
     return [
         _to_ase_units(calculator, atoms, *out)
-        for atoms, out in zip(frames, energy_forces_stress(model, graphs, exact=len(graphs) == 1))
+        for atoms, out in zip(frames, energy_forces_stress(model, graphs))
     ]
 
 
@@ -216,8 +221,8 @@ def evaluate_group(calculators: Sequence, atoms, with_stress: bool) -> list[tupl
     every calculator with that setting, each model evaluated with
     :func:`energy_forces_stress`.
 
-    Bit-identical to each calculator evaluating ``atoms`` alone (shared preparation;
-    each model's own operations unchanged, see the module docstring). A
+    Each calculator's energy is bit-identical to its own; forces and stresses agree to
+    float32 rounding (the plain backward pass, see the module docstring). A
     structure without periodicity is boxed per cutoff as in :func:`load`, and
     gets no stress. Returns ``None`` (evaluate one by one) for a calculator
     this adapter did not make (:func:`batchable`).

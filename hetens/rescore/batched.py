@@ -99,7 +99,7 @@ def evaluate_batch(
             :data:`CPU_BATCH_ATOMS` (or the adapter's own) on a CPU and no
             limit on a GPU. A frame with more atoms runs on its own, through
             the family's group path for one member where it has one (CHGNet:
-            bit-identical to its calculator, faster), else its calculator.
+            its calculator to float32 rounding, faster), else its calculator.
 
     Returns:
         One ``(energy, forces, stress)`` per frame: energy in eV, forces
