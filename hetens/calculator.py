@@ -382,7 +382,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
             raise next(iter(failures.values()))
         active = [m for m in self.members if m.name not in failures]
         # Workers concurrently, in-process members meanwhile; members of one family
-        # will share one prepared input there (the adapters' reserved evaluate_group hook).
+        # share one prepared input there (the adapters' evaluate_group paths).
         outputs = evaluate_members(
             active, atoms, with_stress, info_changed, failures=failures if dropping else None
         )

@@ -22,7 +22,8 @@ What an adapter module provides is declared in :mod:`hetens.families.contract`
 
 and, optionally, ``batchable``/``evaluate_batch`` (many structures in one
 model call, :class:`~hetens.families.contract.BatchedEvaluation`) and
-``evaluate_group`` (several members of the family on one structure; reserved,
+``evaluate_group`` (several members of the family on one structure from one
+prepared input; CHGNet and SevenNet have one,
 :class:`~hetens.families.contract.GroupEvaluation`).
 
 Adapters are imported only when a member of that family is loaded, and

@@ -71,8 +71,8 @@ class BatchedEvaluation(Protocol):
     """Optional: evaluate one member on many structures in one model call."""
 
     def batchable(self, calculator: Any) -> bool:
-        """Whether :meth:`evaluate_batch` computes exactly what ``calculator`` computes (the
-        package's own calculator or the one :meth:`~FamilyAdapter.load` makes; not a
+        """Whether :meth:`evaluate_batch` computes what ``calculator`` computes, to the model's
+        float rounding (the package's own calculator or the one :meth:`~FamilyAdapter.load` makes; not a
         user's subclass, not a worker). Must not import the model package."""
 
     def evaluate_batch(self, calculator: Any, frames: Sequence[Any]) -> list[RawOutput]:
@@ -87,7 +87,7 @@ class BatchedEvaluation(Protocol):
 
 @runtime_checkable
 class GroupEvaluation(Protocol):
-    """Optional (reserved): several members of one family on one structure, one prepared input."""
+    """Optional: several members of one family (or one member) on one structure, one prepared input."""
 
     def evaluate_group(
         self, calculators: Sequence[Any], atoms: Any, with_stress: bool
@@ -99,7 +99,10 @@ class GroupEvaluation(Protocol):
         Returns one :data:`RawOutput` per calculator, in order (stress ``None``
         unless ``with_stress``), or ``None`` when these calculators cannot share
         an input (different cutoffs, say): the caller then evaluates them one
-        by one. Results must equal the one-by-one results to float precision.
+        by one. Results must equal the one-by-one results: bit for bit where only
+        the preparation is shared and each model's own operations run
+        unchanged, otherwise to the model's float rounding; the adapter's
+        docstring says which.
         """
 
 
