@@ -93,7 +93,8 @@ def test_mixed_ensemble_equals_members_alone(tmp_path, family_environment):
     # CHGNet's to float32 rounding: the ensemble skips recording its backward graph.
     for k, name in enumerate(specs):
         atol = 1e-4 if name == "chgnet" else 1e-7  # eV/A; stress (eV/A^3) a hundredth of it
-        np.testing.assert_allclose(results["member_forces"][k], member_forces[k], rtol=0, atol=atol, err_msg=name)
+        np.testing.assert_allclose(results["member_forces"][k], member_forces[k], rtol=0, atol=atol,
+                                   err_msg=name)
         np.testing.assert_allclose(results["member_stresses"][k], member_stresses[k], rtol=0, atol=atol / 100,
                                    err_msg=name)
     # And the ensemble's outputs are the weighted means of its members' outputs (all members

@@ -71,9 +71,10 @@ class BatchedEvaluation(Protocol):
     """Optional: evaluate one member on many structures in one model call."""
 
     def batchable(self, calculator: Any) -> bool:
-        """Whether :meth:`evaluate_batch` computes what ``calculator`` computes, to the model's
-        float rounding (the package's own calculator or the one :meth:`~FamilyAdapter.load` makes; not a
-        user's subclass, not a worker). Must not import the model package."""
+        """Whether :meth:`evaluate_batch` computes what ``calculator`` computes, to the
+        model's float rounding (the package's own calculator or the one
+        :meth:`~FamilyAdapter.load` makes; not a user's subclass, not a worker).
+        Must not import the model package."""
 
     def evaluate_batch(self, calculator: Any, frames: Sequence[Any]) -> list[RawOutput]:
         """``calculator``'s model on every ``Atoms`` of ``frames`` (not modified) in one call.
