@@ -49,9 +49,10 @@ def has_batched_path(member: Member) -> bool:
 
 #: Most atoms per batched call on a CPU, unless the family adapter sets its own
 #: ``CPU_BATCH_ATOMS`` (CHGNet does: its batches gain at every size). The gain
-#: of batching on a CPU comes from small cells (per-call overhead, about 25 ms
-#: per call for SevenNet and CHGNet); past a few dozen atoms a CPU batch costs *more* per atom, once its
-#: edge tensors outgrow the caches. 64 small W cells (2-16 atoms), frames/s
+#: of batching on a CPU comes from small cells (per-call overhead, 30-50 ms per
+#: call for SevenNet and CHGNet in benchmarks/bench_batched.py's fit); past a few
+#: dozen atoms a CPU batch costs *more* per atom, once its edge tensors outgrow
+#: the caches. 64 small W cells (2-16 atoms), frames/s
 #: over the per-frame loop, 2 threads, by atoms per call (32, 64, 128, 256, 512):
 #: 7net-0 1.55x, 1.64x, 1.55x, 1.41x, 1.05x; CHGNet 0.3.0 2.75x, 2.84x, 2.70x,
 #: 2.58x, 2.43x. So on a CPU frames share a call up to this many atoms; on a
