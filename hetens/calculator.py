@@ -27,6 +27,7 @@ from hetens.errors import (
 from hetens.evaluation import evaluate_member
 from hetens.io import keys
 from hetens.member import Member, as_member, check_role
+from hetens.reference_check import DEFAULT_MAX_ENERGY_DEVIATION, EnergyReferenceCheck
 from hetens.spec import MemberSpec, as_worker_spec, parse_spec
 from hetens.validation import (
     DEFAULT_MIN_DISTANCE,
@@ -41,16 +42,9 @@ __all__ = [
     "HeterogeneousEnsembleCalculator",
     "evaluate_member",  # re-exported from hetens.evaluation, where it lives
     "check_levels_of_theory",
-    "check_energy_reference",
     "check_member_counts",
     "DEFAULT_MAX_ENERGY_DEVIATION",
 ]
-
-#: Largest distance (eV/atom) of a predictor's energy per atom from the
-#: predictors' median before the ensemble refuses to average them: models of
-#: one functional agree to a few 0.1 eV/atom at worst, while a different energy
-#: reference (EMT, another code's zero) is off by several eV/atom.
-DEFAULT_MAX_ENERGY_DEVIATION = 1.0
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
 #: invalidate results (members do not read them).
@@ -76,45 +70,6 @@ def check_levels_of_theory(members: Sequence[Member], allow_mixed_reference: boo
             "are on different scales and must not be averaged. Use members of one level, or pass "
             "allow_mixed_reference=True if you really mean to mix them."
         )
-
-
-def check_energy_reference(
-    names: Sequence[str],
-    energies,
-    n_atoms: int,
-    max_deviation: float = DEFAULT_MAX_ENERGY_DEVIATION,
-    label: str | None = None,
-) -> None:
-    """Refuse predictor energies that cannot share one energy reference.
-
-    Needs no level of theory: a member whose energy per atom is more than
-    ``max_deviation`` from the median of the members given is on another
-    energy scale (EMT next to a uMLIP, say), and averaging it is meaningless.
-
-    Args:
-        names: (P,) names of the members compared (the predictors).
-        energies: (P,) their energies of one structure, eV.
-        n_atoms: the structure's atom count.
-        max_deviation: threshold, eV/atom.
-        label: names the structure in the message (``"Cu32"``).
-
-    Raises:
-        MixedReferenceError: naming every member with its energy per atom.
-    """
-    per_atom = np.asarray(energies, dtype=float) / max(int(n_atoms), 1)
-    if per_atom.size < 2:
-        return
-    median = float(np.median(per_atom))
-    if np.max(np.abs(per_atom - median)) <= max_deviation:
-        return
-    listing = ", ".join(f"{name} {e:.3f}" for name, e in zip(names, per_atom))
-    where = f" on {label}" if label else ""
-    raise MixedReferenceError(
-        f"member energies{where} are more than {max_deviation:g} eV/atom from their median "
-        f"{median:.3f} eV/atom, so they are on different energy references: {listing} (eV/atom). "
-        "Use members of one reference, pass max_energy_deviation (--max-energy-deviation) if "
-        "this spread is real, or allow_mixed_reference=True (--allow-mixed-reference) to average anyway"
-    )
 
 
 def check_member_counts(roles: Sequence[str]) -> None:
@@ -208,12 +163,16 @@ class HeterogeneousEnsembleCalculator(Calculator):
             inverse-RMSE weights instead of ``weights``.
         allow_mixed_reference: allow predictors of different levels of theory
             (PBE+U and r2SCAN, say) or of different energy references to be
-            averaged. Off by default.
-        max_energy_deviation: eV/atom. A predictor whose energy per atom is
-            further than this from the predictors' median on a structure is
-            a :class:`~hetens.errors.MixedReferenceError` naming every
-            predictor's energy per atom (default 1 eV/atom), unless
-            ``allow_mixed_reference``. Witnesses are exempt.
+            averaged: lifts both checks. Off by default.
+        max_energy_deviation: eV/atom, the threshold of the energy-reference
+            check (:mod:`hetens.reference_check`, default 1 eV/atom): a
+            predictor whose energy per atom on an element's calm reference
+            crystal is further than this from the predictors' median is a
+            :class:`~hetens.errors.MixedReferenceError` naming every
+            predictor's value, on any structure holding that element. A
+            structure on which the predictors merely disagree (compressed,
+            broken) is not refused: its spread is reported (``energy_std``,
+            U). Witnesses are exempt.
         device: device for members given as specs (``"auto"``: CUDA if present).
         parallel: evaluate members concurrently: members given as specs run in
             worker processes under this interpreter (members given as objects
@@ -284,6 +243,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         if not (isinstance(max_energy_deviation, (int, float)) and max_energy_deviation > 0):
             raise ValueError(f"max_energy_deviation must be a positive number of eV/atom; got {max_energy_deviation!r}")
         self.max_energy_deviation = float(max_energy_deviation)
+        #: Each predictor's energy per atom on each element's reference crystal, cached.
+        self.reference_check = EnergyReferenceCheck(self.max_energy_deviation)
         if parallel:
             members = [as_worker_spec(item) for item in members]
             witnesses = [as_worker_spec(item) for item in witnesses]
@@ -437,11 +398,22 @@ class HeterogeneousEnsembleCalculator(Calculator):
         }
 
     def check_energy_reference(self, by_name: Mapping[str, Any], atoms, label: str | None = None) -> None:
-        """:func:`check_energy_reference` over the predictors in ``by_name`` (name -> (energy, ...))."""
-        names = [m.name for m in self.members if m.role == "predictor" and m.name in by_name]
+        """Refuse predictors on different energy references (see :mod:`hetens.reference_check`).
+
+        ``by_name`` maps the members that gave results on ``atoms`` to their
+        ``(energy, forces, stress)``; witnesses are exempt. A structure's own
+        energy spread is never refused: the reference is judged on calm
+        reference crystals of its elements (one cached evaluation per
+        predictor and element), when a predictor has no declared level of
+        theory or when the structure's spread exceeds ``max_energy_deviation``.
+        """
+        predictors = [m for m in self.members if m.role == "predictor" and m.name in by_name]
         where = f"{label} ({atoms.get_chemical_formula()})" if label else atoms.get_chemical_formula()
-        check_energy_reference(
-            names, [by_name[n][0] for n in names], len(atoms), self.max_energy_deviation, where
+        self.reference_check.max_deviation = self.max_energy_deviation
+        self.reference_check.check(
+            predictors, [by_name[m.name][0] for m in predictors], atoms,
+            lambda members, structure, failures: evaluate_members(members, structure, False, failures=failures),
+            where,
         )
 
     def report_drops(
