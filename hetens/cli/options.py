@@ -35,9 +35,10 @@ def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
                        help="allow averaging members of different levels of theory (PBE+U with r2SCAN) "
                        "or energy references (see --max-energy-deviation)")
     group.add_argument("--max-energy-deviation", type=float, metavar="EV_PER_ATOM",
-                       help="refuse a structure where a predictor's energy per atom is further than this "
-                       "from the predictors' median: they are on different energy references "
-                       "(default 1.0 eV/atom)")
+                       help="refuse predictors whose energies per atom on an element's calm reference "
+                       "crystal lie further than this from their median: they are on different energy "
+                       "references (default 1.0 eV/atom); a structure on which they merely disagree is "
+                       "not refused, its spread is U and the energy spread")
     group.add_argument("--ensemble-file", metavar="TOML",
                        help="members with their Python environments, devices and weights "
                        "(see docs/workers.md); instead of --models")
