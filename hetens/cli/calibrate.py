@@ -66,7 +66,7 @@ def _predictions(args: argparse.Namespace):
         )
     if args.names:
         raise ValueError("--names names PRED files; live members are named by their specs")
-    from hetens.rescore.score import predict_file
+    from hetens.rescore.predict import predict_file
 
     with ensemble_from_args(args) as calc:  # closing stops worker processes (--parallel, --ensemble-file)
         args.witness_names = [m.name for m in calc.members if m.role == "witness"]
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     check_alignment(predictions.frames, reference, args.position_tol)
     result = calibrate(
         predictions, reference, coverage_target=args.coverage, held_out_fraction=args.held_out, seed=args.seed,
-        witnesses=args.witness_names or (),
+        witnesses=args.witness_names or (), error_reference=args.error_reference,
     )
     path = write_weights_file(result, args.output)
     human = sys.stderr if args.json else sys.stdout

@@ -24,7 +24,7 @@ import numpy as np
 from hetens.errors import AlignmentError, FrameReadError
 from hetens.io.extxyz_arrays import read_extxyz_arrays, to_voigt
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.rescore.reading import check_readable, is_extxyz, iter_frames, parse_index
+from hetens.io.reading import check_readable, is_extxyz, iter_frames, parse_index
 
 __all__ = [
     "read_frame_arrays",

@@ -1,7 +1,7 @@
 """The heterogeneous-ensemble ASE calculator.
 
 :class:`HeterogeneousEnsembleCalculator` only gathers member outputs; the
-arithmetic is :func:`hetens.combine.combine_predictions` (pure numpy).
+arithmetic is :func:`hetens.core.combine.combine_predictions` (pure numpy).
 """
 
 from __future__ import annotations
@@ -13,33 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 
-from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
-from hetens.errors import (
-    InvalidStructureError,
-    MemberDroppedWarning,
-    MemberFailedError,
-    MixedReferenceError,
-    TooFewMembersError,
-    UnsupportedElementError,
-)
-from hetens.evaluation import evaluate_member
+from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
+from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError, TooFewMembersError
+from hetens.core.ensemble_step import evaluate_ensemble
 from hetens.io import keys
-from hetens.member import Member, as_member, check_role
-from hetens.spec import MemberSpec, as_worker_spec, parse_spec
-from hetens.validation import (
-    DEFAULT_MIN_DISTANCE,
-    check_structure,
-    element_symbols,
-    unsupported_elements,
-)
-from hetens.weights import raw_weights, resolve_weights
-from hetens.workers.pool import assign_threads, close_workers, evaluate_members, start_workers
+from hetens.core.member import Member, as_member, check_role
+from hetens.catalogue.spec import MemberSpec, as_worker_spec, parse_spec
+from hetens.core.validation import DEFAULT_MIN_DISTANCE
+from hetens.core.weights import raw_weights, resolve_weights
+from hetens.core.pool import assign_threads, close_workers, start_workers
 
 __all__ = [
     "HeterogeneousEnsembleCalculator",
-    "evaluate_member",  # re-exported from hetens.evaluation, where it lives
     "check_levels_of_theory",
     "check_energy_reference",
     "check_member_counts",
@@ -366,75 +353,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        check_structure(atoms, min_distance=self.min_distance or 0.0)
-        # Members see the bare structure: constraints act on the ensemble's forces
-        # through ASE, and some members choke on them (pymatgen warns on FixCom).
-        atoms.set_constraint()
-        start_workers(self.members)
-        with_stress = self.provides_stress(atoms)
-        if "stress" in properties and not with_stress:
-            raise PropertyNotImplementedError(self._why_no_stress(atoms))
-        info_changed = "info" in system_changes
-        dropping = self.on_member_error == "drop"
-        failures: dict[str, Exception] = self._unsupported_element_failures(atoms)
-        if failures and not dropping:
-            raise next(iter(failures.values()))
-        active = [m for m in self.members if m.name not in failures]
-        # Workers concurrently, in-process members meanwhile; members of one family
-        # share one prepared input there (the adapters' evaluate_group paths).
-        outputs = evaluate_members(
-            active, atoms, with_stress, info_changed, failures=failures if dropping else None
+        # The one evaluation step rescoring also takes: checks, members, policy, energy reference.
+        step = evaluate_ensemble(
+            self, self.atoms, info_changed="info" in system_changes, require_stress="stress" in properties
         )
-        by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
-        if failures:
-            self.report_drops(atoms, failures, survivors=len(by_name))
-        if not self.allow_mixed_reference:
-            self.check_energy_reference(by_name, atoms)
-        self.results = self._combine(by_name, failures, with_stress)
-        self._info = _info_snapshot(atoms.info)
-
-    def check_structure(self, atoms, label: str | None = None) -> dict[str, Exception]:
-        """The checks every calculation makes before any model runs.
-
-        Raises :class:`InvalidStructureError` (see
-        :func:`hetens.validation.check_structure`; also an element no member
-        supports). A member lacking an element is an
-        :class:`UnsupportedElementError`, raised with ``on_member_error="raise"``
-        and returned with ``"drop"``: the dict maps each such member's name to
-        its error (empty when every member knows every element). ``label``
-        (``"traj.xyz frame 12"``) prefixes the messages. Workers are started
-        first: they report their members' elements.
-        """
-        check_structure(atoms, min_distance=self.min_distance or 0.0, label=label)
-        start_workers(self.members)
-        failures = self._unsupported_element_failures(atoms, label)
-        if failures and self.on_member_error != "drop":
-            raise next(iter(failures.values()))
-        return failures
-
-    def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
-        """Members whose training set lacks an element of ``atoms``, with the error for each.
-
-        Raises :class:`InvalidStructureError` when no member supports an element.
-        """
-        supported = {m.name: m.supported_elements() for m in self.members}
-        missing, nobody = unsupported_elements(atoms, supported)
-        where = f"{label}: " if label else ""
-        formula = atoms.get_chemical_formula()
-        if nobody:
-            raise InvalidStructureError(
-                f"{where}{formula}: no member of the ensemble was trained on element(s) "
-                f"{element_symbols(nobody)}; use members that were"
-            )
-        return {
-            name: UnsupportedElementError(
-                f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
-                f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
-                "the other members for such structures"
-            )
-            for name, lacking in missing.items()
-        }
+        self.results = self._combine(step.outputs, step.failures, step.with_stress)
+        self._info = _info_snapshot(self.atoms.info)
 
     def check_energy_reference(self, by_name: Mapping[str, Any], atoms, label: str | None = None) -> None:
         """:func:`check_energy_reference` over the predictors in ``by_name`` (name -> (energy, ...))."""
@@ -495,7 +419,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
             "stress" in getattr(m.calculator, "implemented_properties", ()) for m in self.members
         )
 
-    def _why_no_stress(self, atoms) -> str:
+    def why_no_stress(self, atoms) -> str:
+        """Why :meth:`provides_stress` is False for ``atoms``, as one sentence."""
         if not (atoms.pbc.all() and atoms.cell.rank == 3):
             return "stress needs a 3D periodic cell; this structure is not periodic in all directions"
         missing = [
@@ -524,7 +449,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description of the ensemble, for output files."""
-        from hetens import __version__
+        from hetens._version import __version__
 
         return {
             keys.VERSION_KEY: __version__,

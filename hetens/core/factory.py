@@ -14,8 +14,8 @@ from, in this order of precedence:
 3. ``weights_file`` (from ``hetens calibrate``): the members it names, with
    their roles.
 4. Otherwise the default offline ensemble,
-   :data:`hetens.ensemble.DEFAULT_MEMBERS` as predictors and
-   :data:`~hetens.ensemble.DEFAULT_WITNESSES` as witnesses.
+   :data:`hetens.core.ensemble.DEFAULT_MEMBERS` as predictors and
+   :data:`~hetens.core.ensemble.DEFAULT_WITNESSES` as witnesses.
 
 :func:`plan_ensemble` does every check that needs no model (specs parse,
 weight counts, the member-error policy, the weights file), so a caller can
@@ -118,7 +118,7 @@ class EnsemblePlan:
         """Load the members: a :class:`~hetens.HeterogeneousEnsembleCalculator` (close it, or use
         it in a ``with`` block, to stop worker processes)."""
         if self.ensemble_file is not None:
-            from hetens.ensemble_file import load_ensemble_file
+            from hetens.core.ensemble_file import load_ensemble_file
 
             overrides: dict[str, Any] = dict(self.options)
             if self.weights is not None or self.force_rmse is not None:
@@ -130,7 +130,7 @@ class EnsemblePlan:
             if self.allow_mixed_reference:
                 overrides["allow_mixed_reference"] = True
             return load_ensemble_file(self.ensemble_file, **overrides)
-        from hetens.calculator import HeterogeneousEnsembleCalculator
+        from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
         return HeterogeneousEnsembleCalculator(
             list(self.predictors),
@@ -165,9 +165,9 @@ def plan_ensemble(
             non-positive ``max_energy_deviation``, a bad weights file.
         TooFewMembersError: fewer than two members in U, or no predictor.
     """
-    from hetens.calculator import check_member_counts, declared_role
-    from hetens.spec import parse_spec
-    from hetens.weights import read_weights_file, read_weights_roles, resolve_weights
+    from hetens.core.calculator import check_member_counts, declared_role
+    from hetens.catalogue.spec import parse_spec
+    from hetens.core.weights import read_weights_file, read_weights_roles, resolve_weights
 
     bound = inspect.signature(build_ensemble).bind(models, **options)
     bound.apply_defaults()
@@ -225,7 +225,7 @@ def plan_ensemble(
         predictors = [n for n in table if roles.get(n, "predictor") == "predictor"]
         witnessing = [n for n in table if roles.get(n) == "witness"]
     else:
-        from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
+        from hetens.core.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
 
         predictors = list(DEFAULT_MEMBERS)
         witnessing = list(DEFAULT_WITNESSES if witnesses is None else witnesses)
