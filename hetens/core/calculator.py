@@ -16,11 +16,12 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
-from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError, TooFewMembersError
+from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError
 from hetens.core.ensemble_step import evaluate_ensemble
 from hetens.io import keys
 from hetens.core.member import Member, as_member, check_role
-from hetens.catalogue.spec import MemberSpec, as_worker_spec, parse_spec
+from hetens.catalogue.spec import MemberSpec, as_spec, as_worker_spec
+from hetens.core.policy import DEFAULT_MAX_ENERGY_DEVIATION, check_member_counts, check_policy
 from hetens.core.validation import DEFAULT_MIN_DISTANCE
 from hetens.core.weights import raw_weights, resolve_weights
 from hetens.core.pool import assign_threads, close_workers, start_workers
@@ -29,15 +30,7 @@ __all__ = [
     "HeterogeneousEnsembleCalculator",
     "check_levels_of_theory",
     "check_energy_reference",
-    "check_member_counts",
-    "DEFAULT_MAX_ENERGY_DEVIATION",
 ]
-
-#: Largest distance (eV/atom) of a predictor's energy per atom from the
-#: predictors' median before the ensemble refuses to average them: models of
-#: one functional agree to a few 0.1 eV/atom at worst, while a different energy
-#: reference (EMT, another code's zero) is off by several eV/atom.
-DEFAULT_MAX_ENERGY_DEVIATION = 1.0
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
 #: invalidate results (members do not read them).
@@ -104,31 +97,10 @@ def check_energy_reference(
     )
 
 
-def check_member_counts(roles: Sequence[str]) -> None:
-    """At least two members in U (predictors plus witnesses) and at least one predictor.
-
-    Raises:
-        TooFewMembersError: saying how many of each role there are.
-    """
-    n_predictors = sum(1 for r in roles if r == "predictor")
-    n_witnesses = len(roles) - n_predictors
-    if len(roles) < 2:
-        raise TooFewMembersError(
-            f"an ensemble needs at least two members for U (U of one model is always 0); got "
-            f"{n_predictors} predictor(s) and {n_witnesses} witness(es): add a member or a witness"
-        )
-    if n_predictors == 0:
-        raise TooFewMembersError(
-            f"an ensemble needs at least one predictor; all {n_witnesses} members are witnesses"
-        )
-
-
 def declared_role(item: Any) -> str:
-    """The role an item of ``members`` has before it is loaded (a spec's ``@role=``)."""
+    """The role an item of ``members`` has before it is loaded (a parsed spec's ``@role=``)."""
     if isinstance(item, Member):
         return item.role
-    if isinstance(item, str):
-        item = parse_spec(item)
     if isinstance(item, MemberSpec):
         return check_role(item.options.get("role", "predictor"), str(item))
     return "predictor"
@@ -262,14 +234,15 @@ class HeterogeneousEnsembleCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        members = list(members)
-        witnesses = list(witnesses or ())
+        # Each spec is parsed once, here (or already by plan_ensemble); the parsed
+        # value goes on to the role count, the worker spec and load_member.
+        members = [as_spec(item) for item in members]
+        witnesses = [as_spec(item) for item in witnesses or ()]
         if not members:
             raise ValueError("an ensemble needs at least one member; got an empty list")
-        # Counted before any model loads.
+        # Counted and checked before any model loads.
         check_member_counts([declared_role(item) for item in members] + ["witness"] * len(witnesses))
-        if not (isinstance(max_energy_deviation, (int, float)) and max_energy_deviation > 0):
-            raise ValueError(f"max_energy_deviation must be a positive number of eV/atom; got {max_energy_deviation!r}")
+        check_policy(on_member_error, min_members, max_energy_deviation)
         self.max_energy_deviation = float(max_energy_deviation)
         if parallel:
             members = [as_worker_spec(item) for item in members]
@@ -295,9 +268,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
         self.min_distance = min_distance
-        self.on_member_error, self.min_members = _check_policy(
-            on_member_error, min_members, len(self.members)
-        )
+        policy = check_policy(on_member_error, min_members, max_energy_deviation, n_members=len(self.members))
+        self.on_member_error, self.min_members = policy.on_member_error, policy.min_members
         self._warned: set[str] = set()
         assign_threads(self.members)
         if not lazy:
@@ -467,19 +439,6 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def __repr__(self) -> str:
         parts = ", ".join(f"{n} ({w:.3f})" for n, w in zip(self.member_names, self.weights))
         return f"HeterogeneousEnsembleCalculator([{parts}])"
-
-
-def _check_policy(on_member_error: str, min_members: int | None, n_members: int) -> tuple[str, int]:
-    if on_member_error not in ("raise", "drop"):
-        raise ValueError(f"on_member_error must be 'raise' or 'drop'; got {on_member_error!r}")
-    if min_members is None:
-        return on_member_error, 2
-    if not 2 <= int(min_members) <= n_members:
-        raise ValueError(
-            f"min_members must be between 2 and the {n_members} members; got {min_members} (it counts "
-            "the members in U, predictors and witnesses: U of one member is always 0)"
-        )
-    return on_member_error, int(min_members)
 
 
 def _as_witness(item: Any, device: str) -> Member:

@@ -147,7 +147,7 @@ def calibrate(
             ``"member_mean"`` (:data:`hetens.rescore.scoring.ERROR_REFERENCES`).
             The conformal bound always covers the returned forces' error.
     """
-    from hetens.core.calculator import check_member_counts
+    from hetens.core.policy import check_member_counts
 
     check_error_reference(error_reference)
 

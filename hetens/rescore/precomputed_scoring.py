@@ -179,7 +179,7 @@ def score_loaded_predictions(
     if left_out:
         predictions = predictions.subset(kept)
     roles = ["witness" if n in witnesses else "predictor" for n in predictions.names]
-    from hetens.core.calculator import check_member_counts
+    from hetens.core.policy import check_member_counts
 
     check_member_counts(roles)
     if "witness" in roles:
