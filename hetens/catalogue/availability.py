@@ -180,7 +180,10 @@ def _weights_in_environment(python: str, members: list[tuple[str, str]]) -> list
     code = (
         "import json, sys\n"
         "from hetens.families import get_family\n"
-        "from hetens.catalogue.registry import find_model\n"
+        "try:\n"
+        "    from hetens.catalogue.registry import find_model\n"
+        "except ImportError:  # that environment's hetens predates the catalogue folder\n"
+        "    from hetens.registry import find_model\n"
         "out = []\n"
         "for family, model in json.loads(sys.argv[1]):\n"
         "    known = find_model(family, model)\n"
