@@ -29,7 +29,7 @@ from hetens.io.reading import FrameSource, iter_frames
 from hetens.rescore.arrays import PredictionSet
 from hetens.rescore.options import ScoreOptions
 from hetens.rescore.output import annotated_frames
-from hetens.rescore.precomputed import check_alignment, load_predictions, read_frame_arrays
+from hetens.rescore.precomputed import load_predictions, read_reference
 from hetens.rescore.report import ScoreResult, ScoreSummary
 from hetens.rescore.scoring import EnsembleScores, ReferenceErrors, reference_errors, score_predictions
 
@@ -160,15 +160,8 @@ def score_loaded_predictions(
     o = ScoreOptions.resolve(options, overrides)
     witnesses = o.witnesses
     if not isinstance(predictions, PredictionSet):
-        predictions = load_predictions(
-            predictions,
-            o.names,
-            index=o.index,
-            energy_key=o.energy_key,
-            forces_key=o.forces_key,
-            position_tol=o.position_tol,
-            jobs=o.jobs,
-        )
+        predictions = load_predictions(predictions, o.names, index=o.index, energy_key=o.energy_key,
+                                       forces_key=o.forces_key, position_tol=o.position_tol, jobs=o.jobs)
     unknown = [n for n in witnesses if n not in predictions.names]
     if unknown:
         raise ValueError(
@@ -188,14 +181,8 @@ def score_loaded_predictions(
         scores = score_predictions(predictions, w)
     errors = None
     if o.reference is not None:
-        ref_arrays = read_frame_arrays(
-            o.reference,
-            o.index,
-            energy_key=o.reference_energy_key,
-            forces_key=o.reference_forces_key,
-            require_energy=False,
-        )
-        check_alignment(predictions.frames, ref_arrays, o.position_tol)
+        ref_arrays = read_reference(o.reference, o.index, predictions.frames, energy_key=o.reference_energy_key,
+                                    forces_key=o.reference_forces_key, position_tol=o.position_tol)
         errors = reference_errors(predictions, scores, ref_arrays, o.error_reference)
     return ScoredPredictions(predictions, w, scores, errors, left_out, roles if "witness" in roles else None)
 
