@@ -55,18 +55,24 @@ def weights_file(tmp_path, weights: dict, roles: dict | None = None) -> str:
 # ------------------------------------------------------------------ plan: checks, no model
 
 
+def texts(members) -> list[str]:
+    """A plan's members (parsed once, MemberSpec) as spec text."""
+    return [str(m) for m in members]
+
+
 def test_plan_resolves_members_without_loading(no_model_loads, tmp_path):
     default = plan_ensemble()
-    assert default.predictors == hetens.DEFAULT_MEMBERS and default.witnesses == hetens.DEFAULT_WITNESSES
+    assert texts(default.predictors) == list(hetens.DEFAULT_MEMBERS)
+    assert texts(default.witnesses) == list(hetens.DEFAULT_WITNESSES)
     assert plan_ensemble(PAIR).witnesses == ()  # models given: no default witnesses
-    assert plan_ensemble(witnesses=["chgnet:0.2.0"]).members == [*hetens.DEFAULT_MEMBERS, "chgnet:0.2.0"]
+    assert texts(plan_ensemble(witnesses=["chgnet:0.2.0"]).members) == [*hetens.DEFAULT_MEMBERS, "chgnet:0.2.0"]
     path = weights_file(tmp_path, {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3, "chgnet:0.2.0": 0.2},
                         {"chgnet:0.3.0": "witness"})
     plan = plan_ensemble(weights_file=path)
-    assert plan.predictors == ("sevenn:7net-0", "chgnet:0.2.0") and plan.witnesses == ("chgnet:0.3.0",)
+    assert texts(plan.predictors) == ["sevenn:7net-0", "chgnet:0.2.0"] and texts(plan.witnesses) == ["chgnet:0.3.0"]
     assert plan.weights == {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3, "chgnet:0.2.0": 0.2}
     # models win over the file's members; the file's weights are matched by name
-    assert plan_ensemble(PAIR, weights_file=path).members == PAIR
+    assert texts(plan_ensemble(PAIR, weights_file=path).members) == PAIR
     plan = plan_ensemble(PAIR, on_member_error="drop", min_members=2, max_energy_deviation=0.5, lazy=False)
     assert plan.options == {"on_member_error": "drop", "min_members": 2, "max_energy_deviation": 0.5,
                             "lazy": False}
