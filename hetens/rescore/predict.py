@@ -20,7 +20,7 @@ from hetens.errors import FrameReadError, MemberFailedError
 from hetens.io.progress import Progress
 from hetens.io.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.arrays import FrameArrays, PredictionSet, frame_arrays_from_atoms
-from hetens.rescore.batches import batches
+from hetens.rescore.batches import DEFAULT_BATCH_SIZE, batches
 
 __all__ = ["predict_frames", "predict_file", "dropped_counts"]
 
@@ -153,7 +153,7 @@ def predict_file(
     *,
     index: Any = ":",
     format: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     batched: bool = True,
     progress: str = "auto",
 ) -> PredictionSet:
