@@ -23,7 +23,7 @@ from ase.io import read, write
 from hetens import HeterogeneousEnsembleCalculator, Member
 from hetens.cli.main import main
 from hetens.errors import MixedReferenceError
-from hetens.reference_check import EnergyReferenceCheck, median_deviation, reference_structure
+from hetens.core.reference_check import EnergyReferenceCheck, median_deviation, reference_structure
 
 from conftest import tungsten_cell
 

@@ -13,7 +13,7 @@ The options hetens itself takes are not passed on: ``level``, ``name``,
 ``role``, ``device`` and the worker options (``python``, ``threads``...).
 Without ``@level=`` the member's level of theory is ``unknown``; such a
 member is not compared by label, but its energy must pass the ensemble's
-energy-reference check (:mod:`hetens.reference_check`: on the first
+energy-reference check (:mod:`hetens.core.reference_check`: on the first
 structure holding an element, its energy on that element's reference crystal
 is compared with the other predictors').
 
