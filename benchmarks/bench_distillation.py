@@ -20,7 +20,7 @@ This script does the same with hetens' commands end to end:
 Writes ``WORK/results.json`` and ``WORK/distillation.png``.
 
     .venv/bin/python benchmarks/bench_distillation.py --work /tmp/distill_bench \\
-        [--pool-size 60] [--test-size 60] [--max-atoms 54] [--epochs 30] [--seed 0] [--stage all|score]
+        [--pool-size 60] [--test-size 60] [--max-atoms 54] [--epochs 15] [--seed 0] [--stage all|score]
 
 The defaults are sized for a 2-core machine; the full-size run is
 ``--max-atoms 1000 --pool-size 0 --test-size 186 --epochs 200 --channels 64 --max-L 1 --replicas 5``
@@ -110,39 +110,63 @@ def build_sets(work: Path, pool: Path, scored: Path, ucs: list[float]) -> dict[f
                 done = atoms.copy()
                 done.calc = SinglePointCalculator(done, energy=ref.get_potential_energy(), forces=ref.get_forces())
                 results.append(done)
-            write(str(work / f"dft_Uc_{uc:g}.extxyz"), results)
-            extra = ["--no-align"] if not queued or uc >= INF else []
-            hetens("merge", str(folder), str(work / f"dft_Uc_{uc:g}.extxyz"), "-o", str(out), "--format", "extxyz",
-                   *extra)
+            dft_files = []
+            if results:
+                write(str(work / f"dft_Uc_{uc:g}.extxyz"), results)
+                dft_files = [str(work / f"dft_Uc_{uc:g}.extxyz")]
+            extra = ["--no-align"] if not queued else []
+            hetens("merge", str(folder), *dft_files, "-o", str(out), "--format", "extxyz", *extra)
         sets[uc] = out
     return sets
 
 
-def train(args, name: str, train_file: Path, work: Path, seed: int) -> tuple[Path, float]:
-    model_dir = work / "models" / f"{name}_seed{seed}"
-    model = model_dir / f"{name}.model"
-    if model.exists():
-        return model, float((model_dir / "wall_s.txt").read_text())
-    model_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
+def train_command(args, name: str, train_file: Path, model_dir: Path, seed: int) -> list[str]:
+    """``mace_run_train`` with the study's settings (identical for every U_c but the data)."""
+    return [
         str(Path(sys.executable).with_name("mace_run_train")), f"--name={name}", f"--train_file={train_file}",
         "--valid_fraction=0.1", "--energy_key=REF_energy", "--forces_key=REF_forces", "--stress_key=REF_stress",
         "--E0s=average", "--model=MACE", f"--num_channels={args.channels}", f"--max_L={args.max_L}",
         "--num_interactions=2", "--correlation=2", f"--r_max={args.r_max}", "--batch_size=4",
         "--valid_batch_size=8", f"--max_num_epochs={args.epochs}", "--lr=0.01", "--energy_weight=1",
         "--forces_weight=10", "--scheduler_patience=5", f"--seed={seed}", "--device=cpu",
-        "--default_dtype=float32", "--compute_stress=False", "--eval_interval=5",
+        "--default_dtype=float32", "--compute_stress=False", "--eval_interval=5", "--num_workers=0",
         f"--work_dir={model_dir}", f"--model_dir={model_dir}", f"--checkpoints_dir={model_dir / 'ckpt'}",
         f"--results_dir={model_dir / 'results'}", f"--log_dir={model_dir / 'logs'}",
     ]
-    print("$ " + " ".join(cmd), flush=True)
-    (model_dir / "command.txt").write_text(" ".join(cmd) + "\n")
-    start = time.perf_counter()
-    with open(model_dir / "train.out", "w") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=model_dir)
-    wall = time.perf_counter() - start
-    (model_dir / "wall_s.txt").write_text(f"{wall:.1f}\n")
-    return model, wall
+
+
+def train_all(args, jobs: list[tuple[str, Path, int]], work: Path) -> dict[tuple[str, int], tuple[Path, float]]:
+    """Train every ``(name, train_file, seed)`` at once (``--parallel`` processes, one thread each)."""
+    out, running, queue = {}, [], list(jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            name, train_file, seed = queue.pop(0)
+            model_dir = work / "models" / f"{name}_seed{seed}"
+            model = model_dir / f"{name}.model"
+            if model.exists():
+                out[(name, seed)] = (model, float((model_dir / "wall_s.txt").read_text()))
+                continue
+            model_dir.mkdir(parents=True, exist_ok=True)
+            cmd = train_command(args, name, train_file, model_dir, seed)
+            print("$ " + " ".join(cmd), flush=True)
+            (model_dir / "command.txt").write_text(" ".join(cmd) + "\n")
+            log = open(model_dir / "train.out", "w")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=model_dir, env=env)
+            running.append((proc, log, name, seed, model, model_dir, time.perf_counter()))
+        time.sleep(2)
+        for item in list(running):
+            proc, log, name, seed, model, model_dir, start = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if proc.returncode != 0:
+                raise SystemExit(f"mace_run_train failed for {name} seed {seed}: see {model_dir / 'train.out'}")
+            wall = time.perf_counter() - start
+            (model_dir / "wall_s.txt").write_text(f"{wall:.1f}\n")
+            out[(name, seed)] = (model, wall)
+    return out
 
 
 def test_errors(model: Path, test: Path) -> tuple[float, float]:
@@ -198,11 +222,12 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=60)
     parser.add_argument("--max-atoms", type=int, default=54, help="use frames of at most this many atoms (both sets)")
     parser.add_argument("--thresholds", nargs="+", help="U_c values in eV/A ('inf' for uMLIP only)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--max-L", dest="max_L", type=int, default=0)
     parser.add_argument("--r-max", dest="r_max", type=float, default=4.5)
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=4, help="trainings at once (one thread each)")
     parser.add_argument("--stage", choices=["all", "score"], default="all")
     args = parser.parse_args()
     if args.data.suffix == ".xz":
@@ -220,12 +245,17 @@ def main() -> None:
         return
     ucs = thresholds(args, scored)
     sets = build_sets(work, pool, scored, ucs)
+    start = time.perf_counter()
+    jobs = [(f"Uc_{uc:g}", folder / "train.extxyz", args.seed + r) for uc, folder in sets.items()
+            for r in range(args.replicas)]
+    models = train_all(args, jobs, work)
+    train_wall = time.perf_counter() - start
     rows = []
     for uc, folder in sets.items():
         report = json.loads((folder / "provenance.json").read_text())
         forces, energies, walls = [], [], []
         for r in range(args.replicas):
-            model, wall = train(args, f"Uc_{uc:g}", folder / "train.extxyz", work, args.seed + r)
+            model, wall = models[(f"Uc_{uc:g}", args.seed + r)]
             f, e = test_errors(model, test)
             forces.append(f)
             energies.append(e)
@@ -244,7 +274,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     out = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "paper": PAPER,
            "score_wall_s": (work / "score_wall_s.txt").read_text().strip() if (work / "score_wall_s.txt").exists() else None,
-           "load_average": os.getloadavg()}
+           "train_wall_s_all": train_wall, "load_average": os.getloadavg(),
+           "train_command_example": " ".join(train_command(args, "NAME", Path("TRAIN"), Path("DIR"), args.seed))}
     (work / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     figure(rows, work / "distillation.png")
     print(f"{'U_c':>8} {'DFT frac':>9} {'F RMSE':>8} {'E RMSE':>8}")

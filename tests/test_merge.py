@@ -257,6 +257,27 @@ def test_no_align_keeps_umlip_energies_and_warns(selection, tmp_path, capsys):
             assert atoms.info["REF_energy"] == umlip[atoms.info[SOURCE_KEY]]
 
 
+def test_all_dft_and_no_dft(selection, tmp_path, capsys):
+    """U_c = 0 queues every frame (nothing to align); a threshold above every U queues none."""
+    work, _, _ = selection
+    assert main(["select", str(work / "scored.extxyz"), "--threshold", "0", "1e9", "--out-dir",
+                 str(tmp_path / "sel")]) == 0
+    everything = read(tmp_path / "sel" / "Uc_0" / "needs_dft.extxyz", ":")
+    write(tmp_path / "dft.extxyz", _dft(everything))
+    capsys.readouterr()
+    assert _merge(tmp_path / "sel" / "Uc_0", tmp_path / "dft.extxyz", "-o", tmp_path / "all_dft", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_frames"]["dft"] == len(everything) and report["dft_fraction_atoms"] == 1.0
+    assert report["shifts_eV_per_atom"] is None
+    none = tmp_path / "sel" / "Uc_1e+09"
+    assert _merge(none, "-o", tmp_path / "no_dft") == 2  # uMLIP only: no frame to fit the shifts on
+    assert "0 DFT frame(s) for 2 elements" in capsys.readouterr().err
+    assert not (tmp_path / "no_dft").exists()
+    assert _merge(none, "-o", tmp_path / "no_dft", "--no-align", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_frames"]["umlip"] == len(everything) and report["dft_fraction_atoms"] == 0.0
+
+
 def test_mace_reads_the_extxyz(selection, tmp_path):
     pytest.importorskip("mace")
     _, folder, _ = selection
@@ -350,6 +371,7 @@ def test_fit_recovers_random_shifts(n_elements, seed, scale):
     n_frames = n_elements + int(rng.integers(0, 6))
     counts = rng.integers(0, 60, size=(n_frames, n_elements)).astype(float)
     counts[np.arange(n_elements), np.arange(n_elements)] += 1  # every element somewhere
+    counts[np.arange(n_frames), rng.integers(0, n_elements, n_frames)] += 1  # no empty frame
     if np.linalg.matrix_rank(counts) < n_elements:
         with pytest.raises(UndeterminedShiftsError):
             fit_shifts(counts, np.zeros(n_frames), np.zeros(n_frames), [f"E{k}" for k in range(n_elements)])

@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
         "write the merged training set to OUT_DIR with a provenance.json.",
     )
     parser.add_argument("selection", metavar="SELECTION", help="a Uc_<value> folder of 'hetens select --out-dir'")
-    parser.add_argument("dft", nargs="+", metavar="DFT", help="DFT results (OUTCAR, vasprun.xml, extxyz...)")
+    parser.add_argument("dft", nargs="*", metavar="DFT",
+                        help="DFT results (OUTCAR, vasprun.xml, extxyz...); none when nothing was queued")
     parser.add_argument("-o", "--out-dir", required=True, metavar="OUT_DIR", help="output folder (created)")
     parser.add_argument("--threshold", type=float, metavar="U_c",
                         help="which Uc_<value> folder when SELECTION holds several")

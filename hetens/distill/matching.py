@@ -132,7 +132,7 @@ def _folder_threshold(folder: Path) -> float | None:
 def _read_frames(path: Path):
     from hetens.rescore.reading import iter_frames
 
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:  # select writes an empty file for an empty side
         return []
     return list(iter_frames(path))
 

@@ -86,6 +86,8 @@ def fit_shifts(
         )
     if not np.all(np.isfinite(y)):
         raise ValueError("energies for the shift fit must be finite")
+    if np.any(counts.sum(axis=1) <= 0):
+        raise ValueError("every frame of the shift fit needs at least one atom")
     n_frames, n_elements = counts.shape
     _check_determined(counts, elements)
     # Scale columns so that the conditioning does not depend on cell sizes.
