@@ -102,7 +102,8 @@ def build_sets(work: Path, pool: Path, scored: Path, ucs: list[float]) -> dict[f
         folder = sel / f"Uc_{uc:g}"
         out = work / f"train_Uc_{uc:g}"
         if not (out / "train.extxyz").exists():
-            queued = read(str(folder / "needs_dft.extxyz"), ":") if (folder / "needs_dft.extxyz").exists() else []
+            needs = folder / "needs_dft.extxyz"
+            queued = read(str(needs), ":") if needs.exists() and needs.stat().st_size else []
             results = []
             for atoms in queued:  # the "DFT run": the data's own labels for this frame
                 index = int(str(atoms.info["hetens_source"]).rsplit(":", 1)[1])

@@ -106,17 +106,22 @@ def _find_folder(path: Path, threshold: float | None) -> Path:
     if (path / DFT_FILE).exists() or (path / UMLIP_FILE).exists():
         return path
     if not path.is_dir():
-        raise MergeInputError(f"selection folder {path} does not exist (give a folder written by 'hetens select --out-dir')")
+        raise MergeInputError(
+            f"selection folder {path} does not exist (give a folder written by 'hetens select --out-dir')"
+        )
     folders = sorted(p for p in path.glob("Uc_*") if p.is_dir())
     if threshold is not None:
         chosen = [p for p in folders if _folder_threshold(p) == threshold]
         if chosen:
             return chosen[0]
-        raise MergeInputError(f"{path} has no Uc_{threshold:g} folder; it has {', '.join(p.name for p in folders) or 'none'}")
+        have = ", ".join(p.name for p in folders) or "none"
+        raise MergeInputError(f"{path} has no Uc_{threshold:g} folder; it has {have}")
     if len(folders) == 1:
         return folders[0]
     if not folders:
-        raise MergeInputError(f"{path} holds no {DFT_FILE} and no Uc_* folder; give a folder written by 'hetens select --out-dir'")
+        raise MergeInputError(
+            f"{path} holds no {DFT_FILE} and no Uc_* folder; give a folder written by 'hetens select --out-dir'"
+        )
     raise MergeInputError(
         f"{path} holds {len(folders)} thresholds ({', '.join(p.name for p in folders)}); give one folder or --threshold"
     )
@@ -211,7 +216,9 @@ def _labelled(source, atoms, *, what: str, energy_key: str | None = None, forces
         raise MergeInputError(f"{what} {source} has no {' or '.join(missing)}")
     forces = np.asarray(forces, dtype=float)
     if forces.shape != (len(atoms), 3) or not np.all(np.isfinite(forces)) or not np.isfinite(float(energy)):
-        raise MergeInputError(f"{what} {source} has unusable energy or forces (non-finite, or wrong shape {forces.shape})")
+        raise MergeInputError(
+            f"{what} {source} has unusable energy or forces (non-finite, or wrong shape {forces.shape})"
+        )
     stress = results.get("stress")
     if stress is not None:
         stress = np.asarray(stress, dtype=float)
@@ -255,7 +262,9 @@ def umlip_energy(info: dict, label_source: str, source: str) -> float:
     if label_source != "ensemble":
         members = str(info.get(MEMBERS_KEY, "")).split(",")
         if label_source not in members:
-            raise MergeInputError(f"queued frame {source}: label source {label_source!r} is not one of its members {members}")
+            raise MergeInputError(
+                f"queued frame {source}: label source {label_source!r} is not one of its members {members}"
+            )
         return float(energies[members.index(label_source)])
     key = PREDICTOR_WEIGHTS_KEY if PREDICTOR_WEIGHTS_KEY in info else WEIGHTS_KEY
     if key not in info:
@@ -357,6 +366,7 @@ def match_dft(
     if missing and not allow_missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise MergeInputError(
-            f"queued frame {missing[0]}{more} has no DFT result; give its result, or --allow-missing to merge without it"
+            f"queued frame {missing[0]}{more} has no DFT result; give its result, or --allow-missing to merge "
+            "without it"
         )
     return sorted(taken.items()), missing
