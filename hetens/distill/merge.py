@@ -42,6 +42,7 @@ from hetens.distill.trainsets import (
     write_pacemaker,
 )
 from hetens.errors import MissingExtraError
+from hetens.io.keys import SOURCE_KEY
 
 __all__ = ["MergeResult", "merge_selection", "FORMATS", "OUTPUT_NAMES"]
 
@@ -62,7 +63,7 @@ class MergeResult:
 
     Attributes:
         report: the provenance record (JSON-ready; also written as ``provenance.json``).
-        frames: the merged training frames, uMLIP-labelled first, then DFT, each once.
+        frames: the merged training frames, each once, in the scored input's order.
         fit: the per-element shift fit, or ``None`` (``align=False``, or no uMLIP frames).
     """
 
@@ -175,12 +176,28 @@ def merge_selection(
         for u, e in zip(sel.umlip, umlip_energies)
     ]
     frames += [TrainFrame(p.atoms, p.energy, p.forces, p.stress, "dft", "dft", dft_weight) for _, p in pairs]
+    frames = _in_scored_order(frames)
     report = _report(sel, dft, pairs, missing, frames, fit, align, formats, warnings_out, umlip_weight, dft_weight)
     for message in warnings_out:
         warnings.warn(message, UserWarning, stacklevel=2)
     if out_dir is not None:
         report["files"] = _write_all(Path(out_dir), frames, formats, keys, reference_energies, report)
     return MergeResult(report=report, frames=frames, fit=fit)
+
+
+def _in_scored_order(frames: list[TrainFrame]) -> list[TrainFrame]:
+    """``frames`` in the order of the scored input (by ``hetens_source``, ``FILE:INDEX``) when every
+    frame has its id; otherwise as given (uMLIP-labelled, then DFT). The same frame then has the
+    same position in the sets of every U_c, so a trainer's seeded validation split holds out the
+    same frames whatever U_c."""
+    keys = []
+    for f in frames:
+        frame_id = f.atoms.info.get(SOURCE_KEY)
+        path, _, index = str(frame_id).rpartition(":")
+        if frame_id is None or not index.isdigit():
+            return frames
+        keys.append((path, int(index)))
+    return [f for _, f in sorted(zip(keys, frames), key=lambda item: item[0])]
 
 
 def _check_out_dir(out_dir: Path) -> None:
