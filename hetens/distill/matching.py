@@ -135,7 +135,7 @@ def _folder_threshold(folder: Path) -> float | None:
 
 
 def _read_frames(path: Path):
-    from hetens.rescore.reading import iter_frames
+    from hetens.io.reading import iter_frames
 
     if not path.exists() or path.stat().st_size == 0:  # select writes an empty file for an empty side
         return []
@@ -240,7 +240,7 @@ def read_dft(
         MergeInputError: a frame without energy or forces (names file and frame).
         FileNotFoundError, FrameReadError: a file missing or unreadable.
     """
-    from hetens.rescore.reading import iter_frames
+    from hetens.io.reading import iter_frames
 
     out = []
     for path in paths:
