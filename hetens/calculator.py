@@ -26,6 +26,7 @@ from hetens.errors import (
 )
 from hetens.evaluation import evaluate_member
 from hetens.io import keys
+from hetens.memory_guard import memory_guard
 from hetens.member import Member, as_member, check_role
 from hetens.spec import MemberSpec, as_worker_spec, parse_spec
 from hetens.validation import (
@@ -243,6 +244,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
             witnesses) than this raise :class:`~hetens.errors.MemberFailedError`
             listing every failure; so does losing every predictor. Default
             and minimum 2 (U needs two members to mean anything).
+        memory_check: before a structure larger than any evaluated so far,
+            estimate the memory it needs and raise
+            :class:`~hetens.errors.InsufficientMemoryError` (one line, before
+            any member runs) when it exceeds what is available
+            (:mod:`hetens.memory_guard`). ``False`` turns it off; a
+            :class:`~hetens.memory_guard.MemoryGuard` sets its figures or limit.
 
     An element that no member was trained on is an
     :class:`~hetens.errors.InvalidStructureError` before any model runs,
@@ -272,9 +279,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
         on_member_error: str = "raise",
         min_members: int | None = None,
+        memory_check: Any = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        #: Refuses a structure too large for the memory left (:mod:`hetens.memory_guard`).
+        self.memory_guard = memory_guard(memory_check)
         members = list(members)
         witnesses = list(witnesses or ())
         if not members:
@@ -381,11 +391,13 @@ class HeterogeneousEnsembleCalculator(Calculator):
         if failures and not dropping:
             raise next(iter(failures.values()))
         active = [m for m in self.members if m.name not in failures]
+        self.memory_guard.check(atoms, active)
         # Workers concurrently, in-process members meanwhile; members of one family
         # share one prepared input there (the adapters' evaluate_group paths).
-        outputs = evaluate_members(
-            active, atoms, with_stress, info_changed, failures=failures if dropping else None
-        )
+        with self.memory_guard.measuring(atoms, active):
+            outputs = evaluate_members(
+                active, atoms, with_stress, info_changed, failures=failures if dropping else None
+            )
         by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
         if failures:
             self.report_drops(atoms, failures, survivors=len(by_name))
@@ -404,13 +416,16 @@ class HeterogeneousEnsembleCalculator(Calculator):
         and returned with ``"drop"``: the dict maps each such member's name to
         its error (empty when every member knows every element). ``label``
         (``"traj.xyz frame 12"``) prefixes the messages. Workers are started
-        first: they report their members' elements.
+        first: they report their members' elements. A structure too large for
+        the memory left is an :class:`~hetens.errors.InsufficientMemoryError`
+        (:attr:`memory_guard`).
         """
         check_structure(atoms, min_distance=self.min_distance or 0.0, label=label)
         start_workers(self.members)
         failures = self._unsupported_element_failures(atoms, label)
         if failures and self.on_member_error != "drop":
             raise next(iter(failures.values()))
+        self.memory_guard.check(atoms, [m for m in self.members if m.name not in failures], label)
         return failures
 
     def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
