@@ -191,6 +191,10 @@ def main() -> None:
     parser.add_argument("--md-steps", type=int, default=3, help="timed MD steps per MD point (after one)")
     parser.add_argument("--no-md", action="store_true", help="leave out the MD points")
     parser.add_argument("--no-members", action="store_true", help="only the ensemble (and MD) points")
+    parser.add_argument("--members", nargs="+", metavar="SPEC",
+                        help="members measured alone (default: the default ensemble's; e.g. "
+                        "sevenn:7net-mf-0@PBE@checkpoint=on)")
+    parser.add_argument("--no-ensemble", action="store_true", help="only the members alone")
     parser.add_argument("--json", help="write every point as JSON lines here (appended)")
     parser.add_argument("--figure", help="write the log-log figure here (PNG)")
     args = parser.parse_args()
@@ -202,7 +206,7 @@ def main() -> None:
 
     from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
 
-    members = list(DEFAULT_MEMBERS) + list(DEFAULT_WITNESSES)
+    members = args.members or list(DEFAULT_MEMBERS) + list(DEFAULT_WITNESSES)
     sizes = [r for r in args.sizes if args.max_atoms is None or 2 * r**3 <= args.max_atoms]
     load = os.getloadavg()
     print(f"bench_scaling: sizes {[2 * r**3 for r in sizes]} atoms, device {args.device}, "
@@ -210,8 +214,9 @@ def main() -> None:
     points = []
     for repeat in sizes:
         plan = [] if args.no_members else [("member", m) for m in members]
-        plan.append(("ensemble", None))
-        if not args.no_md:
+        if not args.no_ensemble:
+            plan.append(("ensemble", None))
+        if not args.no_md and not args.no_ensemble:
             plan.append(("md", None))
         for kind, spec in plan:
             point = measure(kind, spec, repeat, args.device, args.md_steps)

@@ -27,6 +27,7 @@ free memory on a GPU, capped by ``$HETENS_MEMORY_LIMIT`` when set
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "memory_guard",
     "parse_bytes",
     "effective_atoms",
+    "release_freed_memory",
 ]
 
 #: Bytes per atom one member needs for energy and forces on a CPU (bcc W, float32 models),
@@ -305,3 +307,41 @@ def _cuda_free(device: str) -> float:
 
     free, _ = torch.cuda.mem_get_info(device)
     return float(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+# -- giving freed memory back between members ---------------------------------------------------
+#: Structures from this many atoms hand the memory a member freed back to the OS after it ran
+#: (:func:`release_freed_memory`); below it the few milliseconds are not worth it.
+RELEASE_MIN_ATOMS = 200
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or ``None`` on another C library or system."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_freed_memory(n_atoms: int) -> None:
+    """After a member's evaluation of ``n_atoms`` atoms on a CPU: return the memory it freed to the OS.
+
+    A member frees its activations when its call ends, but glibc keeps the freed
+    blocks in its arenas (one per thread that allocated them), where the next
+    member, with other block sizes and other threads, reuses them only in part:
+    members run one after another then peak above the largest alone
+    (docs/performance.md, "Large systems"). ``malloc_trim(0)`` gives every
+    arena's free pages back, so each member starts from the loaded models.
+    Nothing happens below :data:`RELEASE_MIN_ATOMS` atoms or without glibc.
+    """
+    if n_atoms >= RELEASE_MIN_ATOMS:
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
