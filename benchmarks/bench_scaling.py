@@ -197,7 +197,17 @@ def main() -> None:
     parser.add_argument("--no-ensemble", action="store_true", help="only the members alone")
     parser.add_argument("--json", help="write every point as JSON lines here (appended)")
     parser.add_argument("--figure", help="write the log-log figure here (PNG)")
+    parser.add_argument("--from-json", nargs="+", metavar="JSONL",
+                        help="no measuring: the table and figure of points written earlier with --json")
     args = parser.parse_args()
+
+    if args.from_json:
+        points = [json.loads(line) for path in args.from_json for line in open(path) if line.strip()]
+        members = args.members or sorted({p["spec"] for p in points if p["kind"] == "member"})
+        print(table(points, members))
+        if args.figure:
+            figure(points, members, args.figure)
+        return
 
     if args.point:
         kind, spec, repeat = args.point

@@ -51,16 +51,19 @@ __all__ = [
 ]
 
 #: Bytes per atom one member needs for energy and forces on a CPU (bcc W, float32 models),
-#: measured with benchmarks/bench_scaling.py: the slope of each member's peak resident
-#: memory, evaluated alone, between 250 and 686 atoms. Used until this process has measured its own.
+#: measured with benchmarks/bench_scaling.py: each member's peak resident memory above its
+#: loaded model, evaluated alone on 686 atoms, over 686 (7net-mf-0 2.52 GB, its checkpointed
+#: evaluation 1.39 GB, DIEP 2.51-2.82 GB, CHGNet 0.3.0 1.80 GB). Used until this process has
+#: measured its own. ``sevenn@checkpoint``: a SevenNet member that checkpoints the structure.
 FAMILY_BYTES_PER_ATOM: dict[str, float] = {
-    "sevenn": 3.6e6,
-    "diep": 3.6e6,
+    "sevenn": 3.7e6,
+    "sevenn@checkpoint": 2.0e6,
+    "diep": 4.1e6,
     "chgnet": 2.6e6,
 }
 #: For a family without a shipped figure (a user's own calculator, a hub family): the
 #: largest shipped figure, so the guard errs towards refusing.
-DEFAULT_BYTES_PER_ATOM = 4.0e6
+DEFAULT_BYTES_PER_ATOM = 4.1e6
 #: Structures smaller than this are not measured: their peak is mostly fixed costs
 #: (first-call set-up, the allocator's arenas), which would inflate a per-atom figure.
 MEASURE_MIN_ATOMS = 200
@@ -155,16 +158,19 @@ class MemoryGuard:
             per_atom, on = self.measured
             source = f"measured in this process on {on} atoms"
         else:
-            per_atom = max((self._figure(m) for m in local), default=0.0)
+            per_atom = max((self._figure(m, len(atoms)) for m in local), default=0.0)
             source = "shipped per family"
         # Workers run concurrently, each in its own process: their figures add up.
-        worker_bytes = sum(self._figure(m) for m in workers) * n_eff
+        worker_bytes = sum(self._figure(m, len(atoms)) for m in workers) * n_eff
         held = self._held_above_baseline(device)
         needed = max(0.0, per_atom * n_eff - held) + worker_bytes
         return MemoryEstimate(needed, self.available(device), per_atom, source, device)
 
-    def _figure(self, member: Any) -> float:
-        return self.family_bytes.get(getattr(member, "family", None), DEFAULT_BYTES_PER_ATOM)
+    def _figure(self, member: Any, n_atoms: int) -> float:
+        family = getattr(member, "family", None)
+        if getattr(member.calculator, "checkpoint_min_atoms", float("inf")) <= n_atoms:
+            family = f"{family}@checkpoint"  # SevenNet's activation checkpointing
+        return self.family_bytes.get(family, DEFAULT_BYTES_PER_ATOM)
 
     def available(self, device: str = "cpu") -> float:
         """Bytes available: the given function's, else the system's or the device's, capped by the limit."""

@@ -116,8 +116,8 @@ def test_sizes_and_density() -> None:
 
 
 def test_score_exits_2_keeping_the_frames_scored(tmp_path, monkeypatch, capsys) -> None:
-    # EMT's shipped figure is the default 4 MB per atom; a fake 2G limit takes 32 and 108 Cu
-    # atoms (0.17 and 0.6 GB) but not 864 (4.7 GB).
+    # EMT's shipped figure is the default 4.1 MB per atom; a fake 2G limit takes 32 and 108 Cu
+    # atoms (0.18 and 0.6 GB) but not 864 (4.8 GB).
     frames = [copper(2, seed=1), copper(3, seed=2), copper(6, seed=3), copper(2, seed=4)]
     write(tmp_path / "in.extxyz", frames)
     out = tmp_path / "out.extxyz"
