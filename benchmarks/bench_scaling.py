@@ -4,7 +4,7 @@ Every point runs in a fresh Python process (this script started again with
 ``--point``), so the peak of one point is not the high-water mark of another:
 
 - ``member SPEC``: one member loaded alone, evaluated through hetens' own path
-  (:func:`hetens.group_evaluation.evaluate_alone`, as the ensemble evaluates it);
+  (:func:`hetens.core.group_evaluation.evaluate_alone`, as the ensemble evaluates it);
 - ``ensemble``: the default ensemble (``hetens.default_ensemble()``: its
   predictors and witnesses) through the calculator (energy, forces, U);
 - ``md``: Langevin steps of the default ensemble (``--md-steps``, after one).
@@ -66,7 +66,7 @@ def _gpu_peak(device: str) -> int | None:
 def run_point(kind: str, spec: str | None, repeat: int, device: str, md_steps: int) -> dict:
     """One point in this process: load, evaluate twice (or MD), and measure."""
     import hetens
-    from hetens.group_evaluation import evaluate_alone
+    from hetens.core.group_evaluation import evaluate_alone
 
     atoms = cell(repeat)
     if kind == "member":

@@ -8,8 +8,8 @@ import pytest
 from ase.build import bulk
 
 import hetens
-from hetens.group_evaluation import evaluate_alone
-from hetens.memory_guard import RELEASE_MIN_ATOMS, _malloc_trim, release_freed_memory
+from hetens.core.group_evaluation import evaluate_alone
+from hetens.core.memory_guard import RELEASE_MIN_ATOMS, _malloc_trim, release_freed_memory
 
 pytest.importorskip("sevenn")
 

@@ -1,5 +1,5 @@
 """The memory guard: a structure estimated over the memory available is refused with one line
-before any member runs on it; one under it runs (hetens.memory_guard, issue 26)."""
+before any member runs on it; one under it runs (hetens.core.memory_guard, issue 26)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ase.io import write
 import hetens
 from hetens.cli.main import main
 from hetens.errors import InsufficientMemoryError
-from hetens.memory_guard import (
+from hetens.core.memory_guard import (
     LIMIT_VARIABLE,
     MemoryGuard,
     effective_atoms,
