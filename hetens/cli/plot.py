@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
         rho = spearman(data.uncertainty, data.eps)
         print(f"Spearman rho(U, eps) = {'n/a' if rho is None else f'{rho:.3f}'} "
-              f"(eps: {_EPS_MEANING[args.error_reference] if args.reference else 'as the frames hetens_eps'})",
+              f"(eps: {_EPS_MEANING[args.error_reference] if args.reference else "the frames' hetens_eps, as hetens score wrote it"})",
               file=human)
     for kind, path in written.items():
         print(f"{kind}: {path}", file=human)
