@@ -170,8 +170,9 @@ def main() -> None:
             records.append(trajectory(seed, args))
             print(f"seed {seed}: {len(records[-1]['U'])} steps in {records[-1]['wall_s']:.0f} s; "
                   "load average %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-        (out / "k_study.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items()
-                                                               if k != "ensemble"}, "records": records}))
+            # after every seed, so an interrupted study keeps the seeds done (--from-json)
+            (out / "k_study.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items()
+                                                                   if k != "ensemble"}, "records": records}))
     rows = analyse(records, args.halt_above)
     cost = dict(zip(KS, args.cost)) if args.cost else None
     text = table(rows, args.halt_above, cost)

@@ -8,7 +8,7 @@ Runs whose cell changes (NPT dynamics, a relaxation with ``--cell``) add two
 columns: ``P[GPa]`` (pressure from the ensemble stress plus the
 kinetic term) and ``V[A^3]`` (cell volume).
 
-Runs with a trust window (``--flag-above``, ``--flag-between``) or a driver
+Runs with a two-level trust window (``--flag-between``) or a driver
 (``--driver``) end with a ``trust`` column: ``accurate``, ``candidate`` or
 ``failed`` (:mod:`hetens.monitor.trust`) on every step with a fresh U.
 

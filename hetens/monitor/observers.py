@@ -393,8 +393,10 @@ class UncertaintyMonitor(_Observer):
         parts: list[_Observer] = []
         try:
             if log is not None:
+                # The trust column: with a two-level window or a driver (a plain --flag-above log keeps its columns).
+                column = self.window if self.window is not None and (flag_below is not None or driven) else None
                 self.logger = UncertaintyLogger(dyn, log, self.atoms, calc=calc, mode=mode,
-                                                trust=self.window if self.window is not None else (driven or None))
+                                                trust=column if column is not None else (driven or None))
                 parts.append(self.logger)
             if flag_above is not None:
                 self.flagger = FlagWriter(dyn, flagged, flag_above, self.atoms, calc=calc,
