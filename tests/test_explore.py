@@ -191,3 +191,14 @@ def test_witness_driver_and_empty_structures_refused(tmp_path, capsys, monkeypat
     assert main(["explore", str(good), "--models", EMT[0], "--witnesses", EMT[1], "--driver", EMT[1]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a witness" in err[0]
+
+
+def test_a_campaign_folder_with_other_structures_or_settings_is_refused(resumed, structures, tmp_path):
+    out, _, _, _ = resumed
+    other = tmp_path / "other.extxyz"
+    write(other, [cu(3.6, 9), cu(3.75, 2)])
+    with pytest.raises(ValueError, match="structure 0 differs"):
+        run_campaign(other, condition_grid(TEMPERATURES, steps=STEPS), out, EMT, settings=SETTINGS)
+    with pytest.raises(ValueError, match="other settings"):
+        run_campaign(structures, condition_grid(TEMPERATURES, steps=STEPS), out, EMT,
+                     settings=ExploreSettings(flag_above=0.01))

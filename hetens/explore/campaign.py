@@ -219,14 +219,35 @@ def explore_task(task: RunTask) -> dict[str, Any]:
         return run_one(task, calc)
 
 
+def structure_hash(atoms) -> str:
+    """A short hash of a structure (numbers, positions, cell, pbc), to tell a changed structures file."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    rounded = (np.round(atoms.positions, 5) + 0.0, np.round(atoms.cell.array, 5) + 0.0)  # + 0.0: no -0.0
+    for array in (atoms.numbers, *rounded, atoms.pbc):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _check_campaign_file(out: Path, description: dict[str, Any], restart: bool) -> None:
-    """Write ``campaign.json``, or check that the one there describes the same campaign."""
+    """Write ``campaign.json``, or check that the one there describes the same campaign
+    (the same settings, and the same structure at every index both have)."""
     path = out / CAMPAIGN_FILE
     if path.exists() and not restart:
         try:
             old = json.loads(path.read_text())
         except ValueError:
             old = None
+        changed = [i for i, (a, b) in enumerate(zip((old or {}).get("structure_hashes", []),
+                                                    description["structure_hashes"])) if a != b]
+        if changed:
+            raise ValueError(
+                f"{out} holds a campaign whose structure {changed[0]} differs from this structures file's; use "
+                "another output folder, or --restart to discard its runs"
+            )
         if old is not None and old.get("settings") != description["settings"]:
             changed = sorted(k for k in description["settings"] if old.get("settings", {}).get(k)
                              != description["settings"][k])
@@ -299,7 +320,8 @@ def run_campaign(
         spec = EnsembleSpec.of(ensemble)
     tasks = plan_runs(frames, conditions, out, settings, spec, worker_threads)
     description = {"settings": asdict(settings), "runs": [t.run_id for t in tasks],
-                   "conditions": [c.as_dict() for c in conditions], "structures": len(frames)}
+                   "conditions": [c.as_dict() for c in conditions], "structures": len(frames),
+                   "structure_hashes": [structure_hash(atoms) for atoms in frames]}
     _check_campaign_file(out, description, restart)
     records: dict[str, dict[str, Any]] = {}
     for task in tasks:

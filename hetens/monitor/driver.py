@@ -61,10 +61,10 @@ def check_driver_choice(driver: str, names: Sequence[str], roles: Sequence[str],
     for i, (name, spec) in enumerate(zip(names, specs)):
         if driver in (name, spec):
             if roles[i] != "predictor":
+                predictors = ", ".join(n for n, r in zip(names, roles) if r == "predictor")
                 raise ValueError(
                     f"driver {driver} is a witness: its energies are on another reference, so it cannot drive "
-                    f"the dynamics; choose a predictor ({', '.join(n for n, r in zip(names, roles) if r == 'predictor')}) "
-                    f"or '{PREDICTORS}'"
+                    f"the dynamics; choose a predictor ({predictors}) or '{PREDICTORS}'"
                 )
             return i
     raise ValueError(

@@ -211,7 +211,8 @@ class FlagWriter(_Observer):
         self.threshold = _check_threshold("the flag threshold", threshold)
         self.ceiling = None if ceiling is None else float(ceiling)
         if self.ceiling is not None and not self.ceiling > self.threshold:
-            raise ValueError(f"the flag ceiling must be above the threshold; got {self.ceiling:g} <= {self.threshold:g}")
+            raise ValueError(f"the flag ceiling must be above the threshold; got {self.ceiling:g} <= "
+                             f"{self.threshold:g}")
         if int(min_spacing) < 0:
             raise ValueError(f"min_spacing must be >= 0 steps; got {min_spacing}")
         self.min_spacing = int(min_spacing)
