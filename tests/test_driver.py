@@ -196,3 +196,21 @@ def test_md_cli_with_a_driver_and_window(tmp_path, capsys):
     assert rows["trust"] == ["candidate", "", "candidate", "", "candidate"]
     assert [f.info["hetens_step"] for f in read(tmp_path / "d.flagged.extxyz", ":")] == [0, 2, 4]
     assert (tmp_path / "d.png").exists()
+
+
+def test_relaxation_with_a_driver_checks_the_final_structure(pair, tmp_path):
+    from ase.build import bulk
+
+    from hetens.monitor import run_relaxation
+
+    atoms = bulk("W", "bcc", a=3.19, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=3)
+    atoms.calc = CheckedDriverCalculator(pair, DRIVER, 4)
+    relaxation = run_relaxation(atoms, fmax=0.02, steps=30, optimizer="FIRE", log=tmp_path / "r.csv")
+    rows = read_log(tmp_path / "r.csv")
+    assert np.isfinite(rows["U"]).tolist() == [s % 4 == 0 for s in rows["step"]]
+    final = atoms.copy()
+    pair.reset()
+    final.calc = pair
+    assert relaxation.frame.info["hetens_U"] == pytest.approx(pair.get_uncertainty(final), abs=1e-9)
+    assert relaxation.fmax == pytest.approx(float(np.linalg.norm(atoms.calc.results["forces"], axis=1).max()))
