@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        from hetens.factory import quiet_upstream_warnings
+        from hetens.core.factory import quiet_upstream_warnings
 
         with quiet_upstream_warnings():  # the caller's filters are restored after
             return int(args.func(args) or 0)

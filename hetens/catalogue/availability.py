@@ -8,7 +8,7 @@ environment (:func:`ensemble_status` with ``weights_in_workers=True``).
 What a member can lack, in :attr:`MemberStatus.missing`:
 
 - its family: unknown to this hetens, not installable here
-  (:data:`hetens.registry.FAMILIES_NOT_INSTALLABLE`), not installed (the pip
+  (:data:`hetens.catalogue.registry.FAMILIES_NOT_INSTALLABLE`), not installed (the pip
   extra), or a family that runs only in its own environment given none;
 - its environment: ``python = "env:NAME"`` not built by ``hetens env create``,
   or an interpreter path that does not exist;
@@ -18,7 +18,7 @@ What a member can lack, in :attr:`MemberStatus.missing`:
 All but "not downloaded" are *blocking*: no network fixes them, and
 :func:`hetens.load_ensemble_file` refuses a file with a blocking member
 before loading any (:func:`check_runnable`). The presets' table is
-:func:`hetens.models_table.preset_rows`.
+:func:`hetens.catalogue.models_table.preset_rows`.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class FamilyRow:
 
 def _family_problem(family_name: str) -> str | None:
     """Why members of ``family_name`` cannot run in any environment here, or ``None``."""
-    from hetens import __version__
+    from hetens._version import __version__
     from hetens.families import FAMILIES
-    from hetens.registry import FAMILIES_NOT_INSTALLABLE
+    from hetens.catalogue.registry import FAMILIES_NOT_INSTALLABLE
 
     if family_name in FAMILIES_NOT_INSTALLABLE and family_name not in FAMILIES:
         return f"family {family_name} is not installable here (why: hetens models, docs/families.md)"
@@ -102,7 +102,7 @@ def member_status(spec: str, python: str | None = None, name: str | None = None,
         weights: check the weights of an in-process member (imports its family's package).
     """
     from hetens.families import FAMILIES
-    from hetens.spec import parse_spec
+    from hetens.catalogue.spec import parse_spec
 
     parsed = parse_spec(spec)
     python = python or parsed.options.get("python")
@@ -140,7 +140,7 @@ def member_status(spec: str, python: str | None = None, name: str | None = None,
 
 def _environment_problem(python: str, family: str) -> tuple[str, str | None]:
     """(where the member runs, what is missing there or ``None``) for an interpreter given."""
-    from hetens.envs import ENV_PREFIX, environment_root, find_environment
+    from hetens.catalogue.envs import ENV_PREFIX, environment_root, find_environment
 
     if python.startswith(ENV_PREFIX):
         env = python[len(ENV_PREFIX):]
@@ -157,7 +157,7 @@ def _environment_problem(python: str, family: str) -> tuple[str, str | None]:
 
 def _weights_status(family: str, model: str) -> str:
     from hetens.families import FAMILIES
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     known = find_model(family, model)
     try:
@@ -180,7 +180,10 @@ def _weights_in_environment(python: str, members: list[tuple[str, str]]) -> list
     code = (
         "import json, sys\n"
         "from hetens.families import get_family\n"
-        "from hetens.registry import find_model\n"
+        "try:\n"
+        "    from hetens.catalogue.registry import find_model\n"
+        "except ImportError:  # that environment's hetens predates the catalogue folder\n"
+        "    from hetens.registry import find_model\n"
         "out = []\n"
         "for family, model in json.loads(sys.argv[1]):\n"
         "    known = find_model(family, model)\n"
@@ -204,14 +207,14 @@ def ensemble_status(entries: list[dict], weights: bool = True,
     """The status of every member of an ensemble file, in file order.
 
     Args:
-        entries: the file's members, as :func:`hetens.ensemble_file.read_ensemble_file`
+        entries: the file's members, as :func:`hetens.core.ensemble_file.read_ensemble_file`
             gives them (dicts with ``spec`` and optionally ``python``, ``name``).
         weights: check the weights of in-process members.
         weights_in_workers: also ask each member environment's own hetens about the weights
             of its members (one interpreter start per environment).
     """
-    from hetens.envs import ENV_PREFIX, find_environment
-    from hetens.spec import parse_spec
+    from hetens.catalogue.envs import ENV_PREFIX, find_environment
+    from hetens.catalogue.spec import parse_spec
 
     statuses = [member_status(e["spec"], e.get("python"), e.get("name"), weights) for e in entries]
     if not weights_in_workers:
@@ -264,9 +267,9 @@ def check_runnable(path: str | os.PathLike, entries: list[dict]) -> None:
 
 def family_rows() -> list[FamilyRow]:
     """One row per family hetens knows (and per registry family it cannot install here)."""
-    from hetens.envs import FAMILY_STACKS, list_environments
+    from hetens.catalogue.envs import FAMILY_STACKS, list_environments
     from hetens.families import FAMILIES
-    from hetens.registry import FAMILIES_NOT_INSTALLABLE
+    from hetens.catalogue.registry import FAMILIES_NOT_INSTALLABLE
 
     envs = list_environments()
     rows = []

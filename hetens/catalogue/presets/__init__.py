@@ -1,7 +1,7 @@
 """Preset ensemble files shipped with hetens: ``--ensemble-file NAME`` or
-:func:`hetens.load_preset` (:func:`hetens.ensemble_file.load_preset`).
+:func:`hetens.load_preset` (:func:`hetens.core.ensemble_file.load_preset`).
 
-Each preset is an ensemble file (the format of :mod:`hetens.ensemble_file`)
+Each preset is an ensemble file (the format of :mod:`hetens.core.ensemble_file`)
 in this package folder, ``NAME.toml``:
 
 - ``paper-top11``: the paper's ensemble (Liu et al. 2026), its 11 best
@@ -12,7 +12,7 @@ in this package folder, ``NAME.toml``:
 
 A path that exists always wins over a preset name. Which presets can run on
 this machine now, and what each member lacks: ``hetens models`` (or
-:func:`hetens.models_table.preset_rows`). This module imports nothing else of
+:func:`hetens.catalogue.models_table.preset_rows`). This module imports nothing else of
 hetens.
 """
 

@@ -1,7 +1,7 @@
 """The heterogeneous-ensemble ASE calculator.
 
 :class:`HeterogeneousEnsembleCalculator` only gathers member outputs; the
-arithmetic is :func:`hetens.combine.combine_predictions` (pure numpy).
+arithmetic is :func:`hetens.core.combine.combine_predictions` (pure numpy).
 """
 
 from __future__ import annotations
@@ -13,44 +13,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 
-from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
-from hetens.errors import (
-    InvalidStructureError,
-    MemberDroppedWarning,
-    MemberFailedError,
-    MixedReferenceError,
-    TooFewMembersError,
-    UnsupportedElementError,
-)
-from hetens.evaluation import evaluate_member
+from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
+from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError
+from hetens.core.ensemble_step import evaluate_ensemble
 from hetens.io import keys
-from hetens.member import Member, as_member, check_role
-from hetens.spec import MemberSpec, as_worker_spec, parse_spec
-from hetens.validation import (
-    DEFAULT_MIN_DISTANCE,
-    check_structure,
-    element_symbols,
-    unsupported_elements,
-)
-from hetens.weights import raw_weights, resolve_weights
-from hetens.workers.pool import assign_threads, close_workers, evaluate_members, start_workers
+from hetens.core.member import Member, as_member, check_role
+from hetens.catalogue.spec import MemberSpec, as_spec, as_worker_spec
+from hetens.core.policy import DEFAULT_MAX_ENERGY_DEVIATION, check_member_counts, check_policy
+from hetens.core.validation import DEFAULT_MIN_DISTANCE
+from hetens.core.weights import raw_weights, resolve_weights
+from hetens.core.pool import assign_threads, close_workers, start_workers
 
 __all__ = [
     "HeterogeneousEnsembleCalculator",
-    "evaluate_member",  # re-exported from hetens.evaluation, where it lives
     "check_levels_of_theory",
     "check_energy_reference",
-    "check_member_counts",
-    "DEFAULT_MAX_ENERGY_DEVIATION",
 ]
-
-#: Largest distance (eV/atom) of a predictor's energy per atom from the
-#: predictors' median before the ensemble refuses to average them: models of
-#: one functional agree to a few 0.1 eV/atom at worst, while a different energy
-#: reference (EMT, another code's zero) is off by several eV/atom.
-DEFAULT_MAX_ENERGY_DEVIATION = 1.0
 
 #: ``atoms.info`` keys with this prefix are hetens' own annotations; they never
 #: invalidate results (members do not read them).
@@ -117,31 +97,10 @@ def check_energy_reference(
     )
 
 
-def check_member_counts(roles: Sequence[str]) -> None:
-    """At least two members in U (predictors plus witnesses) and at least one predictor.
-
-    Raises:
-        TooFewMembersError: saying how many of each role there are.
-    """
-    n_predictors = sum(1 for r in roles if r == "predictor")
-    n_witnesses = len(roles) - n_predictors
-    if len(roles) < 2:
-        raise TooFewMembersError(
-            f"an ensemble needs at least two members for U (U of one model is always 0); got "
-            f"{n_predictors} predictor(s) and {n_witnesses} witness(es): add a member or a witness"
-        )
-    if n_predictors == 0:
-        raise TooFewMembersError(
-            f"an ensemble needs at least one predictor; all {n_witnesses} members are witnesses"
-        )
-
-
 def declared_role(item: Any) -> str:
-    """The role an item of ``members`` has before it is loaded (a spec's ``@role=``)."""
+    """The role an item of ``members`` has before it is loaded (a parsed spec's ``@role=``)."""
     if isinstance(item, Member):
         return item.role
-    if isinstance(item, str):
-        item = parse_spec(item)
     if isinstance(item, MemberSpec):
         return check_role(item.options.get("role", "predictor"), str(item))
     return "predictor"
@@ -275,14 +234,15 @@ class HeterogeneousEnsembleCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        members = list(members)
-        witnesses = list(witnesses or ())
+        # Each spec is parsed once, here (or already by plan_ensemble); the parsed
+        # value goes on to the role count, the worker spec and load_member.
+        members = [as_spec(item) for item in members]
+        witnesses = [as_spec(item) for item in witnesses or ()]
         if not members:
             raise ValueError("an ensemble needs at least one member; got an empty list")
-        # Counted before any model loads.
+        # Counted and checked before any model loads.
         check_member_counts([declared_role(item) for item in members] + ["witness"] * len(witnesses))
-        if not (isinstance(max_energy_deviation, (int, float)) and max_energy_deviation > 0):
-            raise ValueError(f"max_energy_deviation must be a positive number of eV/atom; got {max_energy_deviation!r}")
+        check_policy(on_member_error, min_members, max_energy_deviation)
         self.max_energy_deviation = float(max_energy_deviation)
         if parallel:
             members = [as_worker_spec(item) for item in members]
@@ -308,9 +268,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         self.allow_mixed_reference = allow_mixed_reference
         self._info: dict[str, Any] | None = None
         self.min_distance = min_distance
-        self.on_member_error, self.min_members = _check_policy(
-            on_member_error, min_members, len(self.members)
-        )
+        policy = check_policy(on_member_error, min_members, max_energy_deviation, n_members=len(self.members))
+        self.on_member_error, self.min_members = policy.on_member_error, policy.min_members
         self._warned: set[str] = set()
         assign_threads(self.members)
         if not lazy:
@@ -366,75 +325,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        check_structure(atoms, min_distance=self.min_distance or 0.0)
-        # Members see the bare structure: constraints act on the ensemble's forces
-        # through ASE, and some members choke on them (pymatgen warns on FixCom).
-        atoms.set_constraint()
-        start_workers(self.members)
-        with_stress = self.provides_stress(atoms)
-        if "stress" in properties and not with_stress:
-            raise PropertyNotImplementedError(self._why_no_stress(atoms))
-        info_changed = "info" in system_changes
-        dropping = self.on_member_error == "drop"
-        failures: dict[str, Exception] = self._unsupported_element_failures(atoms)
-        if failures and not dropping:
-            raise next(iter(failures.values()))
-        active = [m for m in self.members if m.name not in failures]
-        # Workers concurrently, in-process members meanwhile; members of one family
-        # share one prepared input there (the adapters' evaluate_group paths).
-        outputs = evaluate_members(
-            active, atoms, with_stress, info_changed, failures=failures if dropping else None
+        # The one evaluation step rescoring also takes: checks, members, policy, energy reference.
+        step = evaluate_ensemble(
+            self, self.atoms, info_changed="info" in system_changes, require_stress="stress" in properties
         )
-        by_name = {m.name: out for m, out in zip(active, outputs) if out is not None}
-        if failures:
-            self.report_drops(atoms, failures, survivors=len(by_name))
-        if not self.allow_mixed_reference:
-            self.check_energy_reference(by_name, atoms)
-        self.results = self._combine(by_name, failures, with_stress)
-        self._info = _info_snapshot(atoms.info)
-
-    def check_structure(self, atoms, label: str | None = None) -> dict[str, Exception]:
-        """The checks every calculation makes before any model runs.
-
-        Raises :class:`InvalidStructureError` (see
-        :func:`hetens.validation.check_structure`; also an element no member
-        supports). A member lacking an element is an
-        :class:`UnsupportedElementError`, raised with ``on_member_error="raise"``
-        and returned with ``"drop"``: the dict maps each such member's name to
-        its error (empty when every member knows every element). ``label``
-        (``"traj.xyz frame 12"``) prefixes the messages. Workers are started
-        first: they report their members' elements.
-        """
-        check_structure(atoms, min_distance=self.min_distance or 0.0, label=label)
-        start_workers(self.members)
-        failures = self._unsupported_element_failures(atoms, label)
-        if failures and self.on_member_error != "drop":
-            raise next(iter(failures.values()))
-        return failures
-
-    def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
-        """Members whose training set lacks an element of ``atoms``, with the error for each.
-
-        Raises :class:`InvalidStructureError` when no member supports an element.
-        """
-        supported = {m.name: m.supported_elements() for m in self.members}
-        missing, nobody = unsupported_elements(atoms, supported)
-        where = f"{label}: " if label else ""
-        formula = atoms.get_chemical_formula()
-        if nobody:
-            raise InvalidStructureError(
-                f"{where}{formula}: no member of the ensemble was trained on element(s) "
-                f"{element_symbols(nobody)}; use members that were"
-            )
-        return {
-            name: UnsupportedElementError(
-                f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
-                f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
-                "the other members for such structures"
-            )
-            for name, lacking in missing.items()
-        }
+        self.results = self._combine(step.outputs, step.failures, step.with_stress)
+        self._info = _info_snapshot(self.atoms.info)
 
     def check_energy_reference(self, by_name: Mapping[str, Any], atoms, label: str | None = None) -> None:
         """:func:`check_energy_reference` over the predictors in ``by_name`` (name -> (energy, ...))."""
@@ -495,7 +391,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
             "stress" in getattr(m.calculator, "implemented_properties", ()) for m in self.members
         )
 
-    def _why_no_stress(self, atoms) -> str:
+    def why_no_stress(self, atoms) -> str:
+        """Why :meth:`provides_stress` is False for ``atoms``, as one sentence."""
         if not (atoms.pbc.all() and atoms.cell.rank == 3):
             return "stress needs a 3D periodic cell; this structure is not periodic in all directions"
         missing = [
@@ -524,7 +421,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description of the ensemble, for output files."""
-        from hetens import __version__
+        from hetens._version import __version__
 
         return {
             keys.VERSION_KEY: __version__,
@@ -542,19 +439,6 @@ class HeterogeneousEnsembleCalculator(Calculator):
     def __repr__(self) -> str:
         parts = ", ".join(f"{n} ({w:.3f})" for n, w in zip(self.member_names, self.weights))
         return f"HeterogeneousEnsembleCalculator([{parts}])"
-
-
-def _check_policy(on_member_error: str, min_members: int | None, n_members: int) -> tuple[str, int]:
-    if on_member_error not in ("raise", "drop"):
-        raise ValueError(f"on_member_error must be 'raise' or 'drop'; got {on_member_error!r}")
-    if min_members is None:
-        return on_member_error, 2
-    if not 2 <= int(min_members) <= n_members:
-        raise ValueError(
-            f"min_members must be between 2 and the {n_members} members; got {min_members} (it counts "
-            "the members in U, predictors and witnesses: U of one member is always 0)"
-        )
-    return on_member_error, int(min_members)
 
 
 def _as_witness(item: Any, device: str) -> Member:

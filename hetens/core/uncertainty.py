@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetens.weights import normalise_weights
+from hetens.core.weights import normalise_weights
 
 __all__ = [
     "reference_forces",
@@ -106,7 +106,7 @@ def uncertainty_from_deviations(deviations, weights=None) -> float | np.ndarray:
     """U from each member's worst-atom deviation: ``sqrt(sum_m w[m] d[m]**2)`` in eV/Å.
 
     The one place the formula is written: :func:`compute_uncertainty`,
-    :func:`hetens.combine.combine_predictions` and the vectorised scoring
+    :func:`hetens.core.combine.combine_predictions` and the vectorised scoring
     (:func:`hetens.rescore.scoring.score_predictions`) call it. Given the
     per-atom deviations ``||F[m, i] - Fbar[i]||`` instead, it returns the
     per-atom ``u[i]``.

@@ -190,7 +190,7 @@ def create_environment(
               [*pip, "--no-deps", *stack.no_deps])
     source = hetens_requirement()
     _step(log, f"installing hetens without dependencies ({' '.join(source)})", [*pip, "--no-deps", *source])
-    modules = ", ".join(("hetens.workers.worker_main", "hetens.calculator", *stack.imports))
+    modules = ", ".join(("hetens.workers.worker_main", "hetens.core.calculator", *stack.imports))
     _step(log, "checking that the member's packages import",
           [str(interpreter), "-I", "-c", f"import {modules}"])
     marker = {
@@ -229,9 +229,9 @@ def hetens_requirement() -> list[str]:
     installed from a local folder is installed from that folder again;
     otherwise the same version from the index.
     """
-    import hetens
+    from hetens._version import __version__
 
-    root = Path(hetens.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the tree holding hetens/
     if root.joinpath("pyproject.toml").exists() and root.joinpath("hetens", "workers").is_dir() \
             and "site-packages" not in root.parts:
         return ["-e", str(root)]
@@ -243,7 +243,7 @@ def hetens_requirement() -> list[str]:
         path = urllib.parse.unquote(url.path)
         if url.scheme == "file" and Path(path, "pyproject.toml").exists():
             return [path]
-    return [f"hetens=={hetens.__version__}"]
+    return [f"hetens=={__version__}"]
 
 
 def _step(log: IO[str], what: str, command: list[str]) -> None:

@@ -28,7 +28,7 @@ Example (``ensemble.toml``)::
 called NAME built by ``hetens env create`` (or, when there is none of that
 name, one built for the family NAME), as in ``python = "env:fairchem1"``.
 Instead of a path, a preset name (``paper-top11``, ``default``;
-:mod:`hetens.presets`) reads the file shipped with hetens.
+:mod:`hetens.catalogue.presets`) reads the file shipped with hetens.
 
 Member keys: ``spec`` (required), ``role`` (``"predictor"``, the default,
 or ``"witness"``), ``python``, ``device``, ``weight`` or
@@ -94,7 +94,7 @@ def read_ensemble_file(path: str | os.PathLike) -> dict[str, Any]:
             no member, or weights on some members only. The message names the
             file and the member (1-based, in file order).
     """
-    from hetens.presets import preset_names, resolve_ensemble_path
+    from hetens.catalogue.presets import preset_names, resolve_ensemble_path
 
     path = resolve_ensemble_path(path)
     toml = _toml_module()
@@ -150,17 +150,17 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
     Members with a ``python`` (or any worker key, or all members when
     ``parallel = true``) run in worker processes; close the calculator (or
     use it in a ``with`` block) to stop them early. ``path`` may be a preset
-    name (:mod:`hetens.presets`).
+    name (:mod:`hetens.catalogue.presets`).
 
     Raises:
         MissingFamilyError: before any member loads, when members cannot run
             here (family unknown, not installable or not installed; an
             ``env:NAME`` not built), naming each with what it lacks
-            (:func:`hetens.availability.check_runnable`).
+            (:func:`hetens.catalogue.availability.check_runnable`).
     """
-    from hetens.availability import check_runnable
-    from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.member import load_member
+    from hetens.catalogue.availability import check_runnable
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.member import load_member
 
     settings = read_ensemble_file(path)
     entries = settings.pop("members")
@@ -191,7 +191,7 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
         return HeterogeneousEnsembleCalculator(members, device=device, parallel=parallel, lazy=lazy,
                                                **arguments)
     except BaseException:
-        from hetens.workers.pool import close_workers
+        from hetens.core.pool import close_workers
 
         close_workers(members)
         raise
@@ -199,10 +199,10 @@ def load_ensemble_file(path: str | os.PathLike, **overrides: Any):
 
 def load_preset(name: str, **overrides: Any):
     """Build the :class:`~hetens.HeterogeneousEnsembleCalculator` of the preset ``name``
-    (``"paper-top11"``, ``"default"``; :mod:`hetens.presets`).
+    (``"paper-top11"``, ``"default"``; :mod:`hetens.catalogue.presets`).
 
     Args:
-        name: a name from :func:`hetens.presets.preset_names`.
+        name: a name from :func:`hetens.catalogue.presets.preset_names`.
         **overrides: as for :func:`load_ensemble_file` (``device``, ``weights``...).
 
     Raises:
@@ -210,7 +210,7 @@ def load_preset(name: str, **overrides: Any):
         MissingFamilyError: members that cannot run here (each named with what it lacks),
             before any member loads.
     """
-    from hetens.presets import preset_path
+    from hetens.catalogue.presets import preset_path
 
     return load_ensemble_file(preset_path(name), **overrides)
 
@@ -226,7 +226,7 @@ def write_ensemble_file(calc, path: str | os.PathLike) -> Path:
     import json
 
     from hetens.io.files import atomic_path
-    from hetens.spec import MemberSpec, parse_spec
+    from hetens.catalogue.spec import MemberSpec, parse_spec
 
     missing = [m.name for m in calc.members if not m.spec]
     if missing:

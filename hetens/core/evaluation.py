@@ -17,7 +17,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from hetens.errors import HetensError, MemberFailedError
 
 if TYPE_CHECKING:
-    from hetens.member import Member
+    from hetens.core.member import Member
 
 __all__ = ["evaluate_member", "checked_outputs", "MemberOutput"]
 

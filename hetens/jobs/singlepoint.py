@@ -79,10 +79,10 @@ def single_point(atoms, calc=None) -> tuple[dict[str, Any], Any]:
 
     Returns:
         (:func:`summarise_results` dict, plus ``formula``; the annotated frame
-        of :func:`hetens.frames.annotate`, ready to write). Stress is
+        of :func:`hetens.core.frames.annotate`, ready to write). Stress is
         computed when the structure is periodic in all three directions.
     """
-    from hetens.frames import annotate
+    from hetens.core.frames import annotate
 
     if calc is not None:
         atoms.calc = calc

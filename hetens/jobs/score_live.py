@@ -34,14 +34,21 @@ import numpy as np
 from hetens.errors import AlignmentError, FrameReadError, Interrupted
 from hetens.io.files import EXTXYZ_SUFFIXES, StagedOutput, check_output
 from hetens.io.progress import Progress
+from hetens.io.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.arrays import PredictionSet
-from hetens.rescore.batches import batches
+from hetens.rescore.batches import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_ATOMS, batches
+from hetens.rescore.options import ScoreOptions
 from hetens.rescore.output import annotated_frames
 from hetens.rescore.precomputed import DEFAULT_POSITION_TOL, check_alignment, labelled_frame_arrays
 from hetens.rescore.predict import dropped_counts, predict_frames
-from hetens.rescore.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.report import ScoreResult, ScoreSummary
-from hetens.rescore.scoring import EnsembleScores, ReferenceErrors, reference_errors, score_predictions
+from hetens.rescore.scoring import (
+    EnsembleScores,
+    ReferenceErrors,
+    check_error_reference,
+    reference_errors,
+    score_predictions,
+)
 
 __all__ = [
     "score_live",
@@ -62,6 +69,7 @@ class ReferenceFrames:
         energy_key, forces_key: where its labels are (see
             :func:`hetens.rescore.precomputed.read_frame_arrays`).
         position_tol: Å, for checking it holds the same frames.
+        error_reference: what eps is the error of (:data:`hetens.rescore.scoring.ERROR_REFERENCES`).
     """
 
     def __init__(
@@ -72,9 +80,11 @@ class ReferenceFrames:
         energy_key: str = "energy",
         forces_key: str = "forces",
         position_tol: float = DEFAULT_POSITION_TOL,
+        error_reference: str = "returned",
     ):
         self.frames = iter(frames)
         self.label, self.energy_key, self.forces_key, self.position_tol = label, energy_key, forces_key, position_tol
+        self.error_reference = check_error_reference(error_reference)
 
     def errors(self, predictions: PredictionSet, scores: EnsembleScores) -> ReferenceErrors:
         """The errors of the batch ``predictions`` against the next reference frames.
@@ -94,7 +104,7 @@ class ReferenceFrames:
             items, self.label, energy_key=self.energy_key, forces_key=self.forces_key, require_energy=False
         )
         check_alignment(predictions.frames, labels, self.position_tol)
-        return reference_errors(predictions, scores, labels)
+        return reference_errors(predictions, scores, labels, self.error_reference)
 
     def check_exhausted(self) -> None:
         """Raise :class:`AlignmentError` if the reference holds more frames than were scored."""
@@ -181,8 +191,8 @@ def score_batches(
     calc,
     frames: Iterable[tuple[FrameSource, Any]],
     *,
-    batch_size: int = 16,
-    max_batch_atoms: int | None = 4096,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_batch_atoms: int | None = DEFAULT_MAX_BATCH_ATOMS,
     batched: bool = True,
     keep_member_forces: bool = False,
     reference: ReferenceFrames | None = None,
@@ -196,18 +206,8 @@ def score_live(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
     calc=None,
-    *,
-    index: Any = ":",
-    format: str | None = None,
-    reference: str | os.PathLike | None = None,
-    reference_energy_key: str = "energy",
-    reference_forces_key: str = "forces",
-    position_tol: float = DEFAULT_POSITION_TOL,
-    batch_size: int = 16,
-    max_batch_atoms: int = 4096,
-    batched: bool = True,
-    keep_member_forces: bool = False,
-    progress: str = "auto",
+    options: ScoreOptions | None = None,
+    **overrides: Any,
 ) -> ScoreResult:
     """Score every selected frame of ``inputs`` with live members, streaming to ``output``.
 
@@ -216,31 +216,23 @@ def score_live(
         output: extxyz file to write (complete or not at all).
         calc: a :class:`~hetens.HeterogeneousEnsembleCalculator`; the default
             offline ensemble when ``None``.
-        index: frame selection applied to each input (ASE syntax).
-        format: ASE format of the inputs, guessed when ``None``.
-        reference: a file with reference (DFT) energies/forces for the same
-            frames; adds errors, eps and rho to the report.
-        reference_energy_key, reference_forces_key: where the reference
-            labels are (``REF_energy``...; default: the calculator results).
-        position_tol: Å, for checking the reference holds the same frames.
-        batch_size: frames evaluated per model call (where batched).
-        max_batch_atoms: atoms per model call at most (a larger frame goes alone),
-            to bound memory (GPU memory above all) on big cells.
-        batched: use the families' batched paths (``False``: per-frame ASE loop).
-        keep_member_forces: also write each member's forces and stress.
-        progress: ``auto`` (bar on a terminal, a log line every 30 s
-            otherwise), ``bar``, ``log`` or ``off``.
+        options: a :class:`~hetens.rescore.options.ScoreOptions` (reading,
+            reference, batching, output, progress); single fields may be given
+            as keywords instead (``batch_size=32``). Fields used here: index,
+            format, reference, reference_energy_key, reference_forces_key,
+            position_tol, error_reference, batch_size, max_batch_atoms,
+            batched, keep_member_forces, progress.
 
     Raises:
         hetens.errors.Interrupted: on Ctrl-C (a ``KeyboardInterrupt``), once the
             complete frames scored so far are kept in ``OUT.partial.extxyz``.
     """
     if calc is None:
-        from hetens.ensemble import default_ensemble
+        from hetens.core.ensemble import default_ensemble
 
         calc = default_ensemble()
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1; got {batch_size}")
+    o = ScoreOptions.resolve(options, overrides)
+    index, format, reference = o.index, o.format, o.reference
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     check_output(output, [*paths, reference], suffixes=EXTXYZ_SUFFIXES)
     start = time.perf_counter()
@@ -257,20 +249,21 @@ def score_live(
         ref = ReferenceFrames(
             iter_frames(reference, index),
             str(reference),
-            energy_key=reference_energy_key,
-            forces_key=reference_forces_key,
-            position_tol=position_tol,
+            energy_key=o.reference_energy_key,
+            forces_key=o.reference_forces_key,
+            position_tol=o.position_tol,
+            error_reference=o.error_reference,
         )
     summary = ScoreSummary(calc.member_names, calc.weights, calc.roles)
-    bar = Progress(total, progress)
+    bar = Progress(total, o.progress)
     out = StagedOutput(output)
     current = None  # the frame being scored, for an interrupt's message
     try:
         with out:
-            for batch in batches(iter_frames(paths, index, format), batch_size, max_batch_atoms):
+            for batch in batches(iter_frames(paths, index, format), o.batch_size, o.max_batch_atoms):
                 current = batch[0][0]
                 scored = score_batch(
-                    calc, batch, batched=batched, keep_member_forces=keep_member_forces, reference=ref
+                    calc, batch, batched=o.batched, keep_member_forces=o.keep_member_forces, reference=ref
                 )
                 for (source, _), atoms in zip(batch, scored.annotated()):
                     current = source

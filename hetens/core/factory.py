@@ -14,8 +14,8 @@ from, in this order of precedence:
 3. ``weights_file`` (from ``hetens calibrate``): the members it names, with
    their roles.
 4. Otherwise the default offline ensemble,
-   :data:`hetens.ensemble.DEFAULT_MEMBERS` as predictors and
-   :data:`~hetens.ensemble.DEFAULT_WITNESSES` as witnesses.
+   :data:`hetens.core.ensemble.DEFAULT_MEMBERS` as predictors and
+   :data:`~hetens.core.ensemble.DEFAULT_WITNESSES` as witnesses.
 
 :func:`plan_ensemble` does every check that needs no model (specs parse,
 weight counts, the member-error policy, the weights file), so a caller can
@@ -118,7 +118,7 @@ class EnsemblePlan:
         """Load the members: a :class:`~hetens.HeterogeneousEnsembleCalculator` (close it, or use
         it in a ``with`` block, to stop worker processes)."""
         if self.ensemble_file is not None:
-            from hetens.ensemble_file import load_ensemble_file
+            from hetens.core.ensemble_file import load_ensemble_file
 
             overrides: dict[str, Any] = dict(self.options)
             if self.weights is not None or self.force_rmse is not None:
@@ -130,7 +130,7 @@ class EnsemblePlan:
             if self.allow_mixed_reference:
                 overrides["allow_mixed_reference"] = True
             return load_ensemble_file(self.ensemble_file, **overrides)
-        from hetens.calculator import HeterogeneousEnsembleCalculator
+        from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
         return HeterogeneousEnsembleCalculator(
             list(self.predictors),
@@ -165,9 +165,10 @@ def plan_ensemble(
             non-positive ``max_energy_deviation``, a bad weights file.
         TooFewMembersError: fewer than two members in U, or no predictor.
     """
-    from hetens.calculator import check_member_counts, declared_role
-    from hetens.spec import parse_spec
-    from hetens.weights import read_weights_file, read_weights_roles, resolve_weights
+    from hetens.catalogue.spec import MemberSpec, as_spec
+    from hetens.core.calculator import declared_role
+    from hetens.core.policy import check_member_counts, check_policy
+    from hetens.core.weights import read_weights_file, read_weights_roles, resolve_weights
 
     bound = inspect.signature(build_ensemble).bind(models, **options)
     bound.apply_defaults()
@@ -178,8 +179,7 @@ def plan_ensemble(
     max_energy_deviation = given["max_energy_deviation"]
     options = dict(given["calculator_options"])  # passed on to the calculator
     name = {**_ARGUMENT_NAMES, **(argument_names or {})}
-    if on_member_error not in ("raise", "drop"):
-        raise ValueError(f"{name['on_member_error']} must be 'raise' or 'drop'; got {on_member_error!r}")
+    check_policy(on_member_error, min_members, max_energy_deviation, argument_names=name)
     if min_members is not None:
         if on_member_error != "drop":
             raise ValueError(f"{name['min_members']} applies with {name['on_member_error']} drop")
@@ -187,18 +187,14 @@ def plan_ensemble(
     if on_member_error != "raise":
         options["on_member_error"] = on_member_error
     if max_energy_deviation is not None:
-        if not (isinstance(max_energy_deviation, (int, float)) and max_energy_deviation > 0):
-            raise ValueError(f"{name['max_energy_deviation']} must be a positive number of eV/atom; "
-                             f"got {max_energy_deviation}")
         options["max_energy_deviation"] = max_energy_deviation
     sources = [name[k] for k, v in (("weights", weights), ("force_rmse", force_rmse),
                                     ("weights_file", weights_file)) if v is not None]
     if len(sources) > 1:
         raise ValueError(f"give the weights one way: {' or '.join(sources)}, not {len(sources)} of them")
-    models = list(models) if models else []
-    for spec in [*models, *(witnesses or ())]:
-        if isinstance(spec, str):
-            parse_spec(spec)
+    # Each spec is parsed once, here; the plan carries the parsed MemberSpec to the calculator.
+    models = [as_spec(m) for m in models] if models else []
+    witnesses = None if witnesses is None else [as_spec(m) for m in witnesses]
     table = read_weights_file(weights_file) if weights_file is not None else None
     shared = dict(device=given["device"], parallel=bool(given["parallel"]),
                   allow_mixed_reference=bool(given["allow_mixed_reference"]), options=options)
@@ -222,13 +218,13 @@ def plan_ensemble(
                 f"to choose them, give {name['models']} (and {name['witnesses']}) too"
             )
         roles = read_weights_roles(weights_file)
-        predictors = [n for n in table if roles.get(n, "predictor") == "predictor"]
-        witnessing = [n for n in table if roles.get(n) == "witness"]
+        predictors = [as_spec(n) for n in table if roles.get(n, "predictor") == "predictor"]
+        witnessing = [as_spec(n) for n in table if roles.get(n) == "witness"]
     else:
-        from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
+        from hetens.core.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
 
-        predictors = list(DEFAULT_MEMBERS)
-        witnessing = list(DEFAULT_WITNESSES if witnesses is None else witnesses)
+        predictors = [as_spec(m) for m in DEFAULT_MEMBERS]
+        witnessing = [as_spec(m) for m in DEFAULT_WITNESSES] if witnesses is None else witnesses
     check_member_counts([declared_role(m) for m in predictors] + ["witness"] * len(witnessing))
 
     everyone = [*predictors, *witnessing]
@@ -238,7 +234,7 @@ def plan_ensemble(
         values = list(values)
         if len(values) != len(everyone):
             given_by = f"{name['models']} names" if models else "the default ensemble has"
-            listing = " ".join(m if isinstance(m, str) else type(m).__name__ for m in everyone)
+            listing = " ".join(str(m) if isinstance(m, (str, MemberSpec)) else type(m).__name__ for m in everyone)
             raise ValueError(
                 f"{name[key]} has {len(values)} value{'s' if len(values) != 1 else ''} but {given_by} "
                 f"{len(everyone)} members ({listing}); give one per member, in that order"

@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from hetens.io.keys import U_KEY
-from hetens.monitor.run import RunOutcome
+from hetens.jobs.md import RunOutcome
 
 __all__ = ["OPTIMIZERS", "Relaxation", "make_optimizer", "run_relaxation"]
 
@@ -83,7 +83,7 @@ class Relaxation:
             whether ``fmax`` was reached; ``status`` is ``"halted"`` when U
             crossed ``halt_above``).
         frame: the final structure annotated with the ensemble's results and
-            U (:func:`hetens.frames.annotate`, plus ``hetens_converged``,
+            U (:func:`hetens.core.frames.annotate`, plus ``hetens_converged``,
             ``hetens_fmax`` and ``hetens_steps``), ready to write.
         fmax: largest force on an atom at the end, eV/Å.
         volume: final cell volume, Å^3 (``None`` without a cell).
@@ -161,10 +161,10 @@ def run_relaxation(
         :class:`Relaxation`. A halt is ``outcome.status == "halted"``, not
         an exception; a member failing raises, with the log flushed.
     """
-    from hetens.frames import annotate
+    from hetens.core.frames import annotate
     from hetens.monitor.observation import ensemble_pressure_GPa, ensemble_results
     from hetens.monitor.observers import UncertaintyMonitor
-    from hetens.monitor.run import run_monitored
+    from hetens.jobs.md import run_monitored
 
     check_relax_settings(fmax, steps, optimizer, scalar_pressure_GPa)
     opt = make_optimizer(atoms, optimizer=optimizer, cell=cell, scalar_pressure_GPa=scalar_pressure_GPa)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hetens.calculator import HeterogeneousEnsembleCalculator
+from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
 __all__ = ["DEFAULT_MEMBERS", "DEFAULT_WITNESSES", "default_ensemble"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hetens.families import FAMILIES
-from hetens.registry import FAMILIES_NOT_INSTALLABLE, KNOWN_MODELS
+from hetens.catalogue.registry import FAMILIES_NOT_INSTALLABLE, KNOWN_MODELS
 
 __all__ = ["ModelRow", "model_rows", "PresetRow", "preset_rows"]
 
@@ -53,7 +53,7 @@ def model_rows() -> list[ModelRow]:
 @dataclass(frozen=True)
 class PresetRow:
     """One preset: whether every member runs here now, and each member's
-    :class:`~hetens.availability.MemberStatus`."""
+    :class:`~hetens.catalogue.availability.MemberStatus`."""
 
     name: str
     path: str
@@ -63,11 +63,11 @@ class PresetRow:
 
 def preset_rows(weights_in_workers: bool = True) -> list[PresetRow]:
     """Every shipped preset with the status of each member
-    (:func:`hetens.availability.ensemble_status`; members in other environments are asked
+    (:func:`hetens.catalogue.availability.ensemble_status`; members in other environments are asked
     about their weights there when ``weights_in_workers``)."""
-    from hetens.availability import ensemble_status
-    from hetens.ensemble_file import read_ensemble_file
-    from hetens.presets import preset_names, preset_path
+    from hetens.catalogue.availability import ensemble_status
+    from hetens.core.ensemble_file import read_ensemble_file
+    from hetens.catalogue.presets import preset_names, preset_path
 
     rows = []
     for name in preset_names():
@@ -79,7 +79,7 @@ def _not_here(family) -> str:
     """Status of a family whose package this interpreter lacks: where it can run instead."""
     if family.environment != "own":
         return f"not installed ({family.install_hint})"
-    from hetens.envs import list_environments
+    from hetens.catalogue.envs import list_environments
 
     built = [e for e in list_environments() if e.get("family") == family.name]
     if built:

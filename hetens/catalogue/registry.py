@@ -311,7 +311,7 @@ def paper_force_rmse(spec: str) -> float | None:
     registry model's default head is used when the spec names none
     (``sevenn:7net-mf-ompa`` is its ``mpa`` head).
     """
-    from hetens.spec import parse_spec
+    from hetens.catalogue.spec import parse_spec
 
     parsed = parse_spec(spec)
     base = f"{parsed.family}:{parsed.model}"

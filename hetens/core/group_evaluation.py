@@ -1,10 +1,10 @@
 """Several members of one family evaluated on one structure from one prepared input.
 
-The ensemble calculator (through :func:`hetens.workers.pool.evaluate_members`)
+The ensemble calculator (through :func:`hetens.core.pool.evaluate_members`)
 and the worker program both call :func:`evaluate_groups`; what the members
 share is each family adapter's business
 (:class:`hetens.families.contract.GroupEvaluation`). Like
-:mod:`hetens.evaluation`, this depends only on members, families and
+:mod:`hetens.core.evaluation`, this depends only on members, families and
 errors: a member environment imports nothing of the parent side.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
+from hetens.core.evaluation import MemberOutput, checked_outputs, evaluate_member
 from hetens.families import FAMILIES
 from hetens.families.contract import GroupEvaluation
 
 if TYPE_CHECKING:
-    from hetens.member import Member
+    from hetens.core.member import Member
 
 __all__ = ["evaluate_groups", "evaluate_alone"]
 
@@ -38,7 +38,7 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
     stored in its calculator's cache, as its own ``calculate`` would.
 
     Returns:
-        ``id(member)`` -> its :data:`~hetens.evaluation.MemberOutput`, for the members done here.
+        ``id(member)`` -> its :data:`~hetens.core.evaluation.MemberOutput`, for the members done here.
     """
     properties = ["energy", "forces"] + (["stress"] if with_stress else [])
     families: dict[str, list[Member]] = {}
@@ -72,7 +72,7 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
 def evaluate_alone(member: Member, atoms, with_stress: bool, force: bool = False) -> MemberOutput:
     """One member on ``atoms`` as the ensemble evaluates it: through its family's group
     path for a lone member where there is one (CHGNet's: its calculator to float32
-    rounding, energy bit for bit, and faster), else :func:`hetens.evaluation.evaluate_member`
+    rounding, energy bit for bit, and faster), else :func:`hetens.core.evaluation.evaluate_member`
     (which also reports a failure with the member's own message)."""
     done = evaluate_groups([member], atoms, with_stress, force)
     return done.get(id(member)) or evaluate_member(member, atoms, with_stress, force)

@@ -25,7 +25,7 @@ from typing import Any
 
 from hetens.errors import MemberSpecError
 
-__all__ = ["MemberSpec", "parse_spec", "WORKER_OPTIONS", "pop_worker_options", "as_worker_spec"]
+__all__ = ["MemberSpec", "parse_spec", "as_spec", "WORKER_OPTIONS", "pop_worker_options", "as_worker_spec"]
 
 #: Spec options (``@key=value``) that configure the worker process rather
 #: than the model, with their types: ``@python=/envs/x/bin/python@threads=1@timeout=120``.
@@ -101,6 +101,16 @@ def parse_spec(text: str) -> MemberSpec:
                 f"member spec {text!r} has more than one head ({head!r} and {part!r})"
             )
     return MemberSpec(family=family.lower(), model=model, head=head, options=options)
+
+
+def as_spec(item: Any) -> Any:
+    """``item`` parsed when it is spec text (a :class:`MemberSpec`); anything else unchanged.
+
+    The one place a member given as text is parsed: the factory and the
+    calculator call it once per member and pass the :class:`MemberSpec` on
+    (to the role count, :func:`as_worker_spec` and ``load_member``).
+    """
+    return parse_spec(item) if isinstance(item, str) else item
 
 
 def pop_worker_options(options: dict[str, str], spec: str) -> dict[str, Any]:

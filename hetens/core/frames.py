@@ -76,7 +76,7 @@ def annotate(
             its results for ``atoms``, member names and weights are used
             (computed first if it has none for this structure).
         results: an ensemble ``calc.results`` (see
-            :func:`hetens.combine.combine_predictions`); give
+            :func:`hetens.core.combine.combine_predictions`); give
             ``member_names`` and ``weights`` with it.
         member_names: (M,) member names, for ``hetens_members`` and
             ``hetens_most_deviating``.
@@ -91,7 +91,7 @@ def annotate(
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from hetens import __version__
+    from hetens._version import __version__
 
     if results is None:
         if member_names is not None or weights is not None:

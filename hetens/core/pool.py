@@ -11,7 +11,7 @@ The ensemble calculator uses these; they work on any list of
 - :func:`evaluate_members` hands the structure to the workers, longest
   first and no more CPU threads at once than there are cores, runs the
   in-process members meanwhile, and collects each reply as it arrives;
-- :func:`evaluate_groups` (from :mod:`hetens.group_evaluation`) runs the
+- :func:`evaluate_groups` (from :mod:`hetens.core.group_evaluation`) runs the
   in-process members of one family through the family adapter's
   ``evaluate_group`` (one prepared input for all).
 """
@@ -24,22 +24,19 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hetens.evaluation import MemberOutput, evaluate_member
-from hetens.group_evaluation import evaluate_groups  # re-exported
-from hetens.spec import as_worker_spec  # re-exported: it lives with the spec grammar
+from hetens.core.evaluation import MemberOutput, evaluate_member
+from hetens.core.group_evaluation import evaluate_groups
 from hetens.workers.isolated import IsolatedCalculator
 
 if TYPE_CHECKING:
-    from hetens.member import Member
+    from hetens.core.member import Member
 
 __all__ = [
     "available_cores",
     "worker_members",
-    "as_worker_spec",
     "assign_threads",
     "start_workers",
     "evaluate_members",
-    "evaluate_groups",
     "close_workers",
 ]
 
@@ -96,7 +93,7 @@ def start_workers(members: Sequence[Member]) -> None:
 def evaluate_members(members: Sequence[Member], atoms, with_stress: bool, force: bool = False,
                      cores: int | None = None, failures: dict[str, Exception] | None = None
                      ) -> list[MemberOutput | None]:
-    """:func:`hetens.evaluation.evaluate_member` for every member, workers concurrently.
+    """:func:`hetens.core.evaluation.evaluate_member` for every member, workers concurrently.
 
     CPU workers are dispatched so that the torch threads computing at once
     do not exceed ``cores`` (default: :func:`available_cores`; one core is

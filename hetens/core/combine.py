@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from hetens.uncertainty import (
+from hetens.core.uncertainty import (
     atomic_uncertainty,
     energy_spread,
     member_max_deviation,
     uncertainty_from_deviations,
     weighted_mean,
 )
-from hetens.weights import normalise_weights
+from hetens.core.weights import normalise_weights
 
 __all__ = [
     "combine_predictions",

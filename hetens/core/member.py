@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hetens.device import resolve_device
+from hetens.core.device import resolve_device
 from hetens.errors import MemberSpecError, UnknownModelError, WeightsUnavailableError
 from hetens.families import get_family
-from hetens.registry import find_model, models_of_family
-from hetens.spec import MemberSpec, parse_spec, pop_worker_options
+from hetens.catalogue.registry import find_model, models_of_family
+from hetens.catalogue.spec import MemberSpec, parse_spec, pop_worker_options
 
 __all__ = ["Member", "load_member", "as_member", "ROLES", "check_role"]
 
@@ -40,7 +40,7 @@ class Member:
         name: display name, unique within an ensemble (``sevenn:7net-0``).
         family: adapter family, or ``"ase"`` for a user's own calculator.
         level_of_theory: DFT reference label (``PBE+U``, ``r2SCAN``...; see
-            :mod:`hetens.registry`), ``"unknown"`` when not declared.
+            :mod:`hetens.catalogue.registry`), ``"unknown"`` when not declared.
         training_data: data set(s) the model was trained on.
         spec: the spec it was loaded from, ``None`` for a wrapped calculator.
         device: torch device it runs on, ``None`` when not applicable.
@@ -118,7 +118,7 @@ def load_member(
     """Load a pretrained model as an ensemble member through its family's official loader.
 
     Args:
-        spec: ``FAMILY:MODEL[@HEAD][@KEY=VALUE]`` (see :mod:`hetens.spec`), e.g.
+        spec: ``FAMILY:MODEL[@HEAD][@KEY=VALUE]`` (see :mod:`hetens.catalogue.spec`), e.g.
             ``sevenn:7net-0``, ``sevenn:7net-mf-0@PBE``, ``chgnet:0.3.0``,
             ``mace:/path/model.model@level=PBE+U``, ``fairchem:uma-s-1p1@omat``;
             ``@role=witness`` makes it a witness (its forces enter U only).
@@ -203,7 +203,7 @@ def _pop_worker_options(
     if python is not None:
         found["python"] = python
     if "python" in found:
-        from hetens.envs import resolve_interpreter
+        from hetens.catalogue.envs import resolve_interpreter
 
         found["python"] = resolve_interpreter(found["python"], str(parsed))
     return found
