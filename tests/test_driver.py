@@ -171,12 +171,12 @@ PAIR = ["--models", "sevenn:7net-0", "chgnet:0.3.0", "--device", "cpu"]
 )
 @pytest.mark.parametrize("command", ["md", "relax"])
 def test_bad_driver_and_window_input_exits_2_before_loading(command, argv, message, capsys, tmp_path, monkeypatch):
-    import hetens.member
+    import hetens.core.member
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(hetens.member, "load_member", no_loading)
+    monkeypatch.setattr(hetens.core.member, "load_member", no_loading)
     assert main([command, DATA, *argv, "--log", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err

@@ -165,12 +165,12 @@ def test_dedup_and_cap():
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_loading(argv, message, structures, tmp_path, capsys, monkeypatch):
-    import hetens.member
+    import hetens.core.member
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(hetens.member, "load_member", no_loading)
+    monkeypatch.setattr(hetens.core.member, "load_member", no_loading)
     assert main(["explore", str(structures), "-o", str(tmp_path / "o"), "--models", *EMT, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
@@ -178,9 +178,9 @@ def test_bad_input_exits_2_with_one_line_before_loading(argv, message, structure
 
 
 def test_witness_driver_and_empty_structures_refused(tmp_path, capsys, monkeypatch):
-    import hetens.member
+    import hetens.core.member
 
-    monkeypatch.setattr(hetens.member, "load_member", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(hetens.core.member, "load_member", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     empty = tmp_path / "empty.extxyz"
     empty.write_text("")
     assert main(["explore", str(empty), "--models", *EMT]) == 2

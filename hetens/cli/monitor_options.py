@@ -79,24 +79,24 @@ def check_monitor_options(args: argparse.Namespace) -> None:
 def driver_preflight(args: argparse.Namespace, plan) -> None:
     """Refuse an unknown driver or a witness as driver from the ensemble plan, before any model loads.
 
-    ``plan`` is the :class:`~hetens.factory.EnsemblePlan`; with an ensemble
+    ``plan`` is the :class:`~hetens.core.factory.EnsemblePlan`; with an ensemble
     file (members known only once loaded) the check is left to :func:`driven`.
     """
     driver = getattr(args, "driver", None)
     if driver is None or (not plan.predictors and not plan.witnesses):
         return
-    from hetens.calculator import declared_role
+    from hetens.catalogue.spec import MemberSpec, parse_spec
+    from hetens.core.calculator import declared_role
     from hetens.monitor.driver import check_driver_choice
-    from hetens.spec import parse_spec
 
     names, roles, specs = [], [], []
     for role_default, items in (("predictor", plan.predictors), ("witness", plan.witnesses)):
         for item in items:
-            if isinstance(item, str):
-                parsed = parse_spec(item)
+            if isinstance(item, (str, MemberSpec)):
+                parsed = item if isinstance(item, MemberSpec) else parse_spec(item)
                 names.append(parsed.options.get("name") or parsed.label)
-                specs.append(str(item))
-            else:
+                specs.append(str(parsed))
+            else:  # a Member or calculator object given in Python
                 names.append(getattr(item, "name", str(item)))
                 specs.append(getattr(item, "spec", None))
             roles.append("witness" if role_default == "witness" else declared_role(item))

@@ -163,7 +163,8 @@ def run_one(task: RunTask, calc) -> dict[str, Any]:
     Never raises for a failing run: the record has ``status = "failed"`` and
     the error's one-line message (``KeyboardInterrupt`` still propagates).
     """
-    from hetens.monitor import UncertaintyMonitor, run_monitored
+    from hetens.jobs.md import run_monitored
+    from hetens.monitor.observers import UncertaintyMonitor
     from hetens.monitor.driver import CheckedDriverCalculator
     from hetens.monitor.dynamics import make_md
 
@@ -358,7 +359,7 @@ def _line(record: dict[str, Any], done: int, total: int) -> str:
 
 def _run_here(tasks: list[RunTask], ensemble: Any, finished) -> None:
     """One run after another in this process, with one ensemble (built here unless given built)."""
-    from hetens.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
     if isinstance(ensemble, HeterogeneousEnsembleCalculator):
         for task in tasks:

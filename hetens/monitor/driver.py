@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
+from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack_member_outputs
 
 __all__ = ["CheckedDriverCalculator", "PREDICTORS", "DEFAULT_CHECK_EVERY", "check_driver_choice", "resolve_driver"]
 
@@ -95,7 +95,7 @@ class CheckedDriverCalculator(Calculator):
     ``forces`` (N, 3) eV/Å, ``stress`` (6,) eV/Å³ when the ensemble gives
     stress: the driver's; ``uncertainty_fresh`` (bool); ``check_index``
     (the calculation number of the last check). On a check also every key
-    of :data:`~hetens.combine.ENSEMBLE_RESULT_KEYS` (U exactly as the
+    of :data:`~hetens.core.combine.ENSEMBLE_RESULT_KEYS` (U exactly as the
     ensemble computes it) and ``ensemble_energy``/``ensemble_forces``/
     ``ensemble_stress``, the ensemble's own mean.
 
@@ -195,8 +195,8 @@ class CheckedDriverCalculator(Calculator):
         return results
 
     def _driven(self, atoms, index: int) -> dict[str, Any]:
-        from hetens.validation import check_structure
-        from hetens.workers.pool import evaluate_members, start_workers
+        from hetens.core.validation import check_structure
+        from hetens.core.pool import evaluate_members, start_workers
 
         ens = self.ensemble
         check_structure(atoms, min_distance=ens.min_distance or 0.0)
