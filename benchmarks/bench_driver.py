@@ -70,12 +70,13 @@ def cost(args) -> None:
             dyn.run(20)
             times.append((time.perf_counter() - start) / 20)
         print(f"round {r + 1}/{args.rounds} done; {load()}", flush=True)
-    full = statistics.mean(runs["full ensemble"][1])
-    print(f"\n{'configuration':<24} {'s/step':>8} {'ratio to full':>14}")
-    for label in labels:
-        mean = statistics.mean(runs[label][1])
-        print(f"{label:<24} {mean:8.3f} {mean / full:14.3f}")
-    print(f"\n{load()}")
+        # the table so far after every round, so a run stopped early still reports what it measured
+        full = statistics.mean(runs["full ensemble"][1])
+        print(f"\n{'configuration':<24} {'s/step':>8} {'ratio to full':>14}   (rounds {r + 1})")
+        for label in labels:
+            mean = statistics.mean(runs[label][1])
+            print(f"{label:<24} {mean:8.3f} {mean / full:14.3f}")
+        print(f"{load()}\n", flush=True)
 
 
 def campaign(args) -> None:
