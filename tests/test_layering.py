@@ -19,7 +19,7 @@ LAYERS = [
     {"hetens.families"},
     {"hetens.workers"},
     {"hetens.core", "hetens.testing"},
-    {"hetens.monitor", "hetens.rescore"},
+    {"hetens.monitor", "hetens.rescore", "hetens.distill"},
     {"hetens.jobs"},
     {"hetens.distributed", "hetens.explore"},
     {"hetens.cli", "hetens.ase_plugin", "hetens"},
