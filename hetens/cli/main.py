@@ -17,7 +17,8 @@ from hetens._version import __version__
 from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "merge", "plot", "env")
+SUBCOMMANDS = ("md", "relax", "explore", "single", "models", "score", "calibrate", "select", "merge", "plot",
+               "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
