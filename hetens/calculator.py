@@ -379,7 +379,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         dropping = self.on_member_error == "drop"
         failures: dict[str, Exception] = self._unsupported_element_failures(atoms)
         if failures and not dropping:
-            raise next(iter(failures.values()))
+            raise _with_drop_advice(next(iter(failures.values())))
         active = [m for m in self.members if m.name not in failures]
         # Workers concurrently, in-process members meanwhile; members of one family
         # share one prepared input there (the adapters' evaluate_group paths).
@@ -410,7 +410,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         start_workers(self.members)
         failures = self._unsupported_element_failures(atoms, label)
         if failures and self.on_member_error != "drop":
-            raise next(iter(failures.values()))
+            raise _with_drop_advice(next(iter(failures.values())))
         return failures
 
     def _unsupported_element_failures(self, atoms, label: str | None = None) -> dict[str, Exception]:
@@ -430,8 +430,7 @@ class HeterogeneousEnsembleCalculator(Calculator):
         return {
             name: UnsupportedElementError(
                 f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
-                f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
-                "the other members for such structures"
+                f"(structure {formula})"
             )
             for name, lacking in missing.items()
         }
@@ -463,10 +462,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         for name, error in failures.items():
             if name not in self._warned:
                 self._warned.add(name)
-                # The error's own advice ("pass on_member_error='drop'") is already followed here.
-                reason = str(error).split("; leave it out, or pass on_member_error='drop'")[0]
                 warnings.warn(
-                    f"hetens: member {name} dropped: {reason}. The other {survivors} members carry "
+                    f"hetens: member {name} dropped: {error}. The other {survivors} members carry "
                     "on with their weights renormalised (warned once per member; "
                     "results['dropped_members'] lists each structure's drops)",
                     MemberDroppedWarning,
@@ -572,6 +569,17 @@ def _with_unique_names(members: list[Member]) -> list[Member]:
         seen[member.name] = count + 1
         unique.append(dataclasses.replace(member, name=f"{member.name}#{count + 1}") if count else member)
     return unique
+
+
+#: The advice an :class:`UnsupportedElementError` carries when ``on_member_error="raise"``
+#: (the CLI words it as its option: :func:`hetens.cli.main.cli_words`).
+DROP_ADVICE = "leave it out, or pass on_member_error='drop' to use the other members for such structures"
+
+
+def _with_drop_advice(error: Exception) -> Exception:
+    """``error`` (an element a member lacks) with :data:`DROP_ADVICE`, for ``on_member_error="raise"``
+    only: with ``"drop"`` the advice is already followed and never shown."""
+    return type(error)(f"{error}; {DROP_ADVICE}")
 
 
 def _weights_by_name(table: Mapping[str, float], names: Sequence[str]) -> list[float]:
