@@ -64,8 +64,29 @@ def test_text_output_names_every_quantity_with_units(structure, capsys):
     assert main(["single", str(path), "--models", *PAIR, "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     for needle in ("energy ", " eV  (", "eV/atom)", "max |F|", "RMS", "stress [GPa]", "(pressure ",
-                   "U              ", "max per-atom u", "most deviating", "sevenn:7net-0  0.500", "chgnet:0.3.0"):
+                   "U              ", "max per-atom u", "most deviating", "chgnet:0.3.0"):
         assert needle in text, (needle, text)
+    assert "sevenn:7net-0  predictor     0.500             0.500" in text, text
+
+
+def test_witness_is_shown_with_its_role_and_both_weights(structure, capsys):
+    """Issue 22 (3): a witness is in U (its U weight) but not in the returned energy (predictor
+    weight 0), and the table says so, as 'score' does."""
+    path, _ = structure
+    members = ["--models", *PAIR, "--witnesses", "sevenn:7net-0@name=w", "--device", "cpu"]
+    assert main(["single", str(path), *members, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["roles"] == ["predictor", "predictor", "witness"]
+    assert summary["weights"] == pytest.approx([1 / 3] * 3)
+    assert summary["predictor_weights"] == pytest.approx([0.5, 0.5, 0.0])
+    predicted = [summary["member_energies"][n] for n in PAIR]
+    assert summary["energy"] == pytest.approx(np.mean(predicted), abs=1e-5)
+    assert main(["single", str(path), *members]) == 0
+    text = capsys.readouterr().out
+    assert "role       U weight  predictor weight" in text, text
+    assert "  w              witness       0.333             0.000" in text, text
+    assert "(witness: in U only; its energy may be on another reference)" in text
+    assert "energy, forces and stress are the predictors' weighted mean; U uses every member" in text
 
 
 @pytest.mark.parametrize(
