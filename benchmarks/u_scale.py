@@ -4,7 +4,7 @@ Reads a file scored by ``hetens score --reference`` (hetens_U, hetens_eps per
 frame) and the reference file itself (its DFT forces, matched by
 ``config_index`` or by order), sorts the frames into structure classes by
 geometry alone (the data carry no config type), and writes a small JSON
-shipped in the package (``hetens/presets/u_scale_default.json``, read by
+shipped in the package (``hetens/catalogue/presets/u_scale_default.json``, read by
 :mod:`hetens.u_scale`):
 
 - ``k95``: the error bound at 95 % coverage, ``eps <= k95 * U`` on 95 % of
@@ -25,7 +25,7 @@ class with seed 22 from ../shared/data/w_dft_dev.extxyz.xz, about 70 min)::
 
     hetens score subset.extxyz -o scored.extxyz --reference subset.extxyz \\
         --keep-member-forces --allow-mixed-reference
-    python benchmarks/u_scale.py scored.extxyz subset.extxyz -o hetens/presets/u_scale_default.json
+    python benchmarks/u_scale.py scored.extxyz subset.extxyz -o hetens/catalogue/presets/u_scale_default.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a U means: the default ensemble's calibration on reference DFT data.
 
-``hetens/presets/u_scale_default.json`` is written by
+``hetens/catalogue/presets/u_scale_default.json`` is written by
 ``benchmarks/u_scale.py`` (which says how it was made): the error bound
 ``k95`` (``eps <= k95 * U`` on 95 % of the reference frames, eps the largest
 force error of the ensemble mean, eV/Å), and U's quantiles on calm crystals,
@@ -24,7 +24,7 @@ _CLASS_NAMES = {"crystal_calm": "calm crystals", "crystal_hot": "hot/strained cr
 @lru_cache(maxsize=1)
 def default_u_scale() -> dict[str, Any]:
     """The shipped calibration record (see :mod:`benchmarks.u_scale` for its fields)."""
-    text = resources.files("hetens.presets").joinpath("u_scale_default.json").read_text()
+    text = resources.files("hetens.catalogue.presets").joinpath("u_scale_default.json").read_text()
     return json.loads(text)
 
 
