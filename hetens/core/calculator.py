@@ -369,10 +369,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         for name, error in failures.items():
             if name not in self._warned:
                 self._warned.add(name)
-                # The error's own advice ("pass on_member_error='drop'") is already followed here.
-                reason = str(error).split("; leave it out, or pass on_member_error='drop'")[0]
                 warnings.warn(
-                    f"hetens: member {name} dropped: {reason}. The other {survivors} members carry "
+                    f"hetens: member {name} dropped: {error}. The other {survivors} members carry "
                     "on with their weights renormalised (warned once per member; "
                     "results['dropped_members'] lists each structure's drops)",
                     MemberDroppedWarning,

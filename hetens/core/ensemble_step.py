@@ -79,11 +79,22 @@ def check_frame(
         raise PropertyNotImplementedError(calc.why_no_stress(atoms))
     failures = unsupported_element_failures(calc, atoms, label)
     if failures and calc.on_member_error != "drop":
-        raise next(iter(failures.values()))
+        raise _with_drop_advice(next(iter(failures.values())))
     guard = getattr(calc, "memory_guard", None)
     if guard is not None:  # InsufficientMemoryError: too large for the memory left
         guard.check(atoms, [m for m in calc.members if m.name not in failures], label)
     return failures
+
+
+#: The advice an :class:`UnsupportedElementError` carries when ``on_member_error="raise"``
+#: (the CLI words it as its option: :func:`hetens.cli.main.cli_words`).
+DROP_ADVICE = "leave it out, or pass on_member_error='drop' to use the other members for such structures"
+
+
+def _with_drop_advice(error: Exception) -> Exception:
+    """``error`` (an element a member lacks) with :data:`DROP_ADVICE`, for ``on_member_error="raise"``
+    only: with ``"drop"`` the advice is already followed and never shown."""
+    return type(error)(f"{error}; {DROP_ADVICE}")
 
 
 def unsupported_element_failures(calc, atoms, label: str | None = None) -> dict[str, Exception]:
@@ -103,8 +114,7 @@ def unsupported_element_failures(calc, atoms, label: str | None = None) -> dict[
     return {
         name: UnsupportedElementError(
             f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
-            f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
-            "the other members for such structures"
+            f"(structure {formula})"
         )
         for name, lacking in missing.items()
     }
