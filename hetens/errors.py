@@ -234,3 +234,15 @@ class ConformanceError(HetensError, AssertionError):
 
 
 __all__ += ["ConformanceError"]
+
+
+class InsufficientMemoryError(HetensError, MemoryError):
+    """Raised before any member runs on a structure whose estimated memory exceeds what is
+    available (:mod:`hetens.core.memory_guard`), instead of the run being killed by the OS.
+
+    One line: the structure's size, the estimate, what is available, and what to do
+    (a GPU, fewer members, the driver mode, a smaller cell; ``--no-memory-check``).
+    """
+
+
+__all__ += ["InsufficientMemoryError"]

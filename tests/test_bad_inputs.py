@@ -52,6 +52,7 @@ def _labelled(seed: int, energy: bool = True, forces: bool = True, u: float | No
         atoms.calc = SinglePointCalculator(atoms, **labels)
         if u is not None:
             atoms.info["hetens_U"] = u * (k + 1)
+            atoms.info["hetens_members"] = "m0,m1"
         frames.append(atoms)
     return frames
 
@@ -152,10 +153,10 @@ def _score_live(name: str, out: str = "out.extxyz", **kwargs):
     return call
 
 
-def _select(name: str, out_dir: str | None = None):
+def _select(name: str, out_dir: str | None = None, **kwargs):
     from hetens.rescore.select import select_frames
 
-    return lambda d, calc: select_frames(d / name, [0.15], out_dir=d / out_dir if out_dir else None)
+    return lambda d, calc: select_frames(d / name, [0.15], out_dir=d / out_dir if out_dir else None, **kwargs)
 
 
 def _calibrate(reference: str, out: str = "w.json"):
@@ -318,6 +319,16 @@ TABLE = {
     "no-U/select-out-dir": Case(
         _select("a.extxyz", "sel"), ["select", "{d}/a.extxyz", "--threshold", "0.15", "--out-dir", "{d}/sel"],
         FrameReadError, r"a\.extxyz frame 0 has no hetens_U", "sel"),
+    "unknown-label-source/select": Case(
+        _select("scored.extxyz", label_source="nosuch"),
+        ["select", "{d}/scored.extxyz", "--threshold", "0.15", "--label-source", "nosuch"],
+        ValueError, r"--label-source 'nosuch' is not a member of the ensemble that scored .*scored\.extxyz "
+                    r"frame 0; members: m0, m1"),
+    "unknown-label-source/select-out-dir": Case(
+        _select("scored.extxyz", "sel", label_source="nosuch"),
+        ["select", "{d}/scored.extxyz", "--threshold", "0.15", "--label-source", "nosuch", "--out-dir", "{d}/sel"],
+        ValueError, r"--label-source 'nosuch' is not a member of the ensemble that scored .*scored\.extxyz "
+                    r"frame 0; members: m0, m1", "sel"),
     "no-U/plot": Case(
         None, ["plot", "{d}/a.extxyz", "-o", "{d}/figs"],
         FrameReadError, r"a\.extxyz frame 0 has no hetens_U", "figs"),
@@ -365,6 +376,10 @@ TABLE = {
     "unwritable/no-folder-log": Case(
         _observer("log", "nodir/u.csv"), ["md", "{d}/a.extxyz", "--log", "{d}/nodir/u.csv", *NO_MODEL],
         FileNotFoundError, r"cannot write .*nodir/u\.csv: folder .*nodir does not exist", "nodir"),
+    "unwritable/proc-log": Case(  # os.access says yes to root in /proc; opening the file fails
+        _observer("log", "/proc/hetens-run.csv"), ["md", "{d}/a.extxyz", "--log", "/proc/hetens-run.csv", *NO_MODEL],
+        FileNotFoundError, r"cannot write /proc/hetens-run\.csv: opening it for writing fails \(.+\); "
+                           r"give a file in a writable folder$"),
     "unwritable/parent-is-a-file-trajectory": Case(
         _observer("traj", "a.extxyz/t.extxyz"), ["md", "{d}/b.extxyz", *MD, "--traj", "{d}/a.extxyz/t.extxyz", *NO_MODEL],
         NotADirectoryError, r"cannot write .*a\.extxyz/t\.extxyz: .*a\.extxyz is a file, not a folder", "md.csv"),

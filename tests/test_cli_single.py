@@ -64,8 +64,29 @@ def test_text_output_names_every_quantity_with_units(structure, capsys):
     assert main(["single", str(path), "--models", *PAIR, "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     for needle in ("energy ", " eV  (", "eV/atom)", "max |F|", "RMS", "stress [GPa]", "(pressure ",
-                   "U              ", "max per-atom u", "most deviating", "sevenn:7net-0  0.500", "chgnet:0.3.0"):
+                   "U              ", "max per-atom u", "most deviating", "chgnet:0.3.0"):
         assert needle in text, (needle, text)
+    assert "sevenn:7net-0  predictor     0.500             0.500" in text, text
+
+
+def test_witness_is_shown_with_its_role_and_both_weights(structure, capsys):
+    """Issue 22 (3): a witness is in U (its U weight) but not in the returned energy (predictor
+    weight 0), and the table says so, as 'score' does."""
+    path, _ = structure
+    members = ["--models", *PAIR, "--witnesses", "sevenn:7net-0@name=w", "--device", "cpu"]
+    assert main(["single", str(path), *members, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["roles"] == ["predictor", "predictor", "witness"]
+    assert summary["weights"] == pytest.approx([1 / 3] * 3)
+    assert summary["predictor_weights"] == pytest.approx([0.5, 0.5, 0.0])
+    predicted = [summary["member_energies"][n] for n in PAIR]
+    assert summary["energy"] == pytest.approx(np.mean(predicted), abs=1e-5)
+    assert main(["single", str(path), *members]) == 0
+    text = capsys.readouterr().out
+    assert "role       U weight  predictor weight" in text, text
+    assert "  w              witness       0.333             0.000" in text, text
+    assert "(witness: in U only; its energy may be on another reference)" in text
+    assert "energy, forces and stress are the predictors' weighted mean; U uses every member" in text
 
 
 @pytest.mark.parametrize(
@@ -82,3 +103,26 @@ def test_bad_input_exits_2_with_one_line(structure, extra, message, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_ensemble_summary_places_u_on_the_shipped_scale():
+    """Issue 22 (4): the shipped calibration of the default ensemble is printed under U, and a
+    witness deviating most is named as such (no model runs: the summary is formatted)."""
+    import hetens
+    from hetens.cli.single import format_summary
+    from hetens.u_scale import default_u_scale
+
+    names = [*hetens.DEFAULT_MEMBERS, *hetens.DEFAULT_WITNESSES]
+    scale = default_u_scale()
+    assert scale["members"] == names and 1.0 < scale["k95"] < 10.0
+    assert set(scale["by_class"]) >= {"crystal_calm", "crystal_hot", "defect", "liquid"}
+    summary = {
+        "structure": "w.extxyz", "formula": "W2", "natoms": 2, "energy": -25.0, "energy_per_atom": -12.5,
+        "forces_max": 0.0, "forces_rms": 0.0, "stress_GPa": None, "U": 1.5, "max_u": 1.0, "max_u_atom": 0,
+        "energy_std": 0.1, "most_deviating": names[2], "members": names, "weights": [1 / 3] * 3,
+        "roles": ["predictor", "predictor", "witness"], "predictor_weights": [0.5, 0.5, 0.0],
+        "member_energies": dict.fromkeys(names, -25.0), "member_energies_per_atom": dict.fromkeys(names, -12.5),
+    }
+    text = format_summary(summary)
+    assert f"most deviating {names[2]}  (the most deviating member is the witness {names[2]}" in text
+    assert f"eps <~ {scale['k95'] * 1.5:.2g} eV/A" in text and "U scale        on 95 W DFT frames" in text

@@ -72,7 +72,8 @@ def test_plan_resolves_members_without_loading(no_model_loads, tmp_path):
     assert texts(plan.predictors) == ["sevenn:7net-0", "chgnet:0.2.0"] and texts(plan.witnesses) == ["chgnet:0.3.0"]
     assert plan.weights == {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3, "chgnet:0.2.0": 0.2}
     # models win over the file's members; the file's weights are matched by name
-    assert texts(plan_ensemble(PAIR, weights_file=path).members) == PAIR
+    pair_file = weights_file(tmp_path, {"chgnet:0.3.0": 0.3, "sevenn:7net-0": 0.5})
+    assert texts(plan_ensemble(PAIR, weights_file=pair_file).members) == PAIR
     plan = plan_ensemble(PAIR, on_member_error="drop", min_members=2, max_energy_deviation=0.5, lazy=False)
     assert plan.options == {"on_member_error": "drop", "min_members": 2, "max_energy_deviation": 0.5,
                             "lazy": False}
@@ -94,6 +95,22 @@ def test_plan_resolves_members_without_loading(no_model_loads, tmp_path):
 def test_plan_refuses_bad_arguments_before_loading(no_model_loads, kwargs, message):
     with pytest.raises(ValueError, match=message):
         plan_ensemble(**kwargs)
+
+
+def test_weights_file_of_prediction_names_says_how_to_use_it(no_model_loads, tmp_path):
+    """Issue 22 (7): 'calibrate --precomputed' names members by their files (7net); such a file
+    alone is no ensemble: the error names the file and the option that names live members."""
+    path = weights_file(tmp_path, {"7net": 0.5, "chgnet": 0.3, "diep": 0.2}, {"diep": "witness"})
+    with pytest.raises(ValueError, match=r"--weights-file .*weights\.json names member\(s\) '7net', 'chgnet', "
+                       r"'diep', which are not member specs .* --models FAMILY:MODEL@name=7net "
+                       r"FAMILY:MODEL@name=chgnet --witnesses FAMILY:MODEL@name=diep$"):
+        plan_ensemble(weights_file=path, argument_names=OPTION_NAMES)
+    with pytest.raises(ValueError, match=r"--weights-file .* weighs members 7net, chgnet, diep but the "
+                       r"ensemble's members are sevenn:7net-0, chgnet:0.3.0; name each member as in the file"):
+        plan_ensemble(PAIR, weights_file=path, argument_names=OPTION_NAMES)
+    named = plan_ensemble(["sevenn:7net-0@name=7net", "chgnet:0.3.0@name=chgnet"],
+                          witnesses=["diep:diep_fold1@name=diep"], weights_file=path)
+    assert named.weights == {"7net": 0.5, "chgnet": 0.3, "diep": 0.2}
 
 
 def test_plan_names_options_as_the_caller_does(no_model_loads, tmp_path):

@@ -244,6 +244,11 @@ LEARNED_ROTATION_INVARIANCE = {
 #: pretrained models learn near-invariance from rotated data, a random tiny model has none
 #: (test_pet_tiny_model_is_not_rotation_invariant checks that it is this check that fails).
 NOT_EQUIVARIANT = {"pet"}
+#: Families whose model gives a force on an atom at an inversion centre (check
+#: ``symmetric_sites``): DIEP's diep_fold1 gives 0.014-0.043 eV/Å on two-atom bcc W cells
+#: shifted off the origin, with diep's own make_calculator too (docs/testing.md); the check
+#: reports it (test_check_member_reports_diep_symmetry_breaking).
+BREAKS_SITE_SYMMETRY = {"diep"}
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)
@@ -255,10 +260,13 @@ def test_family_conformance(family, members):
     if family in ("mace", "matgl", "pet", "hienet"):
         assert member.supported_elements() == {8, 29, 42, 74}  # the tiny models' element tables
     checks = [c for c in CHECKS if not (family in NOT_EQUIVARIANT and c == "rotation")]
+    checks = [c for c in checks if not (family in BREAKS_SITE_SYMMETRY and c == "symmetric_sites")]
     expected_skips = {} if "stress" in member.calculator.implemented_properties else {
         "stress_strain_derivative": "the calculator implements no stress"}
     if family in NOT_EQUIVARIANT:
         expected_skips["rotation"] = "not asked for"
+    if family in BREAKS_SITE_SYMMETRY:
+        expected_skips["symmetric_sites"] = "not asked for"
     if family in LEARNED_ROTATION_INVARIANCE:
         checks = [c for c in checks if c != "rotation"]
         expected_skips["rotation"] = "not asked for"
@@ -282,6 +290,50 @@ class _ScaledForces:
         return Scaled()
 
 
+class _Spurious:
+    """EMT plus a constant force on atom 0 (minus on the last): a calculator that breaks the
+    symmetry of a site by ``size`` eV/Å and still sums its forces to zero."""
+
+    def __new__(cls, size: float):
+        from ase.calculators.emt import EMT
+
+        class Spurious(EMT):
+            def calculate(self, *args, **kwargs):
+                super().calculate(*args, **kwargs)
+                forces = self.results["forces"].copy()
+                forces[0] += [size, 0.0, 0.0]
+                forces[-1] -= [size, 0.0, 0.0]
+                self.results["forces"] = forces
+
+        return Spurious()
+
+
+def test_symmetric_sites_check_fails_on_a_spurious_force_and_passes_a_correct_one():
+    """Issue 22: a force on an atom at an inversion centre (two-atom bcc cells) fails
+    ``symmetric_sites``, naming the cell and the tolerance; EMT itself (exact zero) passes."""
+    from ase.calculators.emt import EMT
+
+    report = check_member(hetens.Member.wrap(EMT(), name="emt"), copper_probe(), checks=("symmetric_sites",))
+    assert report.passed == ["symmetric_sites"]
+    spurious = hetens.Member.wrap(_Spurious(0.03), name="spurious")
+    with pytest.raises(ConformanceError, match=r"member spurious fails check 'symmetric_sites': \|F\| up to "
+                       r"3\.00e-02 eV/A in the two-atom cubic bcc Cu cell .* inversion centre .*tolerance "
+                       r"symmetry_force_atol = 1\.0e-03 eV/A"):
+        check_member(spurious, copper_probe(), checks=("symmetric_sites",))
+    loose = Tolerances(symmetry_force_atol=0.05)
+    assert check_member(spurious, copper_probe(), checks=("symmetric_sites",), tolerances=loose).passed == [
+        "symmetric_sites"]
+
+
+def test_check_member_reports_diep_symmetry_breaking(members):
+    """The shipped DIEP (diep_fold1) puts 0.01-0.05 eV/Å on atoms at inversion centres of shifted
+    two-atom bcc W cells (the model's output, diep's own calculator gives the same):
+    check_member says so."""
+    with pytest.raises(ConformanceError, match=r"member diep:diep_fold1 fails check 'symmetric_sites': "
+                       r"\|F\| up to [1-9]\.\d+e-02 eV/A in the two-atom cubic bcc W cell"):
+        check_member(members("diep"), checks=("symmetric_sites",))
+
+
 def copper_probe():
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     atoms.rattle(0.05, seed=3)
@@ -297,7 +349,7 @@ def test_check_member_on_a_users_wrapped_calculator():
     report = check_member(member, copper_probe())
     assert report.passed == list(CHECKS), report
     assert report.skipped == {}
-    assert "emt: 10 checks passed" in str(report)
+    assert "emt: 11 checks passed" in str(report)
     from ase import Atoms
 
     cluster = Atoms("Cu3", positions=[[0.0, 0.0, 0.0], [2.5, 0.1, 0.0], [1.1, 2.2, 0.3]])  # no cell

@@ -21,7 +21,7 @@ LAYERS = [
     {"hetens.core", "hetens.testing"},
     {"hetens.monitor", "hetens.rescore", "hetens.distill"},
     {"hetens.jobs"},
-    {"hetens.distributed"},
+    {"hetens.distributed", "hetens.explore"},
     {"hetens.cli", "hetens.ase_plugin", "hetens"},
 ]
 

@@ -165,6 +165,35 @@ def test_element_outside_a_members_training_set(sevenn_member, chgnet_member):
     assert dropping.results["member_energies"][1] == dropping.results["member_energies"][2]
 
 
+def test_drop_advice_only_where_not_followed_and_in_the_interfaces_words(sevenn_member, chgnet_member, tmp_path,
+                                                                          capsys):
+    """Issue 22 (5): the advice to drop is given with ``"raise"`` only, in Python words to the
+    Python API and as the option on the command line; with drop given it is never repeated."""
+    from ase.io import write
+
+    from hetens.cli.main import main
+
+    atoms = tungsten_cell(2)
+    atoms.numbers[5] = 84  # Po: not in 7net-0's elements
+    with pytest.raises(UnsupportedElementError, match=r"\(structure PoW15\); leave it out, or pass "
+                       r"on_member_error='drop' to use the other members"):
+        HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member]).get_potential_energy(atoms)
+    dropping = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], on_member_error="drop")
+    with pytest.raises(MemberFailedError, match=r"only 1 of 2 members gave results for PoW15") as caught:
+        dropping.get_potential_energy(atoms)
+    assert "on_member_error" not in str(caught.value)
+    write(tmp_path / "po.extxyz", atoms)
+    models = ["--models", "sevenn:7net-0", "chgnet:0.3.0", "--device", "cpu"]
+    assert main(["single", str(tmp_path / "po.extxyz"), *models]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("(structure PoW15); leave it out, or give --on-member-error drop to use the other "
+                        "members for such structures"), err
+    assert main(["single", str(tmp_path / "po.extxyz"), *models, "--on-member-error", "drop"]) == 2
+    err = capsys.readouterr().err
+    assert "only 1 of 2 members gave results" in err and "on-member-error" not in err
+    assert "on_member_error" not in err
+
+
 def test_element_no_member_supports_is_refused_before_any_model_runs(sevenn_member, chgnet_member):
     spy = faulty(chgnet_member, "none")
     calc = HeterogeneousEnsembleCalculator([sevenn_member, chgnet_member], on_member_error="drop")

@@ -17,7 +17,8 @@ from hetens._version import __version__
 from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "merge", "plot", "env")
+SUBCOMMANDS = ("md", "relax", "explore", "single", "models", "score", "calibrate", "select", "merge", "plot",
+               "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -127,7 +128,20 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0] if exc.args else exc)
     parts = [" ".join(text.split()) or type(exc).__name__]
     parts += [" ".join(str(note).split()) for note in getattr(exc, "__notes__", ())]
-    return "; ".join(p for p in parts if p)
+    return cli_words("; ".join(p for p in parts if p))
+
+
+#: Advice the Python API gives in its messages, as the command line says it.
+CLI_WORDS = {
+    "pass on_member_error='drop'": "give --on-member-error drop",
+}
+
+
+def cli_words(text: str) -> str:
+    """``text`` with the Python API's advice (:data:`CLI_WORDS`) in the command line's options."""
+    for python, cli in CLI_WORDS.items():
+        text = text.replace(python, cli)
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

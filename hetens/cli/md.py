@@ -12,11 +12,18 @@ import sys
 from pathlib import Path
 
 from hetens.cli.config import add_config_option
+from hetens.cli.monitor_options import (
+    add_driver_options,
+    add_trust_options,
+    check_monitor_options,
+    driven,
+    driver_preflight,
+)
 from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
     add_member_error_options,
-    ensemble_from_args,
+    check_ensemble_args,
 )
 
 #: hetens.monitor.dynamics.DYNAMICS and NPT_DYNAMICS, repeated so --help imports no ASE.
@@ -38,6 +45,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--index", help="frame of STRUCTURE to start from (default: -1, the last)")
     add_ensemble_options(parser)
     add_member_error_options(parser)
+    add_driver_options(parser)
     md = parser.add_argument_group("dynamics")
     md.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
     md.add_argument("--timestep", type=float, default=2.0, help="time step in fs (default 2)")
@@ -75,6 +83,7 @@ def add_parser(subparsers) -> None:
     out.add_argument("--no-plot", action="store_true", help="do not write the PNG plot of U")
     out.add_argument("--print-every", type=int, default=10,
                      help="when not on a terminal, print a progress line every N steps (default 10)")
+    add_trust_options(parser)
     add_json_option(parser)
     add_config_option(parser)
     parser.set_defaults(func=run)
@@ -120,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     for name, lowest in minimum.items():
         if getattr(args, name) < lowest:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {lowest}; got {getattr(args, name)}")
+    check_monitor_options(args)
     _resolve_dynamics(args)
     check_md_settings(args.timestep, args.temperature, args.dynamics, args.friction, pressure_GPa=args.pressure,
                       taup_fs=args.barostat_time, bulk_modulus_GPa=args.bulk_modulus)
@@ -137,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
     log = Path(args.log) if args.log else Path(Path(args.structure).stem + ".md.csv")
     flagged, halt_file = check_monitor_outputs(args, log)
 
-    calc = ensemble_from_args(args)  # checks the ensemble options (weights...) before loading
+    plan = check_ensemble_args(args)  # checks the ensemble options (weights...) before loading
+    driver_preflight(args, plan)
+    calc = plan.build()
     with calc:  # closing stops worker processes, whatever happens
-        atoms.calc = calc
+        atoms.calc = driven(args, calc)
         print(f"hetens md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), "
-              f"{len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
+              f"{len(calc.members)} members: {', '.join(calc.member_names)}{_driver_note(atoms.calc)}", file=human)
         dyn = make_md(atoms, timestep_fs=args.timestep, temperature_K=args.temperature,
                       dynamics=args.dynamics, friction_per_fs=args.friction, pressure_GPa=args.pressure,
                       taup_fs=args.barostat_time, bulk_modulus_GPa=args.bulk_modulus, seed=args.seed)
@@ -154,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
             halt_above=args.halt_above, halt_consecutive=args.halt_consecutive,
             halt_file=halt_file if args.halt_above is not None else None,
             trajectory=args.traj, trajectory_interval=args.traj_interval,
+            flag_below=args.flag_below, failed=args.failed_path,
         ) as monitor, _Progress(args.steps, monitor, args.print_every, human) as progress:
             try:  # the first Ctrl-C stops after the current step; a second one at once
                 outcome = run_monitored(dyn, args.steps, monitor, interval=args.interval, progress=progress,
@@ -167,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"log            {log}", file=human)
     if outcome.flagged:  # the flagged file exists only once a frame was flagged
         print(f"flagged        {flagged}", file=human)
+    if outcome.failed_written:
+        print(f"failed         {args.failed_path}", file=human)
     if args.traj:
         print(f"trajectory     {args.traj}", file=human)
     png = None
@@ -178,9 +193,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = outcome.as_dict() | {"log": str(log), "plot": str(png) if png else None,
                                        "dynamics": args.dynamics, "members": calc.member_names,
+                                       "driver": args.driver, "check_every": args.check_every,
                                        "weights": [float(w) for w in calc.weights]}
         print(json.dumps(summary))
     return EXIT_HALTED if outcome.halted else 0
+
+
+def _driver_note(calc) -> str:
+    """``; driver chgnet:0.3.0, ensemble checked every 10 steps`` for a driver run, else ``""``."""
+    name = getattr(calc, "driver_name", None)
+    return "" if name is None else f"; driver {name}, U checked every {calc.check_every} steps"
 
 
 def _temperature_line(args) -> dict:
@@ -221,6 +243,10 @@ def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> 
     flagged = Path(args.flagged) if args.flagged else _beside(log, ".flagged.extxyz")
     halt_file = Path(args.halt_file) if args.halt_file else _beside(log, ".halt.extxyz")
     outputs = {**more, "--log": log, "--traj": args.traj and Path(args.traj)}
+    args.failed_path = None
+    if getattr(args, "flag_below", None) is not None:
+        args.failed_path = Path(args.failed) if getattr(args, "failed", None) else _beside(log, ".failed.extxyz")
+        outputs["--failed"] = args.failed_path
     if args.flag_above is not None:
         outputs["--flagged"] = flagged
     if args.halt_above is not None:
@@ -228,7 +254,7 @@ def check_monitor_outputs(args: argparse.Namespace, log: Path, **more: Path) -> 
     if not args.no_plot:
         outputs["plot"] = log.with_suffix(".png")
     check_outputs(Path(args.structure), {k: v for k, v in outputs.items() if v})
-    for option in ("--traj", "--flagged", "--halt-file"):
+    for option in ("--traj", "--flagged", "--halt-file", "--failed"):
         if outputs.get(option):
             check_extxyz_name(outputs[option])  # frames with U: extxyz only
     return flagged, halt_file
@@ -261,13 +287,13 @@ class _Progress:
         return self
 
     def __call__(self, done: int) -> None:
-        last = self.monitor.last
+        last = getattr(self.monitor, "last_checked", None) or self.monitor.last
         u = f"{last.uncertainty:.4f}" if last else "-"
         temp = f"{last.temperature:.0f}K" if last and last.temperature is not None else ""
         self.progress.update(done - self.progress.count, postfix=f"U={u} eV/A {temp}")
 
     def _line(self, progress) -> str:
-        last = self.monitor.last
+        last = getattr(self.monitor, "last_checked", None) or self.monitor.last
         u = f"{last.uncertainty:.4f}" if last else "-"
         temp = f"  T {last.temperature:7.1f} K" if last and last.temperature is not None else ""
         time = f"  t {last.time_fs:8.1f} fs" if last and last.time_fs is not None else ""

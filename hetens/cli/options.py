@@ -61,6 +61,17 @@ def add_member_error_options(parser: argparse.ArgumentParser) -> None:
         help="with --on-member-error drop: stop when fewer than K members of U (predictors and "
         "witnesses) are left (default and minimum 2)",
     )
+    add_memory_option(parser)
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-memory-check`` (md, relax, single, score: the commands that run the calculator)."""
+    parser.add_argument(
+        "--no-memory-check", action="store_true",
+        help="do not refuse a structure whose estimated memory exceeds what is available (by default "
+        "hetens stops with one line, exit 2, instead of being killed by the OS; "
+        "$HETENS_MEMORY_LIMIT=6G caps the memory it counts on)",
+    )
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +120,9 @@ OPTION_NAMES = {
 def ensemble_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`hetens.build_ensemble` that the options give
     (a command without some of the options gets the factory's defaults for those)."""
+    memory = {"memory_check": False} if getattr(args, "no_memory_check", False) else {}
     return {
+        **memory,
         "models": getattr(args, "models", None) or None,
         "witnesses": getattr(args, "witnesses", None),
         "weights": getattr(args, "weights", None),

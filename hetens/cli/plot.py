@@ -52,6 +52,7 @@ _EPS_MEANING = {
     "returned": "max force error of the forces hetens returns",
     "member_mean": "max force error of the plain mean of the predictors' forces",
 }
+_STORED_EPS_MEANING = "the frames' hetens_eps, as hetens score wrote it"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
         from hetens.rescore.metrics import spearman
 
         rho = spearman(data.uncertainty, data.eps)
-        print(f"Spearman rho(U, eps) = {'n/a' if rho is None else f'{rho:.3f}'} "
-              f"(eps: {_EPS_MEANING[args.error_reference] if args.reference else 'as the frames hetens_eps'})",
-              file=human)
+        meaning = _EPS_MEANING[args.error_reference] if args.reference else _STORED_EPS_MEANING
+        print(f"Spearman rho(U, eps) = {'n/a' if rho is None else f'{rho:.3f}'} (eps: {meaning})", file=human)
     for kind, path in written.items():
         print(f"{kind}: {path}", file=human)
     if args.json:

@@ -13,11 +13,18 @@ import sys
 from pathlib import Path
 
 from hetens.cli.config import add_config_option
+from hetens.cli.monitor_options import (
+    add_driver_options,
+    add_trust_options,
+    check_monitor_options,
+    driven,
+    driver_preflight,
+)
 from hetens.cli.options import (
     add_ensemble_options,
     add_json_option,
     add_member_error_options,
-    ensemble_from_args,
+    check_ensemble_args,
 )
 
 EXIT_HALTED = 3
@@ -39,6 +46,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--index", default="-1", help="frame of STRUCTURE to relax (default: last)")
     add_ensemble_options(parser)
     add_member_error_options(parser)
+    add_driver_options(parser)
     opt = parser.add_argument_group("optimiser")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="BFGS", help="ASE optimiser (default BFGS)")
     opt.add_argument("--fmax", type=float, default=0.05,
@@ -61,6 +69,7 @@ def add_parser(subparsers) -> None:
                      "(default: LOG stem + .halt.extxyz)")
     out.add_argument("--no-plot", action="store_true", help="do not write the PNG plot of U")
     out.add_argument("--print-every", type=int, default=10, help="print a progress line every N steps (default 10)")
+    add_trust_options(parser)
     add_json_option(parser)
     add_config_option(parser)
     parser.set_defaults(func=run)
@@ -76,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     human = sys.stderr if args.json else sys.stdout
     if args.print_every < 1:
         raise ValueError(f"--print-every must be >= 1; got {args.print_every}")
+    check_monitor_options(args)
     check_relax_settings(args.fmax, args.steps, args.optimizer, args.scalar_pressure)
     if args.scalar_pressure and not args.cell:
         raise ValueError("--scalar-pressure applies to a cell relaxation; add --cell")
@@ -100,17 +110,19 @@ def run(args: argparse.Namespace) -> int:
                          "use a .extxyz (or .xyz) name")
     flagged, halt_file = check_monitor_outputs(args, log, **{"-o": output})
 
-    calc = ensemble_from_args(args)
+    plan = check_ensemble_args(args)
+    driver_preflight(args, plan)
+    calc = plan.build()
     relaxation = None
     state = {"done": 0, "rows": 0}
     with calc:
-        atoms.calc = calc
+        atoms.calc = driven(args, calc)
         kind = f"{args.optimizer}" + (f" with the cell at {args.scalar_pressure:g} GPa" if args.cell else "")
         print(f"hetens relax: {atoms.get_chemical_formula()} ({len(atoms)} atoms), {kind}, fmax {args.fmax:g} "
               f"eV/A; {len(calc.members)} members: {', '.join(calc.member_names)}", file=human)
 
         def progress(done: int, monitor) -> None:
-            last = monitor.last
+            last = monitor.last_checked
             state.update(done=done, rows=monitor.logger.rows if monitor.logger else 0)
             if last is None or (done % args.print_every and done != args.steps):
                 return
@@ -128,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 flag_above=args.flag_above, flagged=flagged if args.flag_above is not None else None,
                 halt_above=args.halt_above, halt_file=halt_file if args.halt_above is not None else None,
                 trajectory=args.traj, progress=progress, stop_on_interrupt=True,
+                flag_below=args.flag_below, failed=args.failed_path,
             )
         except KeyboardInterrupt:
             pass

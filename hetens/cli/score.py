@@ -212,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
             calc = ensemble_from_args(args)
             result = score_live(args.files, args.output, calc, options)
     except MemberFailedError as exc:
-        print(f"hetens score: error: {exc}", file=sys.stderr)
+        from hetens.cli.main import cli_words
+
+        print(f"hetens score: error: {cli_words(str(exc))}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(f"hetens score: {note}", file=sys.stderr)
         return 1

@@ -90,13 +90,28 @@ def format_summary(s: dict) -> str:
         f"U              {s['U']:.4f} eV/A  (max per-atom u {s['max_u']:.4f} eV/A on atom {s['max_u_atom']})",
         f"energy spread  {s['energy_std']:.4f} eV/atom",
         f"most deviating {s['most_deviating']}",
-        "members        weight   energy [eV]   [eV/atom]",
     ]
-    width = max(len(n) for n in s["members"])
-    for name, weight in zip(s["members"], s["weights"]):
+    from hetens.u_scale import u_scale_line, witness_note
+
+    roles = dict(zip(s["members"], s.get("roles") or ["predictor"] * len(s["members"])))
+    note = witness_note(s["most_deviating"], roles)
+    if note:
+        lines[-1] += f"  ({note})"
+    scale = u_scale_line(s["U"], s["members"])
+    if scale:
+        lines.append(f"U scale        {scale}")
+    width = max(len(n) for n in [*s["members"], "members"])
+    roles = s.get("roles") or ["predictor"] * len(s["members"])
+    predictor_weights = s.get("predictor_weights") or s["weights"]
+    lines.append(f"{'members':<{width + 2}}  role       U weight  predictor weight   energy [eV]   [eV/atom]")
+    for name, role, weight, pw in zip(s["members"], roles, s["weights"], predictor_weights):
         e, per = s["member_energies"][name], s["member_energies_per_atom"][name]
         energy = "dropped" if e is None else f"{e:13.6f}   {per:9.6f}"
-        lines.append(f"  {name:<{width}}  {weight:.3f}  {energy}")
+        if role == "witness" and e is not None:
+            energy += "  (witness: in U only; its energy may be on another reference)"
+        lines.append(f"  {name:<{width}}  {role:<9}  {weight:8.3f}  {pw:16.3f}  {energy}")
+    if "witness" in roles:
+        lines.append("energy, forces and stress are the predictors' weighted mean; U uses every member")
     if s.get("output"):
         lines.append(f"written        {s['output']}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, stack
 from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError
 from hetens.core.ensemble_step import evaluate_ensemble
 from hetens.io import keys
+from hetens.core.memory_guard import memory_guard
 from hetens.core.member import Member, as_member, check_role
 from hetens.catalogue.spec import MemberSpec, as_spec, as_worker_spec
 from hetens.core.policy import DEFAULT_MAX_ENERGY_DEVIATION, check_member_counts, check_policy
@@ -169,6 +170,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
             witnesses) than this raise :class:`~hetens.errors.MemberFailedError`
             listing every failure; so does losing every predictor. Default
             and minimum 2 (U needs two members to mean anything).
+        memory_check: before a structure larger than any evaluated so far,
+            estimate the memory it needs and raise
+            :class:`~hetens.errors.InsufficientMemoryError` (one line, before
+            any member runs) when it exceeds what is available
+            (:mod:`hetens.core.memory_guard`). ``False`` turns it off; a
+            :class:`~hetens.core.memory_guard.MemoryGuard` sets its figures or limit.
 
     An element that no member was trained on is an
     :class:`~hetens.errors.InvalidStructureError` before any model runs,
@@ -198,9 +205,12 @@ class HeterogeneousEnsembleCalculator(Calculator):
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
         on_member_error: str = "raise",
         min_members: int | None = None,
+        memory_check: Any = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        #: Refuses a structure too large for the memory left (:mod:`hetens.core.memory_guard`).
+        self.memory_guard = memory_guard(memory_check)
         # Each spec is parsed once, here (or already by plan_ensemble); the parsed
         # value goes on to the role count, the worker spec and load_member.
         members = [as_spec(item) for item in members]
@@ -339,10 +349,8 @@ class HeterogeneousEnsembleCalculator(Calculator):
         for name, error in failures.items():
             if name not in self._warned:
                 self._warned.add(name)
-                # The error's own advice ("pass on_member_error='drop'") is already followed here.
-                reason = str(error).split("; leave it out, or pass on_member_error='drop'")[0]
                 warnings.warn(
-                    f"hetens: member {name} dropped: {reason}. The other {survivors} members carry "
+                    f"hetens: member {name} dropped: {error}. The other {survivors} members carry "
                     "on with their weights renormalised (warned once per member; "
                     "results['dropped_members'] lists each structure's drops)",
                     MemberDroppedWarning,

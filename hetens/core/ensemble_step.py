@@ -24,6 +24,8 @@ into arrays for many frames.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,8 +79,22 @@ def check_frame(
         raise PropertyNotImplementedError(calc.why_no_stress(atoms))
     failures = unsupported_element_failures(calc, atoms, label)
     if failures and calc.on_member_error != "drop":
-        raise next(iter(failures.values()))
+        raise _with_drop_advice(next(iter(failures.values())))
+    guard = getattr(calc, "memory_guard", None)
+    if guard is not None:  # InsufficientMemoryError: too large for the memory left
+        guard.check(atoms, [m for m in calc.members if m.name not in failures], label)
     return failures
+
+
+#: The advice an :class:`UnsupportedElementError` carries when ``on_member_error="raise"``
+#: (the CLI words it as its option: :func:`hetens.cli.main.cli_words`).
+DROP_ADVICE = "leave it out, or pass on_member_error='drop' to use the other members for such structures"
+
+
+def _with_drop_advice(error: Exception) -> Exception:
+    """``error`` (an element a member lacks) with :data:`DROP_ADVICE`, for ``on_member_error="raise"``
+    only: with ``"drop"`` the advice is already followed and never shown."""
+    return type(error)(f"{error}; {DROP_ADVICE}")
 
 
 def unsupported_element_failures(calc, atoms, label: str | None = None) -> dict[str, Exception]:
@@ -98,8 +114,7 @@ def unsupported_element_failures(calc, atoms, label: str | None = None) -> dict[
     return {
         name: UnsupportedElementError(
             f"{where}member {name} was not trained on element(s) {element_symbols(lacking)} "
-            f"(structure {formula}); leave it out, or pass on_member_error='drop' to use "
-            "the other members for such structures"
+            f"(structure {formula})"
         )
         for name, lacking in missing.items()
     }
@@ -158,7 +173,8 @@ def evaluate_ensemble(
     try:
         # Workers concurrently, in-process members meanwhile; members of one family
         # share one prepared input there (the adapters' evaluate_group paths).
-        results = evaluate_members(todo, atoms, with_stress, info_changed, failures=caught) if todo else []
+        with _measuring(calc, atoms, todo):
+            results = evaluate_members(todo, atoms, with_stress, info_changed, failures=caught) if todo else []
     except Exception as exc:  # not a member's failure: the pool's own
         if label is None:
             raise
@@ -183,6 +199,12 @@ def evaluate_ensemble(
     if not calc.allow_mixed_reference:
         calc.check_energy_reference(outputs, atoms, label=label)
     return EnsembleOutputs(outputs, failures, with_stress)
+
+
+def _measuring(calc, atoms, members):
+    """The calculator's memory guard measuring this evaluation (nothing without a guard)."""
+    guard = getattr(calc, "memory_guard", None)
+    return guard.measuring(atoms, members) if guard is not None else contextlib.nullcontext()
 
 
 def _naming(label: str, error: Exception) -> Exception:

@@ -15,6 +15,7 @@ from ase.calculators.calculator import BaseCalculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from hetens.errors import HetensError, MemberFailedError
+from hetens.core.memory_guard import release_freed_memory
 
 if TYPE_CHECKING:
     from hetens.core.member import Member
@@ -51,7 +52,16 @@ def evaluate_member(member: Member, atoms, with_stress: bool, force: bool = Fals
             f"member {member.name} failed on {atoms.get_chemical_formula()}: "
             f"{type(exc).__name__}: {first_line}"
         ) from exc
+    finally:
+        if on_cpu(member):
+            release_freed_memory(len(atoms))  # the next member starts from the loaded models
     return checked_outputs(member.name, atoms, energy, forces, stress)
+
+
+def on_cpu(member: Member) -> bool:
+    """Whether ``member`` computes in this process on a CPU (not a GPU, not a worker)."""
+    device = str(getattr(member, "device", None) or "cpu")
+    return device.startswith("cpu") and type(member.calculator).__name__ != "IsolatedCalculator"
 
 
 def _member_outputs(member: Member, atoms, with_stress: bool, force: bool):

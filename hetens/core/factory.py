@@ -68,6 +68,53 @@ _ARGUMENT_NAMES = {
 }
 
 
+def _check_weights_file_names(table: Mapping[str, float], everyone: Sequence[Any], path, name: Mapping[str, str],
+                              *, models_given: bool) -> None:
+    """A weights file's member names are the members' names (their specs, or ``@name=``).
+
+    A file from ``calibrate --precomputed`` names members by their prediction
+    files (``7net``): say so, naming the file, and how to give live members
+    those names.
+    """
+    from hetens.errors import MemberSpecError
+    from hetens.catalogue.spec import parse_spec
+    from hetens.core.weights import read_weights_roles
+
+    def member_name(member) -> str | None:
+        if not isinstance(member, str):
+            return getattr(member, "label", None) or getattr(member, "name", None)
+        try:
+            return parse_spec(member).label
+        except MemberSpecError:
+            return None
+
+    names = [member_name(m) for m in everyone]
+    if None in names and not models_given:
+        bad = [str(m) for m, n in zip(everyone, names) if n is None]
+        roles = read_weights_roles(path)
+        groups = {key: [f"FAMILY:MODEL@name={n}" for n in table if roles.get(n, "predictor") == role]
+                  for key, role in (("models", "predictor"), ("witnesses", "witness"))}
+        if name["models"].startswith("--"):
+            example = " ".join(f"{name[key]} {' '.join(specs)}" for key, specs in groups.items() if specs)
+        else:
+            example = ", ".join(f"{name[key]}={specs}" for key, specs in groups.items() if specs)
+        raise ValueError(
+            f"{name['weights_file']} {path} names member(s) {', '.join(repr(b) for b in bad)}, which are not "
+            "member specs (FAMILY:MODEL): a weights file from 'calibrate --precomputed' names members by their "
+            f"prediction files. Give the live members too, each named as in the file: {example}"
+        )
+    if None in names:
+        return  # the spec's own error follows, from the members
+    missing = [n for n in names if n not in table]
+    unknown = [n for n in table if n not in names]
+    if missing or unknown:
+        raise ValueError(
+            f"{name['weights_file']} {path} weighs members {', '.join(table)} but the ensemble's members are "
+            f"{', '.join(names)}; name each member as in the file (a spec's @name=NAME option, "
+            "e.g. sevenn:7net-0@name=7net) or write a weights file for these members"
+        )
+
+
 @contextlib.contextmanager
 def quiet_upstream_warnings() -> Iterator[None]:
     """Ignore :data:`QUIET_WARNINGS` inside the block; the caller's filters are restored after."""
@@ -217,6 +264,7 @@ def plan_ensemble(
                 f"{name['weights_file']} {weights_file} names the members (and marks its witnesses); "
                 f"to choose them, give {name['models']} (and {name['witnesses']}) too"
             )
+        _check_weights_file_names(table, list(table), weights_file, name, models_given=False)
         roles = read_weights_roles(weights_file)
         predictors = [as_spec(n) for n in table if roles.get(n, "predictor") == "predictor"]
         witnessing = [as_spec(n) for n in table if roles.get(n) == "witness"]
@@ -225,9 +273,10 @@ def plan_ensemble(
 
         predictors = [as_spec(m) for m in DEFAULT_MEMBERS]
         witnessing = [as_spec(m) for m in DEFAULT_WITNESSES] if witnesses is None else witnesses
-    check_member_counts([declared_role(m) for m in predictors] + ["witness"] * len(witnessing))
-
     everyone = [*predictors, *witnessing]
+    if table is not None and models:
+        _check_weights_file_names(table, everyone, weights_file, name, models_given=True)
+    check_member_counts([declared_role(m) for m in predictors] + ["witness"] * len(witnessing))
     for key, values in (("weights", weights), ("force_rmse", force_rmse)):
         if values is None or isinstance(values, Mapping):
             continue

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hetens.core.evaluation import MemberOutput, checked_outputs, evaluate_member
+from hetens.core.evaluation import MemberOutput, checked_outputs, evaluate_member, on_cpu
+from hetens.core.memory_guard import release_freed_memory
 from hetens.families import FAMILIES
 from hetens.families.contract import GroupEvaluation
 
@@ -63,6 +64,9 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
             checked = [checked_outputs(m.name, atoms, *out) for m, out in zip(group, raw, strict=True)]
         except Exception:
             continue  # one by one: the failing member raises with its own message
+        finally:
+            if all(on_cpu(m) for m in group):
+                release_freed_memory(len(atoms))  # the next family starts from the loaded models
         for member, output in zip(group, checked):
             _store(member.calculator, atoms, output)
             done[id(member)] = output

@@ -35,6 +35,8 @@ __all__ = [
 
 _LOCK = threading.Lock()
 _ENSEMBLES: dict[str, Any] = {}
+#: Held while a task uses this process's ensemble (it is not thread-safe); ``hetens explore``'s runs take it too.
+WORKER_LOCK = _LOCK
 
 
 @dataclass

@@ -55,7 +55,24 @@ def ensure_writable(path: str | os.PathLike) -> Path:
         raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {path}: folder {parent} is not writable")
+    _probe_create(path)
     return path
+
+
+def _probe_create(path: Path) -> None:
+    """Open ``path`` for writing the way the run will (append to an existing file, create a new
+    one and remove it again), so that a folder that refuses files (``/proc``, a read-only mount;
+    ``os.access`` says yes to root there) fails now, naming the file, not after the models load."""
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise type(exc)(f"cannot write {path}: opening it for writing fails ({reason}); "
+                        "give a file in a writable folder") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def check_output(

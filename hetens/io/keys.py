@@ -41,5 +41,11 @@ LABEL_SOURCE_KEY = PREFIX + "label_source"  #: info: "ensemble", a member's name
 # ------------------------------------------------------------ MD and relaxation
 STEP_KEY = PREFIX + "step"  #: info: step number of the frame
 TIME_FS_KEY = PREFIX + "time_fs"  #: info: simulated time, fs
+DRIVER_KEY = PREFIX + "driver"  #: info: the member (or "predictors") that drove a checked-driver run
+CHECKED_KEY = PREFIX + "checked"  #: info: False on a frame between a driver's checks (it has no U)
+
+# ------------------------------------------------------------ exploration (hetens explore)
+RUN_KEY = PREFIX + "run"  #: info: the campaign run a candidate comes from
+CONDITION_KEY = PREFIX + "condition"  #: info: that run's condition, e.g. "T=600K P=0GPa seed=0"
 
 __all__ = [name for name in dict(globals()) if name.isupper()]

@@ -33,6 +33,9 @@ class RunOutcome:
         wall_s: wall-clock seconds of the run.
         halt: the :class:`~hetens.errors.UncertaintyHalt` that stopped the run
             (step, U, threshold, frames), or ``None``.
+        trust: with a trust window, ``{"accurate": n, "candidate": n,
+            "failed": n}`` over the observed steps (DP-GEN's classes); else ``None``.
+        failed_written: frames written to the failed file (U above the window).
     """
 
     status: str
@@ -45,6 +48,8 @@ class RunOutcome:
     converged: bool | None = None
     wall_s: float = 0.0
     halt: UncertaintyHalt | None = field(default=None, repr=False)
+    trust: dict[str, int] | None = None
+    failed_written: int = 0
 
     @property
     def completed(self) -> bool:
@@ -76,6 +81,9 @@ class RunOutcome:
             "converged": self.converged,
             "wall_s": round(self.wall_s, 3),
         }
+        if self.trust is not None:
+            out["trust"] = dict(self.trust)
+            out["failed_written"] = self.failed_written
         if self.halt is not None:
             out.update(
                 halted_at=self.halt.step,
@@ -95,6 +103,9 @@ class RunOutcome:
                 f"U [eV/A]       min {self.u_min:.4f}  median {self.u_median:.4f}  max {self.u_max:.4f}"
             )
         lines.append(f"frames flagged {self.flagged}")
+        if self.trust is not None:
+            lines.append(f"trust window   accurate {self.trust['accurate']}, candidate {self.trust['candidate']}, "
+                         f"failed {self.trust['failed']} (of {self.observed} observed)")
         if self.halt is not None:
             where = f"step {self.halt.step}" + (
                 f" (t = {self.halt.time_fs:.1f} fs)" if self.halt.time_fs is not None else ""
@@ -227,6 +238,8 @@ def run_monitored(
         u_median=float(np.median(values)) if values.size else float("nan"),
         u_max=float(values.max()) if values.size else float("nan"),
         flagged=int(getattr(monitor, "flagged", 0) or 0),
+        trust=dict(counts) if (counts := getattr(monitor, "trust_counts", None)) is not None else None,
+        failed_written=int(getattr(monitor, "failed_frames", 0) or 0),
         converged=None if is_md or status != "completed" else bool(converged),
         wall_s=wall,
         halt=halt,

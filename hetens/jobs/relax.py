@@ -128,6 +128,8 @@ def run_relaxation(
     trajectory_interval: int = 1,
     progress: Callable[[int, Any], None] | None = None,
     stop_on_interrupt: bool = False,
+    flag_below: float | None = None,
+    failed: str | os.PathLike | None = None,
 ) -> Relaxation:
     """Relax ``atoms`` in place with the ensemble, logging U at every optimiser step.
 
@@ -141,8 +143,12 @@ def run_relaxation(
         optimizer, cell, scalar_pressure_GPa: see :func:`make_optimizer`.
         calc: the ensemble, when ``atoms.calc`` wraps it.
         log, flag_above, flagged, flag_spacing, halt_above,
-            halt_consecutive, halt_file, trajectory, trajectory_interval: as
-            for :class:`~hetens.monitor.UncertaintyMonitor` (U in eV/Å).
+            halt_consecutive, halt_file, trajectory, trajectory_interval,
+            flag_below, failed: as for :class:`~hetens.monitor.UncertaintyMonitor` (U in eV/Å).
+
+    With a driver (``atoms.calc`` a :class:`~hetens.monitor.driver.CheckedDriverCalculator`)
+    the driver relaxes and U is observed at its check steps; the final
+    structure is always checked (its frame carries the ensemble's U).
         progress: called after every step with the number of steps done and
             the monitor (whose ``last`` is the latest observation).
         stop_on_interrupt: graceful Ctrl-C, as for
@@ -166,6 +172,7 @@ def run_relaxation(
         opt, atoms, calc=calc, log=log, flag_above=flag_above, flagged=flagged, flag_spacing=flag_spacing,
         halt_above=halt_above, halt_consecutive=halt_consecutive, halt_file=halt_file,
         trajectory=trajectory, trajectory_interval=trajectory_interval,
+        flag_below=flag_below, failed=failed,
     ) as monitor:
         step_progress = None if progress is None else (lambda done: progress(done, monitor))
         outcome = run_monitored(opt, steps, monitor, progress=step_progress, fmax=fmax,
@@ -174,6 +181,8 @@ def run_relaxation(
     # Cached: the optimiser evaluated this state (no model call). The ensemble computes the
     # stress with the forces whenever the cell is 3D periodic and every member provides it.
     atoms.get_forces()
+    if ensemble.results.get("uncertainty_fresh") is False:
+        ensemble.get_property("uncertainty", atoms)  # a driver's last step: check it (same structure)
     results = ensemble_results(atoms, ensemble)
     forces = np.asarray(results["forces"], dtype=float)
     final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0

@@ -34,7 +34,9 @@ def summarise_results(
         ``stress_GPa`` ((6,) Voigt xx yy zz yz xz xy, GPa, or ``None``),
         ``pressure_GPa`` (``-trace/3``, GPa, or ``None``), ``U`` (eV/Å),
         ``max_u`` (eV/Å) and ``max_u_atom`` (its index), ``energy_std``
-        (eV/atom), ``most_deviating`` (name), ``members``, ``weights``,
+        (eV/atom), ``most_deviating`` (name), ``members``, ``weights`` (the
+        U weights), ``roles`` (``predictor``/``witness``), ``predictor_weights``
+        (those of the returned energy, forces and stress; 0 for witnesses),
         ``member_energies`` ({name: eV}, NaN as ``None`` for a dropped
         member), ``member_energies_per_atom`` ({name: eV/atom}).
     """
@@ -65,6 +67,9 @@ def summarise_results(
         "most_deviating": names[int(results["most_deviating_member"])],
         "members": names,
         "weights": [float(w) for w in np.asarray(results.get("member_weights", weights), dtype=float)],
+        "roles": list(results.get("member_roles") or ["predictor"] * len(names)),
+        "predictor_weights": [float(w) for w in np.asarray(
+            results.get("predictor_weights", results.get("member_weights", weights)), dtype=float)],
         "member_energies": {n: number(e) for n, e in zip(names, energies)},
         "member_energies_per_atom": {n: number(e / natoms) for n, e in zip(names, energies)},
     }

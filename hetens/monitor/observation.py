@@ -40,14 +40,21 @@ def ensemble_results(atoms, calc: HeterogeneousEnsembleCalculator | None = None)
         calc: the ensemble, when ``atoms.calc`` wraps it (a ``SumCalculator``
             adding a dispersion correction, say); default ``atoms.calc``.
 
+    With a :class:`~hetens.monitor.driver.CheckedDriverCalculator`, the
+    results of a step between checks hold no U (``uncertainty_fresh`` is
+    ``False``); the observation of such a step says so (:attr:`Observation.fresh`).
+
     Raises:
-        TypeError: the calculator is not a :class:`HeterogeneousEnsembleCalculator`.
+        TypeError: the calculator is neither a :class:`HeterogeneousEnsembleCalculator`
+            nor a :class:`~hetens.monitor.driver.CheckedDriverCalculator`.
         RuntimeError: it has no results yet, or they belong to another
             structure (the observer was called outside the dynamics' loop).
     """
+    from hetens.monitor.driver import CheckedDriverCalculator
+
     calc = atoms.calc if calc is None else calc
     formula = atoms.get_chemical_formula()
-    if not isinstance(calc, HeterogeneousEnsembleCalculator):
+    if not isinstance(calc, (HeterogeneousEnsembleCalculator, CheckedDriverCalculator)):
         raise TypeError(
             f"uncertainty observers need a HeterogeneousEnsembleCalculator; the calculator of "
             f"{formula} is {type(calc).__name__ if calc is not None else 'None'}. Set "
@@ -55,7 +62,7 @@ def ensemble_results(atoms, calc: HeterogeneousEnsembleCalculator | None = None)
             "dynamics, or pass calc= when the ensemble is wrapped in another calculator."
         )
     results = calc.results
-    if "uncertainty" not in results:
+    if "uncertainty" not in results and results.get("uncertainty_fresh") is not False:
         raise RuntimeError(
             f"the ensemble has no results yet for {formula}: observers read what the dynamics "
             "computed, they never run the models. Attach them with dyn.attach(observer) and run "
@@ -128,6 +135,11 @@ class Observation:
             stress and the kinetic energy, GPa; ``None`` otherwise (or when
             the ensemble gave no stress).
         volume: for a variable-cell run, the cell volume in Å^3; ``None`` otherwise.
+        fresh: whether U was computed for this very step: always for the
+            ensemble; with a driver (:class:`~hetens.monitor.driver.CheckedDriverCalculator`)
+            only on its check steps. On the other steps ``uncertainty``,
+            ``max_u`` and ``energy_std`` are NaN and ``most_deviating`` is
+            empty: a stale U is never reported. ``energy`` is the driver's.
         atoms: the live structure (not a copy; use :meth:`frame` to keep it).
         results: the ensemble's ``calc.results`` for this step.
         calc: the ensemble.
@@ -146,12 +158,24 @@ class Observation:
     calc: HeterogeneousEnsembleCalculator
     pressure_GPa: float | None = None
     volume: float | None = None
+    fresh: bool = True
 
     @classmethod
     def read(cls, view: DynamicsView, atoms, calc=None) -> "Observation":
         """Read the current step from the dynamics and the ensemble's results (no evaluation)."""
         results = ensemble_results(atoms, calc)
         ensemble = atoms.calc if calc is None else calc
+        if results.get("uncertainty_fresh") is False:
+            nan = float("nan")
+            return cls(
+                step=view.step(), time_fs=view.time_fs(), uncertainty=nan, max_u=nan,
+                energy=float(results["energy"]), energy_std=nan,
+                temperature=float(atoms.get_temperature()) if view.is_md else None,
+                most_deviating="", atoms=atoms, results=results, calc=ensemble,
+                pressure_GPa=ensemble_pressure_GPa(atoms, results) if view.variable_cell else None,
+                volume=float(atoms.get_volume()) if view.variable_cell else None,
+                fresh=False,
+            )
         atomic_u = results["atomic_uncertainty"]
         return cls(
             step=view.step(),
@@ -206,15 +230,45 @@ def annotate_state(atoms, results, calc, step: int, time_fs: float | None, **ext
     """
     from hetens.core.frames import annotate
 
-    from hetens.io.keys import STEP_KEY, TIME_FS_KEY
+    from hetens.io.keys import DRIVER_KEY, STEP_KEY, TIME_FS_KEY
+    from hetens.monitor.driver import ENSEMBLE_MEAN_KEYS
 
     extra: dict[str, Any] = {STEP_KEY: int(step)}
     if time_fs is not None:
         extra[TIME_FS_KEY] = float(time_fs)
+    driver = getattr(calc, "driver_name", None)
+    if driver is not None:
+        extra[DRIVER_KEY] = driver
     extra.update(extra_info)
-    frame = annotate(atoms, results, calc.member_names, calc.weights, **extra)
+    if results.get("uncertainty_fresh") is False:
+        frame = _unchecked_frame(atoms, results, extra)
+    else:
+        if "ensemble_forces" in results:  # a driver's check: the frame carries the ensemble's own mean
+            results = {**results, **{key: results[mean] for key, mean in ENSEMBLE_MEAN_KEYS.items()
+                                     if mean in results}}
+            results["free_energy"] = results["energy"]
+        frame = annotate(atoms, results, calc.member_names, calc.weights, **extra)
     for key in [k for k in frame.info if k in frame.calc.results]:
         frame.info[f"input_{key}"] = frame.info.pop(key)
     for key in [k for k in frame.arrays if k in frame.calc.results]:
         frame.arrays[f"input_{key}"] = frame.arrays.pop(key)
+    return frame
+
+
+def _unchecked_frame(atoms, results, extra: dict[str, Any]):
+    """A copy of a step between a driver's checks: the driver's energy/forces/stress, no U
+    (``hetens_checked = False``), so a frame without a fresh U never passes for one with it."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hetens.io.keys import CHECKED_KEY, PREFIX
+
+    frame = atoms.copy()
+    for key in [k for k in frame.info if k.startswith(PREFIX)]:
+        del frame.info[key]
+    for key in [k for k in frame.arrays if k.startswith(PREFIX)]:
+        del frame.arrays[key]
+    frame.info.update(extra)
+    frame.info[CHECKED_KEY] = False
+    frame.calc = SinglePointCalculator(frame, **{k: results[k] for k in ("energy", "free_energy", "forces", "stress")
+                                                 if k in results})
     return frame

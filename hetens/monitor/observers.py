@@ -17,6 +17,12 @@ combines the three with tiered thresholds (log always, flag above
 Every observer takes ``atoms`` (default: the dynamics' structure, unwrapped
 from a cell filter) and ``calc`` (default ``atoms.calc``; give the ensemble
 when it is wrapped in another calculator).
+
+With a driver (:class:`~hetens.monitor.driver.CheckedDriverCalculator`) only
+the check steps have a U (:attr:`Observation.fresh`): the logger writes every
+step, with U left empty between checks; flagging, halting and the statistics
+act on check steps only, and the halt file's ``last_safe`` frame is the last
+*checked* frame below the threshold.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import IO, Any
 
 from hetens.io.files import append_frame, ensure_writable, sync_handle, write_frames_atomic
 from hetens.errors import UncertaintyHalt
-from hetens.monitor.csvlog import CELL_COLUMNS, COLUMNS, format_row
+from hetens.monitor.csvlog import format_row, log_columns
 from hetens.monitor.observation import DynamicsView, Observation, annotate_state, underlying_atoms
 
 __all__ = [
@@ -104,20 +110,25 @@ class UncertaintyLogger(_Observer):
         atoms, calc: see the module docstring.
         mode: ``"w"`` overwrites, ``"a"`` appends (the header is written only
             to an empty file).
+        trust: a :class:`~hetens.monitor.trust.TrustWindow`: a last column
+            ``trust`` with each step's level; ``True``: the column, empty (a
+            driver run without a window); ``None``: no column.
     """
 
-    def __init__(self, dyn, logfile: str | os.PathLike | IO[str], atoms=None, *, calc=None, mode: str = "w"):
+    def __init__(self, dyn, logfile: str | os.PathLike | IO[str], atoms=None, *, calc=None, mode: str = "w",
+                 trust=None):
         super().__init__(dyn, atoms, calc)
+        self.trust = trust
         self.path = None if hasattr(logfile, "write") or str(logfile) == "-" else Path(logfile)
         self._handle, self._owned = _text_output(logfile, mode)
         self._writer = csv.writer(self._handle, lineterminator="\n")
         self.rows = 0
         if not (mode == "a" and self.path is not None and self.path.stat().st_size > 0):
-            self._writer.writerow(CELL_COLUMNS if self.view.variable_cell else COLUMNS)
+            self._writer.writerow(log_columns(self.view.variable_cell, trust is not None and trust is not False))
             self._handle.flush()
 
     def record(self, obs: Observation) -> None:
-        self._writer.writerow(format_row(obs, self.view.variable_cell))
+        self._writer.writerow(format_row(obs, self.view.variable_cell, self.trust))
         self._handle.flush()
         self.rows += 1
 
@@ -189,12 +200,19 @@ class FlagWriter(_Observer):
             flagged frames, so a long excursion does not write near-duplicates;
             0 flags every observed frame above the threshold.
         mode: ``"w"`` or ``"a"``.
+        ceiling: the trust window's high level, eV/Å: frames with ``U >
+            ceiling`` are not candidates (they failed) and are not written
+            here; default no ceiling.
     """
 
     def __init__(self, dyn, filename: str | os.PathLike, threshold: float, atoms=None, *,
-                 calc=None, min_spacing: int = 0, mode: str = "w"):
+                 calc=None, min_spacing: int = 0, mode: str = "w", ceiling: float | None = None):
         super().__init__(dyn, atoms, calc)
         self.threshold = _check_threshold("the flag threshold", threshold)
+        self.ceiling = None if ceiling is None else float(ceiling)
+        if self.ceiling is not None and not self.ceiling > self.threshold:
+            raise ValueError(f"the flag ceiling must be above the threshold; got {self.ceiling:g} <= "
+                             f"{self.threshold:g}")
         if int(min_spacing) < 0:
             raise ValueError(f"min_spacing must be >= 0 steps; got {min_spacing}")
         self.min_spacing = int(min_spacing)
@@ -214,13 +232,16 @@ class FlagWriter(_Observer):
 
     def should_flag(self, step: int, uncertainty: float) -> bool:
         """Whether a frame at ``step`` with this U is flagged (above threshold, far enough from the last)."""
-        if not uncertainty > self.threshold:
+        if not uncertainty > self.threshold:  # also NaN: a step without a fresh U
+            return False
+        if self.ceiling is not None and uncertainty > self.ceiling:
             return False
         return self.last_flagged_step is None or step - self.last_flagged_step >= self.min_spacing
 
     def record(self, obs: Observation) -> None:
         if self.should_flag(obs.step, obs.uncertainty):
-            self._out.append(obs.frame(hetens_flag_threshold=self.threshold))
+            extra = {} if self.ceiling is None else {"hetens_flag_ceiling": self.ceiling}
+            self._out.append(obs.frame(hetens_flag_threshold=self.threshold, **extra))
             self.last_flagged_step = obs.step
 
     def close(self) -> None:
@@ -285,6 +306,8 @@ class HaltOnUncertainty(_Observer):
         return self.streak >= self.consecutive
 
     def record(self, obs: Observation) -> None:
+        if not obs.fresh:  # between a driver's checks: no U, so no decision and no safe frame
+            return
         if not self.update(obs.uncertainty):
             if self.streak == 0:
                 # Cheap: a copy of the atoms and a reference to the results dict
@@ -324,10 +347,20 @@ class UncertaintyMonitor(_Observer):
         halt_above, halt_consecutive, halt_file: for :class:`HaltOnUncertainty`.
         trajectory, trajectory_interval: optional annotated extxyz trajectory,
             one frame every ``trajectory_interval`` steps (``dyn.nsteps``).
+        flag_below, failed: the trust window's high level (eV/Å; DP-GEN's
+            ``trust_hi``) and the extxyz for frames above it: frames in
+            ``(flag_above, flag_below]`` are candidates (``flagged``), frames
+            above ``flag_below`` failed (``failed``, never among the candidates).
+            ``failed`` may be ``None`` (counted, not written).
 
     Attributes:
-        history: U (eV/Å) of every observed step, in order.
+        history: U (eV/Å) of every step with a fresh U, in order.
         last: the latest :class:`Observation` (``None`` before the first).
+        last_checked: the latest observation with a fresh U.
+        window: the :class:`~hetens.monitor.trust.TrustWindow` (``None``
+            without ``flag_above``).
+        trust_counts: ``{"accurate": n, "candidate": n, "failed": n}`` over
+            the steps with a fresh U (with a window; else ``None``).
     """
 
     def __init__(self, dyn, atoms=None, *, calc=None,
@@ -337,8 +370,18 @@ class UncertaintyMonitor(_Observer):
                  halt_above: float | None = None, halt_consecutive: int = 1,
                  halt_file: str | os.PathLike | None = None,
                  trajectory: str | os.PathLike | None = None, trajectory_interval: int = 1,
-                 mode: str = "w"):
+                 mode: str = "w", flag_below: float | None = None,
+                 failed: str | os.PathLike | None = None):
+        from hetens.monitor.driver import CheckedDriverCalculator
+        from hetens.monitor.trust import TRUST_LEVELS, TrustWindow
+
         super().__init__(dyn, atoms, calc)
+        if flag_below is not None and flag_above is None:
+            raise ValueError("flag_below (the trust window's high level) needs flag_above (its low level)")
+        self.window = None if flag_above is None else TrustWindow(
+            float(flag_above), float("inf") if flag_below is None else float(flag_below))
+        self.trust_counts = None if self.window is None else dict.fromkeys(TRUST_LEVELS, 0)
+        driven = isinstance(self.calc if self.calc is not None else self.atoms.calc, CheckedDriverCalculator)
         if (flag_above is None) != (flagged is None):
             raise ValueError("give both flag_above (U threshold, eV/A) and flagged (extxyz path), or neither")
         if int(trajectory_interval) < 1:
@@ -346,16 +389,23 @@ class UncertaintyMonitor(_Observer):
         self.trajectory_interval = int(trajectory_interval)
         self.history: list[float] = []
         self.last: Observation | None = None
-        self.logger = self.flagger = self.halter = self.trajectory = None
+        self.last_checked: Observation | None = None
+        self.logger = self.flagger = self.halter = self.trajectory = self.failed = None
         parts: list[_Observer] = []
         try:
             if log is not None:
-                self.logger = UncertaintyLogger(dyn, log, self.atoms, calc=calc, mode=mode)
+                # The trust column: with a two-level window or a driver (a plain --flag-above log keeps its columns).
+                column = self.window if self.window is not None and (flag_below is not None or driven) else None
+                self.logger = UncertaintyLogger(dyn, log, self.atoms, calc=calc, mode=mode,
+                                                trust=column if column is not None else (driven or None))
                 parts.append(self.logger)
             if flag_above is not None:
                 self.flagger = FlagWriter(dyn, flagged, flag_above, self.atoms, calc=calc,
-                                          min_spacing=flag_spacing, mode=mode)
+                                          min_spacing=flag_spacing, mode=mode, ceiling=flag_below)
                 parts.append(self.flagger)
+            if flag_below is not None and failed is not None:
+                self.failed = FlagWriter(dyn, failed, flag_below, self.atoms, calc=calc, mode=mode)
+                parts.append(self.failed)
             if trajectory is not None:
                 self.trajectory = TrajectoryWriter(dyn, trajectory, self.atoms, calc=calc, mode=mode)
                 parts.append(self.trajectory)
@@ -374,15 +424,26 @@ class UncertaintyMonitor(_Observer):
 
     def record(self, obs: Observation) -> None:
         self.last = obs
-        self.history.append(obs.uncertainty)
+        if obs.fresh:
+            self.last_checked = obs
+            self.history.append(obs.uncertainty)
+            if self.window is not None:
+                self.trust_counts[self.window.level(obs.uncertainty)] += 1
         if self.logger:
             self.logger.record(obs)
         if self.flagger:
             self.flagger.record(obs)
+        if self.failed:
+            self.failed.record(obs)
         if self.trajectory and obs.step % self.trajectory_interval == 0:
             self.trajectory.record(obs)
         if self.halter:
             self.halter.record(obs)
+
+    @property
+    def failed_frames(self) -> int:
+        """Frames written to the failed file."""
+        return self.failed.flagged if self.failed else 0
 
     def close(self) -> None:
         for part in self._parts:

@@ -83,8 +83,16 @@ def log_figure(
     # Few points: markers, so a single observation (a halt at step 0) is visible.
     marker = {"marker": "o", "ms": 4} if x.size < 10 else {}
     ax = axes[0]
-    ax.plot(x, data["U"], color="C0", lw=1.5, label="U", **marker)
-    ax.plot(x, data["max_u"], color="0.45", lw=1.0, ls=":", label="max per-atom u", **marker)
+    checked = np.isfinite(data["U"])
+    if checked.all():
+        ax.plot(x, data["U"], color="C0", lw=1.5, label="U", **marker)
+        ax.plot(x, data["max_u"], color="0.45", lw=1.0, ls=":", label="max per-atom u", **marker)
+    else:  # a driver run: U only at its check steps, drawn as points joined by a thin line
+        every = int(np.median(np.diff(data["step"][checked]))) if checked.sum() > 1 else 0
+        label = f"U at checks (every {every} steps)" if every else "U at checks"
+        ax.plot(x[checked], data["U"][checked], color="C0", lw=0.8, marker="o", ms=3, label=label)
+        ax.plot(x[checked], data["max_u"][checked], color="0.45", lw=0.8, ls=":", marker=".", ms=3,
+                label="max per-atom u")
     if flag_above is not None:
         ax.axhline(flag_above, color="C1", ls="--", lw=1, label=f"flag above {flag_above:g}")
     if halt_above is not None:

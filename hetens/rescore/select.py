@@ -69,17 +69,25 @@ def _u_of(info: dict, source) -> float:
     return info_float(info, U_KEY, source)
 
 
-def read_scored_u(paths: Sequence[str | os.PathLike], index: Any = ":") -> tuple[np.ndarray, np.ndarray]:
-    """(F,) U and (F,) atom counts of scored files; extxyz reads only comment lines (fast)."""
+def read_scored_u(
+    paths: Sequence[str | os.PathLike], index: Any = ":", label_source: str = "ensemble"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(F,) U and (F,) atom counts of scored files; extxyz reads only comment lines (fast).
+
+    A ``label_source`` other than ``"ensemble"`` must be a member of every frame's
+    ensemble (ValueError naming the frame and the members otherwise).
+    """
     u, n_atoms = [], []
     for path in paths:
         if is_extxyz(path):
             for source, natoms, info in scan_extxyz_info(path, index):
                 u.append(_u_of(info, source))
+                _check_label_source(info, source, label_source)
                 n_atoms.append(natoms)
         else:
             for source, atoms in iter_frames(path, index):
                 u.append(_u_of(atoms.info, source))
+                _check_label_source(atoms.info, source, label_source)
                 n_atoms.append(len(atoms))
     return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64)
 
@@ -97,12 +105,7 @@ def _relabel(atoms, source, label_source: str):
             )
         frame.calc = SinglePointCalculator(frame, **atoms.calc.results)
         return frame
-    members = str(atoms.info.get(MEMBERS_KEY, "")).split(",")
-    if label_source not in members:
-        raise ValueError(
-            f"--label-source {label_source!r} is not a member of the ensemble that scored {source}; "
-            f"members: {', '.join(members)}"
-        )
+    members = _check_label_source(atoms.info, source, label_source)
     if MEMBER_FORCES_KEY not in atoms.arrays:
         raise FrameReadError(
             f"{source} has no per-member forces ({MEMBER_FORCES_KEY}); labels from one member need them: "
@@ -121,6 +124,17 @@ def _relabel(atoms, source, label_source: str):
         ]
     frame.calc = SinglePointCalculator(frame, **results)
     return frame
+
+
+def _check_label_source(info: dict, source, label_source: str) -> list[str]:
+    """The frame's member names; ValueError when ``label_source`` (not ``"ensemble"``) is not one."""
+    members = str(info.get(MEMBERS_KEY, "")).split(",")
+    if label_source != "ensemble" and label_source not in members:
+        raise ValueError(
+            f"--label-source {label_source!r} is not a member of the ensemble that scored {source}; "
+            f"members: {', '.join(members)}"
+        )
+    return members
 
 
 def _queued(atoms):
@@ -158,7 +172,7 @@ def select_frames(
         raise ValueError(f"thresholds must be finite and >= 0 eV/A; got {uc.tolist()}")
     files: list[dict[str, str]] | None = None
     if out_dir is None:
-        u, n_atoms = read_scored_u(paths, index)
+        u, n_atoms = read_scored_u(paths, index, label_source)
     else:
         u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source)
     if u.size == 0:

@@ -1,0 +1,64 @@
+"""Large systems (issue 26): SevenNet's activation checkpointing computes what the whole
+structure's plain evaluation computes; freed memory goes back to the OS between members."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import hetens
+from hetens.core.group_evaluation import evaluate_alone
+from hetens.core.memory_guard import RELEASE_MIN_ATOMS, _malloc_trim, release_freed_memory
+
+pytest.importorskip("sevenn")
+
+
+def tungsten(repeat: int = 2, seed: int = 0):
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(repeat)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def sevenn_pair():
+    plain = hetens.load_member("sevenn:7net-mf-0@PBE", device="cpu")
+    checkpointed = hetens.load_member("sevenn:7net-mf-0@PBE@checkpoint=on", device="cpu")
+    return plain, checkpointed
+
+
+def test_checkpointing_is_bit_identical_to_the_whole_evaluation(sevenn_pair) -> None:
+    from hetens.families import sevenn
+
+    plain, checkpointed = sevenn_pair
+    assert not sevenn._uses_checkpoint(plain.calculator, 16)
+    assert sevenn._uses_checkpoint(checkpointed.calculator, 16)
+    atoms = tungsten()
+    energy, forces, stress = evaluate_alone(plain, atoms, with_stress=True, force=True)
+    energy_c, forces_c, stress_c = evaluate_alone(checkpointed, atoms, with_stress=True, force=True)
+    assert energy_c == energy
+    np.testing.assert_array_equal(forces_c, forces)
+    np.testing.assert_array_equal(stress_c, stress)
+    # The group path's single pass (a shared neighbour list) checkpoints too.
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+    graph = unlabeled_atoms_to_graph(atoms, checkpointed.calculator.cutoff, with_shift=False)
+    energy_g, forces_g, _ = sevenn._single_pass(checkpointed.calculator, graph)
+    assert energy_g == pytest.approx(energy, abs=1e-5)
+    np.testing.assert_allclose(forces_g, forces, atol=1e-5)
+
+
+def test_checkpoint_option() -> None:
+    from hetens.families.sevenn import _checkpoint_setting
+
+    assert _checkpoint_setting({"checkpoint": "on"}) == 0
+    assert _checkpoint_setting({"checkpoint": "5000"}) == 5000
+    assert _checkpoint_setting({}) is None
+    with pytest.raises(ValueError, match="checkpoint must be on, off or a number of atoms"):
+        _checkpoint_setting({"checkpoint": "sometimes"})
+
+
+def test_freed_memory_is_released() -> None:
+    assert _malloc_trim() is not None  # glibc, as on every Linux this runs on
+    release_freed_memory(RELEASE_MIN_ATOMS)
+    release_freed_memory(1)
