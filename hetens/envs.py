@@ -102,6 +102,10 @@ FAMILY_STACKS: dict[str, FamilyStack] = {
     # does not declare ase, which its ASE calculator (and hetens) import.
     "deepmd": FamilyStack(("deepmd-kit[torch]==3.2.0", "ase"), (),
                           ("deepmd.calculator", "deepmd.pt.model.model"), torch="2.11.0"),
+    # fairchem-core 1.x (eqV2, eSEN-30M OMat24/OAM, through OCPCalculator): torch 2.4 and
+    # torch_scatter, whose wheels come from PyTorch's and PyG's own indexes (fairchem 1.x's
+    # install docs); hetens.fairchem1_env gives the index URLs, which the user may change.
+    "fairchem1": FamilyStack(("fairchem-core==1.10.0",), (), ("fairchem.core",), torch="2.4.1"),
 }
 
 

@@ -54,7 +54,7 @@ HUB_NAMES = {
     **{f: _first(f, "hub") for f in TINY if _first(f, "hub")},
     "mace": "mace:medium-omat-0",
     "fairchem": "fairchem:uma-s-1p1",
-    "matgl": "matgl:TensorNet-MatPES-PBE-v2025.1-PES",
+    "matgl": "matgl:TensorNet-PES-MatPES-PBE-2025.2",
 }
 CACHED_LAYOUTS = ("mace", "fairchem", "matgl")
 

@@ -94,6 +94,11 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
 
 
 def _load(model: str, head: str | None, device: str, options: dict[str, str]):
+    from hetens.registry import find_model
+
+    known = find_model("sevenn", model)
+    if known is not None and head:
+        head = known.canonical_head(head)  # sevenn compares modal names case-sensitively
     checkpoint = _checkpoint(model)
     with warnings.catch_warnings():
         # sevenn warns on every construction that no CUDA tensor-product
