@@ -322,15 +322,9 @@ PAPER_POOL: tuple[PaperModel, ...] = (
 PAPER_FORCE_RMSE: dict[str, float] = {m.spec: m.force_rmse for m in PAPER_POOL if m.force_rmse is not None}
 
 #: Families the registry names that no environment ``hetens env create`` builds can run,
-#: and why (docs/families.md).
-FAMILIES_NOT_INSTALLABLE: dict[str, str] = {
-    "fairchem1": (
-        "fairchem-core 1.x needs torch~=2.4.0 (a 6 GB CUDA build from the registry) and imports "
-        "torch_scatter at every entry point, which has no wheels on the registry and must be "
-        "compiled from source (49 min here); hetens env create cannot build that stack: see "
-        "docs/families.md, 'fairchem-core 1.x'"
-    ),
-}
+#: and why (docs/families.md). Empty since fairchem-core 1.x has its recipe and adapter
+#: (family ``fairchem1``, own environment).
+FAMILIES_NOT_INSTALLABLE: dict[str, str] = {}
 
 
 def paper_force_rmse(spec: str) -> float | None:

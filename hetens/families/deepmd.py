@@ -2,7 +2,7 @@
 
 deepmd-kit's compiled PyTorch ops are built against torch 2.11 exactly
 (``deepmd-kit[torch]`` requires ``torch==2.11.0``), so the family runs in its
-own environment (``hetens env create deepmd-env --family deepmd``, which
+own environment (``hetens env create deepmd --family deepmd``, which
 installs that torch; then ``deepmd:MODEL@python=PATH``). hetens never patches
 deepmd to run on another torch.
 
