@@ -556,6 +556,9 @@ def test_hetens_models_prints_no_upstream_noise():
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert "sevenn:7net-0" in done.stdout
+    # It fits a 100-column terminal (issue 25, point 6; issue 22, point 10).
+    widest = max(done.stdout.splitlines(), key=len)
+    assert len(widest) <= 100, widest
 # ---------------------------------------------------------------- diep
 
 
