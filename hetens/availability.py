@@ -287,7 +287,8 @@ def family_rows() -> list[FamilyRow]:
                 rows.append(FamilyRow(family.name, "own environment",
                                       f"not created: hetens env create {family.name} --family {family.name}"))
         elif family.installed:
-            also = f"; or its own: hetens env create {family.name} --family {family.name}" if family.name in FAMILY_STACKS else ""
+            also = (f"; or its own: hetens env create {family.name} --family {family.name}"
+                    if family.name in FAMILY_STACKS else "")
             rows.append(FamilyRow(family.name, "in-process", f"installed here{also}{built_text}"))
         else:
             rows.append(FamilyRow(family.name, "not installed",

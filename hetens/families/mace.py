@@ -35,7 +35,6 @@ from hetens.families._common import (
     is_local_path,
     package_versions,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
 
