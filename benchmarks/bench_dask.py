@@ -3,7 +3,7 @@
 Scores the same frames (small rattled bcc W cells, 2-16 atoms) with the same
 members twice each way and prints frames/s:
 
-- local: :func:`hetens.rescore.score.score_live` in this process, torch with
+- local: :func:`hetens.jobs.score_live.score_live` in this process, torch with
   its default threads (every core), model load timed apart; then once with
   one torch thread (a worker's setting);
 - cluster: :func:`hetens.distributed.score_on_cluster` on a LocalCluster of
@@ -66,13 +66,13 @@ def main() -> None:
     import torch
     from ase.io import write
 
-    from hetens.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
     from hetens.distributed import EnsembleSpec, score_on_cluster
     from hetens.distributed.cluster import model_friendly_workers
     from hetens.distributed.plan import frame_table
     from hetens.distributed.tasks import LiveChunk
-    from hetens.factory import ignore_upstream_warnings
-    from hetens.rescore.score import score_live
+    from hetens.core.factory import ignore_upstream_warnings
+    from hetens.jobs.score_live import score_live
 
     ignore_upstream_warnings()
     folder = Path(tempfile.mkdtemp(prefix="bench_dask_"))

@@ -4,7 +4,7 @@ Builds two ensembles on the same 54-atom bcc W cell (rattled), runs Langevin
 steps with each, interleaved one by one (A, B, B, A, ...) so that a change in
 machine load hits both alike, and prints the median step time of each and
 their ratio. By default A is the five-member PBE+U ensemble that was the
-default before witnesses (``hetens.ensemble.PREVIOUS_DEFAULT_MEMBERS``) and B
+default before witnesses (``hetens.core.ensemble.PREVIOUS_DEFAULT_MEMBERS``) and B
 is the current default (``hetens.default_ensemble()``: predictors and
 witnesses).
 
@@ -21,7 +21,7 @@ import time
 from bench_monitor import cell  # the same rattled bcc W cell (benchmarks/ is on sys.path when run)
 
 import hetens
-from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, PREVIOUS_DEFAULT_MEMBERS
+from hetens.core.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, PREVIOUS_DEFAULT_MEMBERS
 from hetens.monitor import make_md
 
 

@@ -3,7 +3,7 @@
 1. Vectorised U and the ensemble results (:func:`hetens.rescore.scoring.score_predictions`)
    for ``--frames`` x ``--members`` x ``--atoms`` (default 1000 x 20 x 100),
    best of ``--repeats``, next to the per-frame loop over
-   :func:`hetens.combine.combine_predictions` on the same arrays.
+   :func:`hetens.core.combine.combine_predictions` on the same arrays.
 2. Reading one prediction file (``--frames`` frames of ``--atoms`` atoms, extxyz):
    hetens' reader against ``ase.io.read``, side by side; then
    :func:`hetens.rescore.precomputed.load_predictions` on ``--files`` copies.
@@ -25,7 +25,7 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
-from hetens.combine import combine_predictions
+from hetens.core.combine import combine_predictions
 from hetens.rescore.arrays import FrameArrays, PredictionSet
 from hetens.rescore.precomputed import load_predictions, read_frame_arrays
 from hetens.rescore.scoring import score_predictions

@@ -6,7 +6,7 @@ configuration, so an interrupted run resumes where it stopped), then builds
 every candidate ensemble from the cache with hetens' pure functions:
 
 - U over all members (predictors and witnesses): plain-mean reference,
-  uniform U weights (:func:`hetens.uncertainty.compute_uncertainty`);
+  uniform U weights (:func:`hetens.core.uncertainty.compute_uncertainty`);
 - the returned forces ``F_ret``: uniform mean of the predictors only;
 - ``eps = max_i ||F_DFT[i] - F_ret[i]||`` (eV/Å), the error U should rank;
 - force RMSE of ``F_ret`` against DFT over all force components (eV/Å);
@@ -244,7 +244,7 @@ def load_cache(specs, configs, cache: Path):
 
 
 def score(preds, wits, keys, data, dft, boot: int, seed: int):
-    from hetens.uncertainty import compute_uncertainty, max_force_error, weighted_mean
+    from hetens.core.uncertainty import compute_uncertainty, max_force_error, weighted_mean
 
     members = tuple(preds) + tuple(wits)
     us, eps, sq, count = [], [], 0.0, 0
@@ -300,7 +300,7 @@ def search(keys, data, dft, step, top: int) -> None:
 
 
 def _u_eps(preds, wits, keys, data, dft):
-    from hetens.uncertainty import compute_uncertainty, max_force_error, weighted_mean
+    from hetens.core.uncertainty import compute_uncertainty, max_force_error, weighted_mean
 
     members = tuple(preds) + tuple(wits)
     us, eps = [], []

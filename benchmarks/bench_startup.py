@@ -44,7 +44,7 @@ import hetens
 t = mark("import hetens", t)
 import torch
 t = mark("import torch", t)
-from hetens.spec import parse_spec
+from hetens.catalogue.spec import parse_spec
 from hetens.families import FAMILIES
 for family in dict.fromkeys(parse_spec(s).family for s in specs):
     for package in FAMILIES[family].packages:

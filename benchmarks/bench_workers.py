@@ -43,8 +43,8 @@ import numpy as np
 from ase.build import bulk
 
 import hetens
-from hetens.calculator import evaluate_member
-from hetens.group_evaluation import evaluate_alone
+from hetens.core.evaluation import evaluate_member
+from hetens.core.group_evaluation import evaluate_alone
 
 #: Four PBE+U members whose cost on small cells is mostly single-threaded work
 #: (graph construction, Python): what worker processes can overlap on few cores.

@@ -8,63 +8,40 @@ in their modules.
 
 ``import hetens`` loads no model package and no ASE calculator machinery:
 the names below are imported on first use. The ``if TYPE_CHECKING:`` block
-at the end of this file is the one list of them: at import, :func:`_exports`
-reads it (for type checkers it is a plain import block), so the lazy table
-and what type checkers see cannot disagree.
+at the end of this file is the one list of them: at import,
+:func:`hetens._lazy.lazy_exports` reads it (for type checkers it is a plain
+import block), so the lazy table and what type checkers see cannot disagree.
+The module paths from before the core, catalogue and jobs folders still
+import, as aliases, for one release (:data:`hetens._lazy.MOVED`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hetens._lazy import install_moved_aliases, lazy_exports
 from hetens._version import __version__
 
-
-def _exports() -> dict[str, str]:
-    """Name -> module, read from this file's ``if TYPE_CHECKING:`` block (``from M import a, b`` lines)."""
-    import ast
-
-    with open(__file__, encoding="utf-8") as source:
-        tree = ast.parse(source.read(), filename=__file__)
-    table: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            for statement in node.body:
-                if isinstance(statement, ast.ImportFrom) and statement.module:
-                    table.update({alias.asname or alias.name: statement.module for alias in statement.names})
-    return table
-
-
-_EXPORTS = _exports()
-
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hetens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+_exported, __getattr__, _ = lazy_exports(__name__, __file__)
+__all__ = ["__version__", *_exported]
+install_moved_aliases()
 
 
 def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-if TYPE_CHECKING:  # pragma: no cover  (the export table: see _exports)
+if TYPE_CHECKING:  # pragma: no cover  (the export table: see hetens._lazy.lazy_exports)
     # The calculator, its members, the default ensemble and the factory.
-    from hetens.calculator import HeterogeneousEnsembleCalculator
-    from hetens.member import Member, load_member
-    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, default_ensemble
-    from hetens.factory import build_ensemble
-    from hetens.spec import parse_spec
-    from hetens.registry import KNOWN_MODELS
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.member import Member, load_member
+    from hetens.core.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES, default_ensemble
+    from hetens.core.factory import build_ensemble
+    from hetens.catalogue.spec import parse_spec
+    from hetens.catalogue.registry import KNOWN_MODELS
     from hetens.workers.isolated import IsolatedCalculator
     # U and the combination of member predictions (pure numpy; docs/method.md).
-    from hetens.uncertainty import (
+    from hetens.core.uncertainty import (
         atomic_uncertainty,
         compute_uncertainty,
         energy_spread,
@@ -74,18 +51,19 @@ if TYPE_CHECKING:  # pragma: no cover  (the export table: see _exports)
         reference_forces,
         weighted_mean,
     )
-    from hetens.combine import combine_predictions
-    from hetens.frames import annotate
+    from hetens.core.combine import combine_predictions
+    from hetens.core.frames import annotate
     # Weights and ensemble files.
-    from hetens.weights import inverse_rmse_weights, normalise_weights, read_weights_file, read_weights_roles
-    from hetens.ensemble_file import load_ensemble_file, load_preset, write_ensemble_file
-    from hetens.presets import preset_names
+    from hetens.core.weights import inverse_rmse_weights, normalise_weights, read_weights_file, read_weights_roles
+    from hetens.core.ensemble_file import load_ensemble_file, load_preset, write_ensemble_file
+    from hetens.catalogue.presets import preset_names
     # Monitoring MD and relaxations.
     from hetens.monitor.observers import UncertaintyMonitor
-    from hetens.monitor.run import RunOutcome, run_monitored
-    from hetens.monitor.relax import run_relaxation
+    from hetens.jobs.md import RunOutcome, run_monitored
+    from hetens.jobs.relax import run_relaxation
     # Scoring, calibrating, selecting.
     from hetens.rescore.options import ScoreOptions
-    from hetens.rescore import score_live, score_precomputed, select_frames, write_weights_file
+    from hetens.jobs.score_live import score_live
+    from hetens.rescore import score_precomputed, select_frames, write_weights_file
     from hetens.rescore.calibrate import calibrate
     from hetens.distributed import score_on_cluster

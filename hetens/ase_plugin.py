@@ -18,10 +18,10 @@ So loading this module (which ASE's plugin loader does) also registers the
 calculator under the name ``"hetens"`` with ``register_calculator_class``:
 after ``import ase._4.plugins`` (or ``import hetens.ase_plugin``),
 ``get_calculator_class("hetens")`` returns
-:class:`~hetens.calculator.HeterogeneousEnsembleCalculator`. Nothing in ASE
+:class:`~hetens.core.calculator.HeterogeneousEnsembleCalculator`. Nothing in ASE
 imports the plugin modules before that, so a process that has imported
 neither still gets ``ModuleNotFoundError`` from ``get_calculator_class``.
-Loading this module imports ``hetens.calculator`` (numpy and ASE, no model
+Loading this module imports ``hetens.core.calculator`` (numpy and ASE, no model
 package). With an ASE that lacks ``ase._4.plugins`` the plugin set is empty
 and the registration still happens; neither ever raises.
 """
@@ -49,7 +49,7 @@ def register() -> bool:
         from ase.calculators import calculator as ase_calculator
     except ImportError:  # pragma: no cover - ASE is a dependency
         return False
-    from hetens.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
     registry = getattr(ase_calculator, "external_calculators", None)
     register_class = getattr(ase_calculator, "register_calculator_class", None)
@@ -70,7 +70,7 @@ else:
         CalculatorPlugin(
             name=NAME,
             citation=CITATION,
-            implementation="hetens.calculator.HeterogeneousEnsembleCalculator",
+            implementation="hetens.core.calculator.HeterogeneousEnsembleCalculator",
         )
     }
 

@@ -92,7 +92,7 @@ class WorkerTimeoutError(WorkerError, TimeoutError):
 
 
 class EnvironmentBuildError(HetensError, OSError):
-    """Raised by ``hetens env create`` (:func:`hetens.envs.create_environment`) when a
+    """Raised by ``hetens env create`` (:func:`hetens.catalogue.envs.create_environment`) when a
     step fails (creating the venv, a pip install, the final import check).
 
     The message names the step, the command and its last output lines; the
@@ -115,7 +115,7 @@ class UncertaintyHalt(HetensError):
         threshold: the halt threshold, eV/Å.
         consecutive: how many observations in a row were above it.
         time_fs: simulation time of the offending frame in fs (``None`` for optimizers).
-        atoms: the offending frame, annotated (:func:`hetens.frames.annotate`).
+        atoms: the offending frame, annotated (:func:`hetens.core.frames.annotate`).
         last_safe: the last observed frame with U at or below the threshold,
             annotated, or ``None`` if there was none (:attr:`at_start`: the
             start structure was already above the threshold).
@@ -163,7 +163,7 @@ class InvalidStructureError(HetensError, ValueError):
 
 class Interrupted(KeyboardInterrupt):
     """Raised instead of a bare ``KeyboardInterrupt`` when Ctrl-C stops a long run
-    (:func:`hetens.rescore.score.score_live`) after the work already done was saved.
+    (:func:`hetens.jobs.score_live.score_live`) after the work already done was saved.
 
     Deliberately a ``KeyboardInterrupt`` and not a :class:`HetensError`, so
     ``except Exception`` never swallows Ctrl-C.

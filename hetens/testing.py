@@ -215,7 +215,7 @@ def check_member(
 
 
 def _as_member(item: Any):
-    from hetens.member import Member, as_member
+    from hetens.core.member import Member, as_member
 
     if isinstance(item, Member):
         return item

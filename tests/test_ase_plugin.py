@@ -34,7 +34,7 @@ def test_get_calculator_class_resolves_once_ases_plugins_are_loaded():
     assert lines[0] == "before: ModuleNotFoundError"
     # ... its plugin loader does, and then the name resolves, without importing any model package.
     assert lines[1] == "listed: ['hetens']"
-    assert lines[2] == "after: hetens.calculator.HeterogeneousEnsembleCalculator"
+    assert lines[2] == "after: hetens.core.calculator.HeterogeneousEnsembleCalculator"
     assert lines[3] == "model packages: []"
 
 
@@ -42,7 +42,7 @@ def test_register_is_idempotent():
     from ase.calculators.calculator import get_calculator_class
 
     from hetens.ase_plugin import register
-    from hetens.calculator import HeterogeneousEnsembleCalculator
+    from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
     assert register() is True and register() is True
     assert get_calculator_class("hetens") is HeterogeneousEnsembleCalculator

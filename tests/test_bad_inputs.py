@@ -124,7 +124,7 @@ def live_calc(sevenn_member):
 
 
 def _score_pre(*names, out="out.extxyz", **kwargs):
-    from hetens.rescore.score import score_precomputed
+    from hetens.rescore.precomputed_scoring import score_precomputed
 
     def call(d: Path, calc):
         return score_precomputed([d / n for n in names], d / out if out else None, **kwargs)
@@ -133,7 +133,7 @@ def _score_pre(*names, out="out.extxyz", **kwargs):
 
 
 def _with_reference(reference: str, out: str = "out.extxyz"):
-    from hetens.rescore.score import score_precomputed
+    from hetens.rescore.precomputed_scoring import score_precomputed
 
     def call(d: Path, calc):
         return score_precomputed([d / "a.extxyz", d / "b.extxyz"], d / out, reference=d / reference)
@@ -142,7 +142,7 @@ def _with_reference(reference: str, out: str = "out.extxyz"):
 
 
 def _score_live(name: str, out: str = "out.extxyz", **kwargs):
-    from hetens.rescore.score import score_live
+    from hetens.jobs.score_live import score_live
 
     def call(d: Path, calc):
         kwargs_ = {k: d / v if k == "reference" else v for k, v in kwargs.items()}
@@ -176,13 +176,13 @@ def _calibrate(reference: str, out: str = "w.json"):
 
 
 def _iter(name: str, index: str = ":"):
-    from hetens.rescore.reading import iter_frames
+    from hetens.io.reading import iter_frames
 
     return lambda d, calc: list(iter_frames(d / name, index))
 
 
 def _scan(name: str):
-    from hetens.rescore.reading import scan_extxyz_info
+    from hetens.io.reading import scan_extxyz_info
 
     return lambda d, calc: list(scan_extxyz_info(d / name))
 
@@ -480,7 +480,7 @@ def test_subprocess_cli_has_no_traceback(work: Path):
 
 def test_good_files_of_the_table_are_good(data: Path, tmp_path: Path):
     """The table's bad files are bad only where it says: the good ones score and select."""
-    from hetens.rescore.score import score_precomputed
+    from hetens.rescore.precomputed_scoring import score_precomputed
     from hetens.rescore.select import select_frames
 
     result = score_precomputed([data / "a.extxyz", data / "b.extxyz"], tmp_path / "s.extxyz",

@@ -26,12 +26,12 @@ PAIR = ["sevenn:7net-0", "chgnet:0.3.0"]
 def no_model_loads(monkeypatch, tmp_path):
     """Any model load fails the test; the commands run in an empty folder."""
     import hetens.families
-    import hetens.member
+    import hetens.core.member
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input check")
 
-    monkeypatch.setattr(hetens.member, "load_member", refuse)
+    monkeypatch.setattr(hetens.core.member, "load_member", refuse)
     monkeypatch.setattr(hetens.families.Family, "adapter", refuse)
     monkeypatch.chdir(tmp_path)
     return tmp_path

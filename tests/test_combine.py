@@ -1,4 +1,4 @@
-"""hetens.combine: the ensemble's arithmetic as pure functions (hand cases and hypothesis properties).
+"""hetens.core.combine: the ensemble's arithmetic as pure functions (hand cases and hypothesis properties).
 
 No model runs here: member predictions are arrays. The calculator and the
 rescorer call these functions; their own tests check that they do.
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hetens.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, predictor_mask, stack_member_outputs
-from hetens.uncertainty import atomic_uncertainty, compute_uncertainty, energy_spread, member_max_deviation
+from hetens.core.combine import ENSEMBLE_RESULT_KEYS, combine_predictions, predictor_mask, stack_member_outputs
+from hetens.core.uncertainty import atomic_uncertainty, compute_uncertainty, energy_spread, member_max_deviation
 
 finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False, width=64)
 MEMBER_ARRAYS = ("member_energies", "member_forces", "member_stresses", "member_max_deviation")
@@ -127,7 +127,7 @@ def test_weighted_means_and_u(ensemble):
     assert results["energy"] == pytest.approx(float(np.sum(w * energies)), rel=1e-12, abs=1e-9)
     np.testing.assert_allclose(results["forces"], np.einsum("m,mnk->nk", w, forces), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(results["stress"], w @ stresses, rtol=1e-12, atol=1e-12)
-    # U and its companions are the functions of hetens.uncertainty, bit for bit.
+    # U and its companions are the functions of hetens.core.uncertainty, bit for bit.
     assert results["uncertainty"] == compute_uncertainty(forces, raw)
     np.testing.assert_array_equal(results["atomic_uncertainty"], atomic_uncertainty(forces, w))
     np.testing.assert_array_equal(results["member_max_deviation"], member_max_deviation(forces))

@@ -9,7 +9,7 @@ from ase.io import write
 
 from hetens import HeterogeneousEnsembleCalculator
 from hetens.cli.main import main
-from hetens.rescore.score import score_live
+from hetens.jobs.score_live import score_live
 
 from conftest import tungsten_cell
 

@@ -27,13 +27,14 @@ from ase.io import write
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
-from hetens.calculator import HeterogeneousEnsembleCalculator  # noqa: E402
+from hetens.core.calculator import HeterogeneousEnsembleCalculator  # noqa: E402
 from hetens.cli.main import main  # noqa: E402
 from hetens.errors import MemberDroppedWarning  # noqa: E402
 from hetens.distributed import EnsembleSpec, parse_cluster_spec, score_on_cluster  # noqa: E402
 from hetens.distributed.cluster import jobqueue_arguments, model_friendly_workers  # noqa: E402
 from hetens.distributed.store import ChunkStore, store_folder  # noqa: E402
-from hetens.rescore.score import score_live, score_precomputed  # noqa: E402
+from hetens.jobs.score_live import score_live  # noqa: E402
+from hetens.rescore.precomputed_scoring import score_precomputed  # noqa: E402
 
 SPECS = ("sevenn:7net-0", "chgnet:0.3.0")
 ENSEMBLE = EnsembleSpec(models=SPECS, device="cpu")
@@ -214,7 +215,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, inputs, local_byt
 def test_cli_on_a_scheduler_address_with_reference(tmp_path, inputs, client, one_thread, capsys):
     """`hetens score` run locally and with --cluster (a scheduler address): the same bytes, the same report.
 
-    Both runs score through :func:`hetens.rescore.live.score_batch`."""
+    Both runs score through :func:`hetens.jobs.score_live.score_batch`."""
     common = [
         "score", inputs[1], "--models", *SPECS, "--device", "cpu", "--index", "::2", "--reference", inputs[1],
         "--json",

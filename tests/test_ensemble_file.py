@@ -15,8 +15,8 @@ import pytest
 import hetens
 from hetens.cli.main import main as cli_main
 from hetens.cli.options import add_ensemble_options, ensemble_from_args
-from hetens.ensemble_file import load_ensemble_file, read_ensemble_file
-from hetens.envs import create_environment, list_environments
+from hetens.core.ensemble_file import load_ensemble_file, read_ensemble_file
+from hetens.catalogue.envs import create_environment, list_environments
 
 
 def write(tmp_path, text: str):

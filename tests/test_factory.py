@@ -26,7 +26,7 @@ from hetens.cli.main import main
 from hetens.cli.options import OPTION_NAMES, add_ensemble_options, add_member_error_options, ensemble_from_args, \
     ensemble_options
 from hetens.distributed import EnsembleSpec
-from hetens.factory import QUIET_WARNINGS, build_ensemble, plan_ensemble, quiet_upstream_warnings
+from hetens.core.factory import QUIET_WARNINGS, build_ensemble, plan_ensemble, quiet_upstream_warnings
 
 from conftest import tungsten_cell
 
@@ -37,12 +37,12 @@ INIT = Path(hetens.__file__)
 @pytest.fixture
 def no_model_loads(monkeypatch):
     import hetens.families
-    import hetens.member
+    import hetens.core.member
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the check")
 
-    monkeypatch.setattr(hetens.member, "load_member", refuse)
+    monkeypatch.setattr(hetens.core.member, "load_member", refuse)
     monkeypatch.setattr(hetens.families.Family, "adapter", refuse)
 
 
@@ -55,18 +55,24 @@ def weights_file(tmp_path, weights: dict, roles: dict | None = None) -> str:
 # ------------------------------------------------------------------ plan: checks, no model
 
 
+def texts(members) -> list[str]:
+    """A plan's members (parsed once, MemberSpec) as spec text."""
+    return [str(m) for m in members]
+
+
 def test_plan_resolves_members_without_loading(no_model_loads, tmp_path):
     default = plan_ensemble()
-    assert default.predictors == hetens.DEFAULT_MEMBERS and default.witnesses == hetens.DEFAULT_WITNESSES
+    assert texts(default.predictors) == list(hetens.DEFAULT_MEMBERS)
+    assert texts(default.witnesses) == list(hetens.DEFAULT_WITNESSES)
     assert plan_ensemble(PAIR).witnesses == ()  # models given: no default witnesses
-    assert plan_ensemble(witnesses=["chgnet:0.2.0"]).members == [*hetens.DEFAULT_MEMBERS, "chgnet:0.2.0"]
+    assert texts(plan_ensemble(witnesses=["chgnet:0.2.0"]).members) == [*hetens.DEFAULT_MEMBERS, "chgnet:0.2.0"]
     path = weights_file(tmp_path, {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3, "chgnet:0.2.0": 0.2},
                         {"chgnet:0.3.0": "witness"})
     plan = plan_ensemble(weights_file=path)
-    assert plan.predictors == ("sevenn:7net-0", "chgnet:0.2.0") and plan.witnesses == ("chgnet:0.3.0",)
+    assert texts(plan.predictors) == ["sevenn:7net-0", "chgnet:0.2.0"] and texts(plan.witnesses) == ["chgnet:0.3.0"]
     assert plan.weights == {"sevenn:7net-0": 0.5, "chgnet:0.3.0": 0.3, "chgnet:0.2.0": 0.2}
     # models win over the file's members; the file's weights are matched by name
-    assert plan_ensemble(PAIR, weights_file=path).members == PAIR
+    assert texts(plan_ensemble(PAIR, weights_file=path).members) == PAIR
     plan = plan_ensemble(PAIR, on_member_error="drop", min_members=2, max_energy_deviation=0.5, lazy=False)
     assert plan.options == {"on_member_error": "drop", "min_members": 2, "max_energy_deviation": 0.5,
                             "lazy": False}
@@ -197,7 +203,7 @@ def test_calibrate_weights_file_names_the_members_and_roles(reference, tmp_path,
 
 def test_calibrate_ensemble_file_with_parallel_runs_workers(reference, chgnet_member, tmp_path, capsys,
                                                             monkeypatch):
-    from hetens.factory import EnsemblePlan
+    from hetens.core.factory import EnsemblePlan
 
     toml = tmp_path / "ensemble.toml"
     toml.write_text('[[member]]\nspec = "chgnet:0.3.0"\n[[member]]\nspec = "chgnet:0.2.0"\n')
@@ -268,25 +274,23 @@ def test_the_lazy_exports_are_the_type_checking_block():
 
 
 def test_import_hetens_stays_light():
-    code = ("import sys, hetens; print(sorted(m for m in ('ase.calculators.calculator', 'torch', 'hetens.calculator',"
-            " 'hetens.monitor', 'hetens.rescore.score') if m in sys.modules))")
+    code = ("import sys, hetens; print(sorted(m for m in ('ase.calculators.calculator', 'torch', 'hetens.core.calculator',"
+            " 'hetens.monitor', 'hetens.jobs', 'hetens.jobs.score_live') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
-def test_score_options_defaults_are_the_entry_points_defaults():
+def test_every_scoring_entry_point_takes_one_options_object():
+    """No entry point spells the scoring keywords out: each takes ``options`` and field overrides."""
     from hetens.distributed import score_on_cluster, score_precomputed_on_cluster
+    from hetens.jobs.score_live import score_live
     from hetens.rescore.options import ScoreOptions
-    from hetens.rescore.score import score_live, score_precomputed
+    from hetens.rescore.precomputed_scoring import score_loaded_predictions, score_precomputed
 
-    options = ScoreOptions()
-    covered: set[str] = set()
-    for function in (score_live, score_precomputed, score_on_cluster, score_precomputed_on_cluster):
+    fields = set(ScoreOptions.__dataclass_fields__)
+    for function in (score_live, score_precomputed, score_loaded_predictions, score_on_cluster,
+                     score_precomputed_on_cluster):
         parameters = inspect.signature(function).parameters
-        keywords = {n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
-        taken = options.arguments_for(function)
-        assert keywords - set(taken) <= {"on_chunk"}, function.__name__  # every other option is a field
-        for name, value in taken.items():
-            assert parameters[name].default == value, (function.__name__, name)
-        covered |= set(taken)
-    assert covered == {f for f in ScoreOptions.__dataclass_fields__}  # no field that nothing takes
+        assert "options" in parameters and parameters["options"].default is None, function.__name__
+        assert any(p.kind is p.VAR_KEYWORD for p in parameters.values()), function.__name__
+        assert not fields & set(parameters), (function.__name__, fields & set(parameters))

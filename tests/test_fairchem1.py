@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import hetens
-import hetens.envs as envs
+import hetens.catalogue.envs as envs
 from hetens.errors import MissingFamilyError
 from hetens.families import FAMILIES
 

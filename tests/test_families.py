@@ -31,7 +31,7 @@ from tiny_models import (
 import hetens
 from hetens.errors import ConformanceError, UnknownModelError, WeightsUnavailableError
 from hetens.families import FAMILIES
-from hetens.registry import models_of_family
+from hetens.catalogue.registry import models_of_family
 from hetens.testing import CHECKS, Tolerances, check_member, probe_cell
 
 #: The conformance check's defaults, used by the tests below as well.
@@ -400,8 +400,8 @@ def test_cached_hub_weights_load_offline_through_the_family_loader(family, tiny_
 def test_registry_names_are_the_loaders_own(tiny_dir):
     """Every registry name of a hub family is a name that family's loader knows, and
     ``hetens models`` reports a weights status for every registry model."""
-    from hetens.models_table import model_rows
-    from hetens.registry import KNOWN_MODELS, models_of_family
+    from hetens.catalogue.models_table import model_rows
+    from hetens.catalogue.registry import KNOWN_MODELS, models_of_family
 
     if FAMILIES["mace"].installed:
         from mace.calculators.foundations_models import mace_mp_urls
@@ -781,7 +781,7 @@ def test_pet_registry_levels_names_and_refusals(tiny_dir):
     require_family("pet")
     from upet._version import UPET_AVAILABLE_MODELS
 
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     levels = {m.name: m.level_of_theory for m in models_of_family("pet")}
     assert levels["pet-mad-s-v1.0.2"] == "PBEsol"

@@ -1,6 +1,6 @@
-"""hetens.frames.annotate: the ensemble's results on a copy of the frame, and through an extxyz file.
+"""hetens.core.frames.annotate: the ensemble's results on a copy of the frame, and through an extxyz file.
 
-The results are those of :func:`hetens.combine.combine_predictions` on
+The results are those of :func:`hetens.core.combine.combine_predictions` on
 arrays, or of an ensemble of ASE's own EMT calculators wrapped as members
 (``Member.wrap``, the public way to adopt any ASE calculator); no model
 package is loaded.
@@ -18,9 +18,9 @@ from ase.io import read, write
 
 import hetens
 from hetens import HeterogeneousEnsembleCalculator
-from hetens.combine import combine_predictions
-from hetens.frames import annotate
-from hetens.member import Member
+from hetens.core.combine import combine_predictions
+from hetens.core.frames import annotate
+from hetens.core.member import Member
 
 NAMES = ["m0", "m1", "m2"]
 

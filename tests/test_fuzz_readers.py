@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hetens.errors import FrameReadError, HetensError
 from hetens.rescore.plots import load_plot_data
 from hetens.rescore.precomputed import read_frame_arrays
-from hetens.rescore.reading import count_frames, iter_frames, scan_extxyz_info
+from hetens.io.reading import count_frames, iter_frames, scan_extxyz_info
 from hetens.rescore.select import read_scored_u
 
 SETTINGS = settings(

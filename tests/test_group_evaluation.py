@@ -14,12 +14,12 @@ import pytest
 from ase.build import bulk, molecule
 
 import hetens
-from hetens.calculator import HeterogeneousEnsembleCalculator
-from hetens.evaluation import evaluate_member
+from hetens.core.calculator import HeterogeneousEnsembleCalculator
+from hetens.core.evaluation import evaluate_member
 from hetens.families import chgnet as chgnet_adapter
 from hetens.families import sevenn as sevenn_adapter
 from hetens.families.contract import GroupEvaluation
-from hetens.workers.pool import evaluate_groups
+from hetens.core.group_evaluation import evaluate_groups
 
 # float32 models: a batch of heads and one head alone differ in summation order only, and so
 # do CHGNet's plain backward pass and CHGNet's own.

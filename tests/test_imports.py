@@ -164,10 +164,10 @@ def private_imports() -> list[str]:
 
 def test_the_walk_sees_the_package():
     """The walk finds the modules and their imports, function-level ones included."""
-    assert {"hetens", "hetens.calculator", "hetens.workers.worker_main", "hetens.cli.main"} <= set(MODULES)
+    assert {"hetens", "hetens.core.calculator", "hetens.workers.worker_main", "hetens.cli.main"} <= set(MODULES)
     graph = import_graph()
-    assert "hetens.errors" in graph["hetens.member"]
-    assert "hetens.member" in graph["hetens.workers.worker_main"]  # imported inside a function
+    assert "hetens.errors" in graph["hetens.core.member"]
+    assert "hetens.core.member" in graph["hetens.workers.worker_main"]  # imported inside a function
     assert "hetens.cli.options" not in graph["hetens"]  # nothing under TYPE_CHECKING counts
 
 
@@ -198,5 +198,5 @@ def test_worker_main_does_not_import_the_parent_side():
         if module not in reached:
             reached.add(module)
             todo.extend(graph[module])
-    parent_side = {"hetens.calculator", "hetens.workers.pool", "hetens.combine", "hetens.weights"}
+    parent_side = {"hetens.core.calculator", "hetens.core.pool", "hetens.core.combine", "hetens.core.weights"}
     assert not reached & parent_side, sorted(reached & parent_side)

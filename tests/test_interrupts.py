@@ -177,7 +177,7 @@ def test_score_ctrl_c_keeps_scored_frames_and_stops_workers(many_frames, tmp_pat
 
 def test_score_live_raises_interrupted_after_keeping_frames(sevenn_member, many_frames, tmp_path):
     """In-process: a real SIGINT once two frames are written; ``Interrupted`` says what was kept."""
-    from hetens.rescore.score import score_live
+    from hetens.jobs.score_live import score_live
 
     calc = HeterogeneousEnsembleCalculator([sevenn_member, dataclasses.replace(sevenn_member, name="copy")])
     out = tmp_path / "scored.extxyz"

@@ -17,7 +17,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.md.verlet import VelocityVerlet
 
 from hetens import HeterogeneousEnsembleCalculator, Member
-from hetens.calculator import evaluate_member
+from hetens.core.evaluation import evaluate_member
 from hetens.errors import (
     InvalidStructureError,
     MemberDroppedWarning,
@@ -210,7 +210,7 @@ def test_monitored_md_carries_on_through_a_failing_member(sevenn_member, chgnet_
 
 
 def test_written_frames_record_the_drop(sevenn_member, chgnet_member):
-    from hetens.frames import annotate
+    from hetens.core.frames import annotate
 
     calc = HeterogeneousEnsembleCalculator(
         [sevenn_member, faulty(chgnet_member, "raise"), chgnet_member], on_member_error="drop"
@@ -241,7 +241,7 @@ def test_a_real_model_crash_is_named(sevenn_member, chgnet_member):
 def test_rescoring_names_the_frame_before_any_model_runs(sevenn_member, chgnet_member, tmp_path):
     from ase.io import write
 
-    from hetens.rescore.score import score_live
+    from hetens.jobs.score_live import score_live
 
     frames = [tungsten_cell(1, seed=i) for i in range(4)]
     frames[2].numbers[1] = 84  # Po

@@ -8,11 +8,11 @@ import sys
 import pytest
 
 import hetens
-from hetens.device import resolve_device
+from hetens.core.device import resolve_device
 from hetens.errors import MemberSpecError, MissingFamilyError, UnknownModelError, WeightsUnavailableError
 from hetens.families import FAMILIES, Family
-from hetens.registry import KNOWN_MODELS, find_model
-from hetens.spec import parse_spec
+from hetens.catalogue.registry import KNOWN_MODELS, find_model
+from hetens.catalogue.spec import parse_spec
 
 
 def test_parse_spec_forms():
@@ -66,7 +66,7 @@ def test_registry_levels_and_heads():
     assert mf.level_for("r2scan") == "r2SCAN"
     assert find_model("fairchem", "uma-s-1p1").level_for("omol") == "wB97M-V"
     assert find_model("chgnet", "r2scan").level_of_theory == "r2SCAN"
-    from hetens.registry import FAMILIES_NOT_INSTALLABLE
+    from hetens.catalogue.registry import FAMILIES_NOT_INSTALLABLE
 
     assert all(m.family in FAMILIES or m.family in FAMILIES_NOT_INSTALLABLE for m in KNOWN_MODELS)
     shipped = {m.spec for m in KNOWN_MODELS if m.source == "wheel"}
@@ -111,9 +111,9 @@ def test_worker_program_imports_no_parent_side_code():
     ensemble, the pool or the worker client (checked at run time; tests/test_imports.py
     checks the static imports)."""
     code = (
-        "import sys, hetens.workers.worker_main as w, hetens.evaluation, hetens.member;"
-        "print([m for m in ('hetens.calculator', 'hetens.workers.pool', 'hetens.workers.client',"
-        " 'hetens.workers.isolated', 'hetens.combine', 'torch') if m in sys.modules])"
+        "import sys, hetens.workers.worker_main as w, hetens.core.evaluation, hetens.core.member;"
+        "print([m for m in ('hetens.core.calculator', 'hetens.core.pool', 'hetens.workers.client',"
+        " 'hetens.workers.isolated', 'hetens.core.combine', 'torch') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from ase.units import fs
 
 from hetens import HeterogeneousEnsembleCalculator
 from hetens.errors import UncertaintyHalt
-from hetens.frames import annotate
+from hetens.core.frames import annotate
 from hetens.monitor import (
     FlagWriter,
     HaltOnUncertainty,

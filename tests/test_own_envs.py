@@ -21,10 +21,10 @@ import pytest
 from ase.build import bulk
 
 import hetens
-from hetens.envs import FAMILY_STACKS, hetens_requirement
+from hetens.catalogue.envs import FAMILY_STACKS, hetens_requirement
 from hetens.errors import MissingFamilyError
 from hetens.families import FAMILIES
-from hetens.registry import models_of_family
+from hetens.catalogue.registry import models_of_family
 from hetens.testing import CHECKS, check_member
 
 from own_env_models import build_nequip_model, run_in
@@ -181,7 +181,7 @@ def test_nequip_adapter_contains_set_global_state_in_process(nequip_python, tiny
 
 def test_hetens_models_names_the_environment_of_an_own_environment_family(nequip_python, monkeypatch):
     """`hetens models`: an own-environment family says where its environment is, or how to make one."""
-    from hetens.models_table import _not_here
+    from hetens.catalogue.models_table import _not_here
 
     folder = Path(nequip_python).parents[1]
     if not (folder / "hetens-env.json").is_file():

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 import hetens
-from hetens.availability import check_runnable, ensemble_status, member_status
+from hetens.catalogue.availability import check_runnable, ensemble_status, member_status
 from hetens.cli.main import main
-from hetens.ensemble_file import read_ensemble_file
+from hetens.core.ensemble_file import read_ensemble_file
 from hetens.errors import MissingFamilyError
 from hetens.families import FAMILIES
-from hetens.presets import PRESET_DIR, preset_names, preset_path
-from hetens.registry import (
+from hetens.catalogue.presets import PRESET_DIR, preset_names, preset_path
+from hetens.catalogue.registry import (
     FAMILIES_NOT_INSTALLABLE,
     KNOWN_MODELS,
     PAPER_FORCE_RMSE,
@@ -31,7 +31,7 @@ from hetens.registry import (
     find_model,
     paper_force_rmse,
 )
-from hetens.weights import inverse_rmse_weights
+from hetens.core.weights import inverse_rmse_weights
 
 #: The paper's top 11 and normalised weights (METHOD.md), in its order.
 PAPER_TOP11 = {
@@ -80,7 +80,7 @@ def test_paper_pool_in_the_registry():
 
 
 def test_default_preset_is_the_default_ensemble():
-    from hetens.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
+    from hetens.core.ensemble import DEFAULT_MEMBERS, DEFAULT_WITNESSES
 
     members = read_ensemble_file("default")["members"]
     assert [m["spec"] for m in members] == [*DEFAULT_MEMBERS, *DEFAULT_WITNESSES]
@@ -144,11 +144,11 @@ def test_unknown_ensemble_file_lists_the_presets(tmp_path):
 
 
 def test_presets_are_package_data():
-    """setuptools ships hetens/presets/*.toml (pyproject's package-data) with the package."""
+    """setuptools ships hetens/catalogue/presets/*.toml (pyproject's package-data) with the package."""
     import tomllib
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["hetens.presets"]
+    patterns = config["tool"]["setuptools"]["package-data"]["hetens.catalogue.presets"]
     shipped = {p.name for p in PRESET_DIR.glob("*.toml")}
     assert shipped and all(any(Path(name).match(p) for p in patterns) for name in shipped)
 
@@ -213,7 +213,7 @@ def test_fairchem1_outside_its_environment_says_how_to_build_one():
 
 
 def test_registry_rows_of_a_family_without_an_adapter_do_not_break_the_table(monkeypatch):
-    import hetens.models_table as table
+    import hetens.catalogue.models_table as table
 
     extra = (KnownModel("nosuch", "m1", "PBE+U", "x"), KnownModel("gone", "x", "PBE+U", "y"))
     monkeypatch.setattr(table, "KNOWN_MODELS", KNOWN_MODELS + extra)

@@ -28,10 +28,10 @@ import pytest
 
 import hetens
 from hetens.errors import MissingFamilyError
-from hetens.ensemble_file import read_ensemble_file
+from hetens.core.ensemble_file import read_ensemble_file
 from hetens.families import FAMILIES, Family
-from hetens.spec import parse_spec
-from hetens.weights import inverse_rmse_weights
+from hetens.catalogue.spec import parse_spec
+from hetens.core.weights import inverse_rmse_weights
 from test_presets import PAPER_TOP11
 from tiny_models import (
     TINY_OPTIONS,
@@ -104,7 +104,7 @@ def local_loaders(monkeypatch, tiny_dir):
     monkeypatch.setattr(Family, "adapter", adapter)
     # The own-environment members run here (stand-ins), so the file's python keys are dropped and
     # the runnable check (which would ask for those environments) is left out.
-    monkeypatch.setattr("hetens.availability.check_runnable", lambda path, entries: None)
+    monkeypatch.setattr("hetens.catalogue.availability.check_runnable", lambda path, entries: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return loaded
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import pytest
 
-from hetens.envs import FAMILY_STACKS
+from hetens.catalogue.envs import FAMILY_STACKS
 from hetens.families import FAMILIES
-from hetens.registry import KNOWN_MODELS, PAPER_POOL, find_model, models_of_family
+from hetens.catalogue.registry import KNOWN_MODELS, PAPER_POOL, find_model, models_of_family
 
 
 # -- What each pinned package knows ----------------------------------------------------------

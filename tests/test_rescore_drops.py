@@ -25,7 +25,7 @@ from hetens import HeterogeneousEnsembleCalculator
 from hetens.cli.main import main
 from hetens.distributed import EnsembleSpec
 from hetens.errors import MemberDroppedWarning, MemberFailedError
-from hetens.rescore.score import score_live
+from hetens.jobs.score_live import score_live
 
 from conftest import tungsten_cell
 from test_member_errors import faulty

@@ -12,11 +12,12 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 import hetens
-from hetens.calculator import HeterogeneousEnsembleCalculator
+from hetens.core.calculator import HeterogeneousEnsembleCalculator
 from hetens.cli.main import main
 from hetens.errors import AlignmentError, MemberFailedError
 from hetens.rescore.batched import evaluate_batch, has_batched_path
-from hetens.rescore.score import score_live, unpack_member_forces
+from hetens.jobs.score_live import score_live
+from hetens.rescore.output import unpack_member_forces
 
 # float32 models: a batched call and a single call differ in summation order only.
 ENERGY_ATOL = 2e-4  # eV

@@ -17,7 +17,7 @@ from hetens.rescore.plots import (
     plot_u_trajectory,
     plot_u_vs_error,
 )
-from hetens.rescore.score import score_precomputed
+from hetens.rescore.precomputed_scoring import score_precomputed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TAB_BLUE, TAB_ORANGE, TAB_RED = (31, 119, 180), (255, 127, 14), (214, 39, 40)

@@ -17,15 +17,16 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 from hetens.cli.main import main
-from hetens.combine import combine_predictions
+from hetens.core.combine import combine_predictions
 from hetens.errors import AlignmentError, FrameReadError
 from hetens.rescore.calibrate import calibrate
 from hetens.rescore.metrics import conformal_factor, coverage, dft_fractions, spearman
 from hetens.rescore.precomputed import _read_with_ase, load_predictions, read_frame_arrays
-from hetens.rescore.score import score_precomputed, unpack_member_forces
+from hetens.rescore.output import unpack_member_forces
+from hetens.rescore.precomputed_scoring import score_precomputed
 from hetens.rescore.scoring import frame_results, score_predictions
 from hetens.rescore.select import select_frames
-from hetens.weights import read_weights_file
+from hetens.core.weights import read_weights_file
 
 OFFSETS = np.array([2.0, -1.0, -1.0])  # per-member pattern, sums to 0
 

@@ -8,7 +8,7 @@ from ase.build import bulk
 from ase.io import write
 
 from hetens.errors import FrameReadError
-from hetens.rescore.reading import FrameSource, count_frames, iter_frames, parse_index, scan_extxyz_info
+from hetens.io.reading import FrameSource, count_frames, iter_frames, parse_index, scan_extxyz_info
 
 
 @pytest.fixture

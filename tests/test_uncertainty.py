@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import hetens
-from hetens.uncertainty import (
+from hetens.core.uncertainty import (
     atomic_uncertainty,
     compute_uncertainty,
     energy_spread,

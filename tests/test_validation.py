@@ -11,7 +11,7 @@ from ase.build import bulk
 
 from hetens import HeterogeneousEnsembleCalculator
 from hetens.errors import InvalidStructureError
-from hetens.validation import check_structure, element_symbols, unsupported_elements
+from hetens.core.validation import check_structure, element_symbols, unsupported_elements
 
 
 def test_good_structures_pass_unchanged():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hetens.weights import inverse_rmse_weights, normalise_weights, read_weights_file, resolve_weights
+from hetens.core.weights import inverse_rmse_weights, normalise_weights, read_weights_file, resolve_weights
 
 # The paper's 11 members (Liu et al. 2026; docs/method.md): force RMSE -> published normalised weight.
 PAPER = {

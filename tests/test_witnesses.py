@@ -25,7 +25,7 @@ from hypothesis.extra.numpy import arrays
 from hetens import HeterogeneousEnsembleCalculator, combine_predictions
 from hetens.cli.main import main
 from hetens.errors import MemberDroppedWarning, MemberFailedError, MixedReferenceError, TooFewMembersError
-from hetens.frames import annotate
+from hetens.core.frames import annotate
 
 from conftest import tungsten_cell
 from test_member_errors import faulty
@@ -221,7 +221,7 @@ def test_roles_survive_a_written_frame(witnessed, sevenn_member, chgnet_member, 
 
 
 def test_roles_survive_an_ensemble_file_round_trip(sevenn_member, chgnet_member, tmp_path):
-    from hetens.ensemble_file import load_ensemble_file, read_ensemble_file, write_ensemble_file
+    from hetens.core.ensemble_file import load_ensemble_file, read_ensemble_file, write_ensemble_file
 
     calc = HeterogeneousEnsembleCalculator([sevenn_member], weights=[3.0, 1.0], witnesses=[chgnet_member])
     path = write_ensemble_file(calc, tmp_path / "ensemble.toml")
@@ -237,7 +237,7 @@ def test_roles_survive_an_ensemble_file_round_trip(sevenn_member, chgnet_member,
 
 def test_spec_role_option():
     from hetens.errors import MemberSpecError
-    from hetens.spec import parse_spec
+    from hetens.catalogue.spec import parse_spec
 
     assert parse_spec("chgnet:r2scan@role=witness").options == {"role": "witness"}
     with pytest.raises(MemberSpecError, match="role must be 'predictor' or 'witness'; got 'judge'"):
@@ -314,7 +314,7 @@ def _synthetic(tmp_path, n_frames: int = 24, n_members: int = 4):
 
 
 def test_precomputed_witnesses(tmp_path):
-    from hetens.rescore.score import score_precomputed
+    from hetens.rescore.precomputed_scoring import score_precomputed
 
     paths, ref = _synthetic(tmp_path)
     alone = score_precomputed(paths[:3], tmp_path / "a.extxyz", reference=ref, progress="off")
@@ -344,7 +344,7 @@ def test_calibrate_and_score_know_roles(tmp_path, capsys):
     written = json.loads(weights.read_text())
     assert written["roles"]["m3"] == "witness"
     assert set(written["roles"]) == set(written["weights"])
-    from hetens.weights import read_weights_roles
+    from hetens.core.weights import read_weights_roles
 
     assert read_weights_roles(weights)["m3"] == "witness"
     # score --reference with the weights file: the ensemble as used, witnesses included.

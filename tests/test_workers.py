@@ -27,7 +27,7 @@ import pytest
 from ase import Atoms
 
 import hetens
-from hetens.evaluation import evaluate_member
+from hetens.core.evaluation import evaluate_member
 from hetens.errors import (
     MemberDroppedWarning,
     MemberFailedError,
@@ -36,7 +36,7 @@ from hetens.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
-from hetens.group_evaluation import evaluate_alone
+from hetens.core.group_evaluation import evaluate_alone
 from hetens.workers.worker_main import TEST_HANG_VARIABLE
 
 from conftest import tungsten_cell

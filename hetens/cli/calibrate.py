@@ -66,7 +66,7 @@ def _predictions(args: argparse.Namespace):
         )
     if args.names:
         raise ValueError("--names names PRED files; live members are named by their specs")
-    from hetens.rescore.score import predict_file
+    from hetens.rescore.predict import predict_file
 
     with ensemble_from_args(args) as calc:  # closing stops worker processes (--parallel, --ensemble-file)
         args.witness_names = [m.name for m in calc.members if m.role == "witness"]
@@ -104,22 +104,16 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from hetens.io.files import check_output
     from hetens.rescore.calibrate import calibrate, format_calibration, write_weights_file
-    from hetens.rescore.precomputed import check_alignment, read_frame_arrays
+    from hetens.rescore.precomputed import read_reference
 
     check_output(args.output, [args.reference, *(args.precomputed or [])], option="-o")
     _check_arguments(args)
     predictions = _predictions(args)
-    reference = read_frame_arrays(
-        args.reference,
-        args.index,
-        energy_key=args.ref_energy_key,
-        forces_key=args.ref_forces_key,
-        require_energy=False,
-    )
-    check_alignment(predictions.frames, reference, args.position_tol)
+    reference = read_reference(args.reference, args.index, predictions.frames, energy_key=args.ref_energy_key,
+                               forces_key=args.ref_forces_key, position_tol=args.position_tol)
     result = calibrate(
         predictions, reference, coverage_target=args.coverage, held_out_fraction=args.held_out, seed=args.seed,
-        witnesses=args.witness_names or (),
+        witnesses=args.witness_names or (), error_reference=args.error_reference,
     )
     path = write_weights_file(result, args.output)
     human = sys.stderr if args.json else sys.stdout

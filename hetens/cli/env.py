@@ -66,7 +66,7 @@ def _add_prefix(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from hetens.envs import create_environment
+    from hetens.catalogue.envs import create_environment
 
     interpreter = create_environment(
         args.name, args.family, prefix=args.prefix, python=args.python,
@@ -79,7 +79,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from hetens.envs import environment_root, list_environments
+    from hetens.catalogue.envs import environment_root, list_environments
 
     found = list_environments(args.prefix)
     if args.json:
@@ -95,7 +95,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from hetens.envs import MARKER, environment_root, interpreter_of
+    from hetens.catalogue.envs import MARKER, environment_root, interpreter_of
 
     folder = environment_root(args.prefix) / args.name
     if not (folder / MARKER).exists():

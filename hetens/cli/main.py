@@ -17,7 +17,7 @@ from hetens._version import __version__
 from hetens.errors import HetensError
 
 #: Subcommand modules, in the order ``hetens --help`` lists them.
-SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "plot", "env")
+SUBCOMMANDS = ("md", "relax", "single", "models", "score", "calibrate", "select", "merge", "plot", "env")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        from hetens.factory import quiet_upstream_warnings
+        from hetens.core.factory import quiet_upstream_warnings
 
         with quiet_upstream_warnings():  # the caller's filters are restored after
             return int(args.func(args) or 0)

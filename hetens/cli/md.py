@@ -112,7 +112,7 @@ def _beside(log: Path, suffix: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from hetens.monitor import UncertaintyMonitor, plot_log, run_monitored
     from hetens.monitor.dynamics import check_md_settings, make_md
-    from hetens.rescore.reading import iter_frames, no_frame_error
+    from hetens.io.reading import iter_frames, no_frame_error
 
     human = sys.stderr if args.json else sys.stdout
     minimum = {"steps": 0, "flag_spacing": 0, "traj_interval": 1, "interval": 1, "print_every": 1,

@@ -23,8 +23,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.availability import family_rows
-    from hetens.models_table import model_rows, preset_rows
+    from hetens.catalogue.availability import family_rows
+    from hetens.catalogue.models_table import model_rows, preset_rows
 
     rows = [r for r in model_rows() if not args.family or r.family == args.family]
     families = [f for f in family_rows() if not args.family or f.family == args.family]
@@ -101,7 +101,7 @@ def _heads(row) -> str:
 
 def _paper(spec: str) -> str:
     """The paper's name(s) and force RMSE for a registry model (one per head), or ``-``."""
-    from hetens.registry import PAPER_POOL
+    from hetens.catalogue.registry import PAPER_POOL
 
     found = []
     for model in PAPER_POOL:

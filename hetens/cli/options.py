@@ -16,13 +16,13 @@ def add_ensemble_options(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="*", metavar="SPEC",
         help="member specs FAMILY:MODEL[@HEAD][@role=witness][@python=ENV/bin/python] (without SPEC or "
         "without --models: the members of --weights-file, else the offline ensemble, "
-        "hetens.ensemble.DEFAULT_MEMBERS with DEFAULT_WITNESSES as witnesses)",
+        "hetens.core.ensemble.DEFAULT_MEMBERS with DEFAULT_WITNESSES as witnesses)",
     )
     group.add_argument(
         "--witnesses", nargs="+", metavar="SPEC",
         help="witness specs: their forces enter U only, never the returned energy/forces/stress, so "
         "they may have another level of theory (docs/witnesses.md); default: none with --models, "
-        "hetens.ensemble.DEFAULT_WITNESSES without",
+        "hetens.core.ensemble.DEFAULT_WITNESSES without",
     )
     weights = group.add_mutually_exclusive_group()
     weights.add_argument("--weights", nargs="+", type=float, metavar="W",
@@ -91,7 +91,7 @@ def check_model_specs(args: argparse.Namespace, files: list[str] | None = None) 
     )
 
 
-#: How the ensemble options are named in error messages (:func:`hetens.factory.plan_ensemble`).
+#: How the ensemble options are named in error messages (:func:`hetens.core.factory.plan_ensemble`).
 OPTION_NAMES = {
     "models": "--models",
     "witnesses": "--witnesses",
@@ -128,13 +128,13 @@ def check_ensemble_args(args: argparse.Namespace):
     """The ensemble options' checks that need no model, so they fail before any model loads.
 
     Specs must not be files (:func:`check_model_specs`); the rest is
-    :func:`hetens.factory.plan_ensemble` (specs parse, the member-error policy,
+    :func:`hetens.core.factory.plan_ensemble` (specs parse, the member-error policy,
     the weights file, one ``--weights``/``--force-rmse`` value per member).
 
     Returns:
-        The :class:`~hetens.factory.EnsemblePlan` (nothing loaded).
+        The :class:`~hetens.core.factory.EnsemblePlan` (nothing loaded).
     """
-    from hetens.factory import plan_ensemble
+    from hetens.core.factory import plan_ensemble
 
     check_model_specs(args)
     return plan_ensemble(**ensemble_options(args), argument_names=OPTION_NAMES)
@@ -145,3 +145,15 @@ def ensemble_from_args(args: argparse.Namespace):
     :func:`hetens.build_ensemble` (after :func:`check_ensemble_args`: nothing loads when the
     options are wrong)."""
     return check_ensemble_args(args).build()
+
+
+def add_error_reference_option(parser: argparse.ArgumentParser) -> None:
+    """``--error-reference``: what eps, the true error U is ranked against, is the error of."""
+    parser.add_argument(
+        "--error-reference",
+        choices=("returned", "member_mean"),
+        default="returned",
+        help="eps is the max force error of: 'returned', the forces hetens returns (weighted predictor "
+        "mean; default), or 'member_mean', the plain mean of the predictors' forces, as the paper's "
+        "notebook measured it (docs/method.md)",
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hetens.cli.options import add_json_option
+from hetens.cli.options import add_error_reference_option, add_json_option
 
 
 def add_parser(subparsers) -> None:
@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--reference", metavar="REF", help="reference forces for the U-vs-error plot")
     parser.add_argument("--ref-energy-key", default="energy", help=argparse.SUPPRESS)
     parser.add_argument("--ref-forces-key", default="forces", help="reference forces key (default: forces)")
+    add_error_reference_option(parser)
     parser.add_argument(
         "--threshold",
         "--thresholds",
@@ -47,6 +48,12 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+_EPS_MEANING = {
+    "returned": "max force error of the forces hetens returns",
+    "member_mean": "max force error of the plain mean of the predictors' forces",
+}
+
+
 def run(args: argparse.Namespace) -> int:
     from hetens.rescore.plots import PLOT_KINDS, load_plot_data, make_plots
 
@@ -56,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         reference_energy_key=args.ref_energy_key,
         reference_forces_key=args.ref_forces_key,
         index=args.index,
+        error_reference=args.error_reference,
     )
     kinds = args.kinds or PLOT_KINDS
     written = make_plots(data, args.out_dir, kinds=kinds, thresholds=args.thresholds, prefix=args.prefix)
@@ -67,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
         rho = spearman(data.uncertainty, data.eps)
         print(f"Spearman rho(U, eps) = {'n/a' if rho is None else f'{rho:.3f}'} "
-              "(eps: max force error of the forces hetens returns)", file=human)
+              f"(eps: {_EPS_MEANING[args.error_reference] if args.reference else 'as the frames hetens_eps'})",
+              file=human)
     for kind, path in written.items():
         print(f"{kind}: {path}", file=human)
     if args.json:

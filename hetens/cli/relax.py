@@ -22,7 +22,7 @@ from hetens.cli.options import (
 
 EXIT_HALTED = 3
 EXIT_INTERRUPTED = 130
-#: hetens.monitor.relax.OPTIMIZERS, repeated so --help imports no ASE.
+#: hetens.jobs.relax.OPTIMIZERS, repeated so --help imports no ASE.
 OPTIMIZERS = ("BFGS", "FIRE")
 
 
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from hetens.io.files import write_frames_atomic
     from hetens.cli.md import check_monitor_outputs
     from hetens.monitor import plot_log
-    from hetens.monitor.relax import check_relax_settings, run_relaxation
-    from hetens.rescore.reading import iter_frames
+    from hetens.jobs.relax import check_relax_settings, run_relaxation
+    from hetens.io.reading import iter_frames
 
     human = sys.stderr if args.json else sys.stdout
     if args.print_every < 1:

@@ -9,6 +9,7 @@ import sys
 from hetens.cli.config import add_config_option
 from hetens.cli.options import (
     add_ensemble_options,
+    add_error_reference_option,
     add_json_option,
     add_member_error_options,
     check_ensemble_args,
@@ -55,6 +56,7 @@ def add_reading_options(parser: argparse.ArgumentParser, *, predictions: bool) -
         metavar="A",
         help="largest atom displacement between files still taken as the same frame (default 0.001 A)",
     )
+    add_error_reference_option(parser)
 
 
 def add_parser(subparsers) -> None:
@@ -162,7 +164,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _check_paths(args: argparse.Namespace) -> None:
     """Live scoring: inputs readable and the output writable (not an input) before any model loads."""
     from hetens.io.files import check_output
-    from hetens.rescore.reading import check_readable, check_selection
+    from hetens.io.reading import check_readable, check_selection
 
     for path in args.files:
         check_readable(path, scan=True, format=args.format)
@@ -177,7 +179,7 @@ def _precomputed_witnesses(args: argparse.Namespace) -> list[str]:
     if args.witness_names:
         return list(args.witness_names)
     if args.weights_file:
-        from hetens.weights import read_weights_roles
+        from hetens.core.weights import read_weights_roles
 
         return [name for name, role in read_weights_roles(args.weights_file).items() if role == "witness"]
     return []
@@ -185,7 +187,7 @@ def _precomputed_witnesses(args: argparse.Namespace) -> list[str]:
 
 def _precomputed_weights(args: argparse.Namespace):
     if args.weights_file:
-        from hetens.weights import read_weights_file
+        from hetens.core.weights import read_weights_file
 
         return read_weights_file(args.weights_file)
     return args.weights
@@ -194,7 +196,8 @@ def _precomputed_weights(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from hetens.errors import Interrupted, MemberFailedError
     from hetens.rescore.report import format_report
-    from hetens.rescore.score import score_live, score_precomputed
+    from hetens.jobs.score_live import score_live
+    from hetens.rescore.precomputed_scoring import score_precomputed
 
     _check_arguments(args)
     human = sys.stderr if args.json else sys.stdout
@@ -204,10 +207,10 @@ def run(args: argparse.Namespace) -> int:
         if args.cluster:
             result = _score_on_cluster(args, options, human)
         elif args.precomputed:
-            result = score_precomputed(args.precomputed, args.output, **options.arguments_for(score_precomputed))
+            result = score_precomputed(args.precomputed, args.output, options)
         else:
             calc = ensemble_from_args(args)
-            result = score_live(args.files, args.output, calc, **options.arguments_for(score_live))
+            result = score_live(args.files, args.output, calc, options)
     except MemberFailedError as exc:
         print(f"hetens score: error: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
 def score_options(args: argparse.Namespace):
     """The :class:`~hetens.rescore.options.ScoreOptions` the command line gives (every scoring
-    function, local or cluster, live or precomputed, takes the ones it needs)."""
+    function, local or cluster, live or precomputed, takes it and reads the fields it needs)."""
     from hetens.rescore.options import ScoreOptions
 
     options = ScoreOptions(
@@ -246,6 +249,7 @@ def score_options(args: argparse.Namespace):
         reference_energy_key=args.ref_energy_key,
         reference_forces_key=args.ref_forces_key,
         position_tol=args.position_tol,
+        error_reference=args.error_reference,
         batch_size=args.batch_size,
         max_batch_atoms=args.max_batch_atoms,
         batched=not args.no_batch,
@@ -302,12 +306,10 @@ def _score_on_cluster(args: argparse.Namespace, options, human):
         raise ValueError("--cluster writes the scored frames: give -o OUT.extxyz")
     try:
         if args.precomputed:
-            result = score_precomputed_on_cluster(
-                args.precomputed, args.output, **options.arguments_for(score_precomputed_on_cluster)
-            )
+            result = score_precomputed_on_cluster(args.precomputed, args.output, options)
         else:
             ensemble = EnsembleSpec.from_options(**ensemble_options(args))
-            result = score_on_cluster(args.files, args.output, ensemble, **options.arguments_for(score_on_cluster))
+            result = score_on_cluster(args.files, args.output, ensemble, options)
     except KeyboardInterrupt as exc:  # the chunks finished so far stay on disk
         for note in getattr(exc, "__notes__", []):
             print(f"hetens score: {note}", file=sys.stderr)

@@ -41,8 +41,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.rescore.reading import iter_frames
-    from hetens.singlepoint import single_point
+    from hetens.io.reading import iter_frames
+    from hetens.jobs.singlepoint import single_point
 
     frames = [atoms for _, atoms in iter_frames(args.structure, args.index)]
     if len(frames) != 1:

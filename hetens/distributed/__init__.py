@@ -3,8 +3,8 @@
 - :func:`score_on_cluster` (live members) and :func:`score_precomputed_on_cluster`
   (predictions made elsewhere) split the selected frames into chunks, score
   them on Dask workers and assemble the chunks, in the original frame order,
-  into one extxyz file identical to what :func:`hetens.rescore.score.score_live`
-  and :func:`~hetens.rescore.score.score_precomputed` write.
+  into one extxyz file identical to what :func:`hetens.jobs.score_live.score_live`
+  and :func:`~hetens.rescore.precomputed_scoring.score_precomputed` write.
 - Workers receive an :class:`EnsembleSpec` (how to build the ensemble, never a
   model) and keep the ensemble they build for every chunk they run
   (:mod:`hetens.distributed.tasks`).

@@ -150,7 +150,7 @@ class EnsembleSpec:
     def build(self, device: str | None = None):
         """Load the ensemble (on the worker) with :func:`hetens.build_ensemble`, on ``device`` if
         given, else ``self.device``."""
-        from hetens.factory import build_ensemble
+        from hetens.core.factory import build_ensemble
 
         calc = build_ensemble(
             list(self.models) if self.models else None,

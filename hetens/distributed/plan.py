@@ -25,7 +25,7 @@ import numpy as np
 from hetens.errors import FrameReadError
 from hetens.io.extxyz import scan_extxyz
 from hetens.rescore.batches import batches
-from hetens.rescore.reading import FrameSource, is_extxyz, iter_frames, parse_index
+from hetens.io.reading import FrameSource, is_extxyz, iter_frames, parse_index
 
 __all__ = ["FrameTable", "frame_table", "plan_chunks", "Segment", "chunk_segments", "read_frames", "file_stat"]
 
@@ -62,7 +62,7 @@ class FrameTable:
         return int(self.n_atoms.shape[0])
 
     def source(self, row: int) -> FrameSource:
-        """The :class:`FrameSource` :func:`~hetens.rescore.reading.iter_frames` gives this frame."""
+        """The :class:`FrameSource` :func:`~hetens.io.reading.iter_frames` gives this frame."""
         index = int(self.file_index[row])
         return FrameSource(self.label, index if index >= 0 else None, self.first_row + row)
 
@@ -126,7 +126,7 @@ def frame_table(path: str | os.PathLike, index: Any = ":", format: str | None = 
 
 
 def _indices_known(selection) -> bool:
-    """Whether :func:`~hetens.rescore.reading.iter_frames` knows file indices for ``selection``."""
+    """Whether :func:`~hetens.io.reading.iter_frames` knows file indices for ``selection``."""
     if isinstance(selection, int):
         return selection >= 0
     return (selection.start or 0) >= 0 and (selection.step or 1) > 0
@@ -187,7 +187,7 @@ def read_frames(table: FrameTable) -> list[tuple[FrameSource, Any]]:
     """``(source, atoms)`` of every frame of ``table`` (a chunk's rows), as a local run reads them.
 
     extxyz frames are parsed from their byte spans with ASE's extxyz reader;
-    other formats through :func:`~hetens.rescore.reading.iter_frames` (a
+    other formats through :func:`~hetens.io.reading.iter_frames` (a
     slice of file indices where they are known, e.g. random access in ASE
     trajectories; otherwise the file's selection, up to the chunk's rows).
     """

@@ -1,10 +1,10 @@
 """The driver of a cluster run: plan chunks, run the missing ones on Dask, assemble the output.
 
 :func:`score_on_cluster` and :func:`score_precomputed_on_cluster` write the
-file :func:`hetens.rescore.score.score_live` and
-:func:`~hetens.rescore.score.score_precomputed` write, byte for byte (on the
+file :func:`hetens.jobs.score_live.score_live` and
+:func:`~hetens.rescore.precomputed_scoring.score_precomputed` write, byte for byte (on the
 same device type, with the same torch threads per process), and return the
-same :class:`~hetens.rescore.score.ScoreResult`, whose report gains a
+same :class:`~hetens.rescore.report.ScoreResult`, whose report gains a
 ``cluster`` entry (chunks reused and computed, retries, workers, dashboard).
 """
 
@@ -29,13 +29,13 @@ from hetens.errors import AlignmentError, FrameReadError
 from hetens.io import keys
 from hetens.io.files import EXTXYZ_SUFFIXES, check_output
 from hetens.io.progress import Progress
-from hetens.rescore.precomputed import DEFAULT_POSITION_TOL
+from hetens.rescore.batches import DEFAULT_CHUNK_SIZE
+from hetens.rescore.options import ScoreOptions
 from hetens.rescore.report import ScoreSummary
 
 __all__ = ["score_on_cluster", "score_precomputed_on_cluster", "DEFAULT_CHUNK_SIZE"]
 
 #: Frames per chunk by default: large enough that scheduling (a few ms per chunk) is noise.
-DEFAULT_CHUNK_SIZE = 256
 
 ChunkHook = Callable[[dict[str, Any]], None]
 
@@ -44,31 +44,18 @@ def score_on_cluster(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
     ensemble: Any = None,
+    options: ScoreOptions | None = None,
     *,
-    cluster: Any = "local:2",
-    index: Any = ":",
-    format: str | None = None,
-    reference: str | os.PathLike | None = None,
-    reference_energy_key: str = "energy",
-    reference_forces_key: str = "forces",
-    position_tol: float = DEFAULT_POSITION_TOL,
-    batch_size: int = 16,
-    max_batch_atoms: int = 4096,
-    batched: bool = True,
-    keep_member_forces: bool = False,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    worker_threads: int | None = None,
-    restart: bool = False,
-    keep_chunks: bool = False,
-    progress: str = "auto",
     on_chunk: ChunkHook | None = None,
+    **overrides: Any,
 ):
-    """:func:`~hetens.rescore.score.score_live` on a Dask cluster, resumable.
+    """:func:`~hetens.jobs.score_live.score_live` on a Dask cluster, resumable.
 
     Args:
-        inputs, output, index, format, reference, reference_energy_key,
-        reference_forces_key, position_tol, batch_size, max_batch_atoms,
-        batched, keep_member_forces: as for :func:`~hetens.rescore.score.score_live`.
+        inputs, output: as for :func:`~hetens.jobs.score_live.score_live`.
+        options: a :class:`~hetens.rescore.options.ScoreOptions` (or single
+            fields as keywords): those of :func:`~hetens.jobs.score_live.score_live`,
+            and cluster, chunk_size, worker_threads, restart, keep_chunks (below).
         ensemble: an :class:`EnsembleSpec`, member specs, a calculator whose
             members all come from specs, or ``None`` (the default ensemble).
             Workers build it themselves, once per worker process.
@@ -91,12 +78,12 @@ def score_on_cluster(
         KeyboardInterrupt: on Ctrl-C, with a note saying how many chunks are
             kept and how to resume (re-run the same command).
     """
-    from hetens import __version__
+    from hetens._version import __version__
 
     start = time.perf_counter()
+    o = ScoreOptions.resolve(options, overrides)
+    index, format, reference, chunk_size = o.index, o.format, o.reference, o.chunk_size
     spec = EnsembleSpec.of(ensemble)
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1; got {batch_size}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     check_output(output, [*paths, reference], suffixes=EXTXYZ_SUFFIXES)
     tables = [frame_table(p, index, format) for p in paths]
@@ -111,18 +98,19 @@ def score_on_cluster(
                 f"reference {reference} holds {ref_table.n_frames} selected frames but the inputs hold "
                 f"{total}; the reference must hold the same frames in the same order"
             )
-    chunks = plan_chunks(tables, batch_size, max_batch_atoms, chunk_size)
-    cluster_spec = _cluster_spec(cluster)
+    chunks = plan_chunks(tables, o.batch_size, o.max_batch_atoms, chunk_size)
+    cluster_spec = _cluster_spec(o.cluster)
     options = {
-        "batch_size": batch_size,
-        "max_batch_atoms": max_batch_atoms,
-        "batched": batched,
-        "keep_member_forces": keep_member_forces,
+        "batch_size": o.batch_size,
+        "max_batch_atoms": o.max_batch_atoms,
+        "batched": o.batched,
+        "keep_member_forces": o.keep_member_forces,
         "reference_label": str(reference) if reference is not None else None,
-        "reference_energy_key": reference_energy_key,
-        "reference_forces_key": reference_forces_key,
-        "position_tol": position_tol,
-        "worker_threads": worker_threads or getattr(cluster_spec, "worker_threads", None),
+        "reference_energy_key": o.reference_energy_key,
+        "reference_forces_key": o.reference_forces_key,
+        "position_tol": o.position_tol,
+        "error_reference": o.error_reference,
+        "worker_threads": o.worker_threads or getattr(cluster_spec, "worker_threads", None),
     }
     identity = {
         "kind": "live",
@@ -137,7 +125,7 @@ def score_on_cluster(
         "n_frames": total,
         "n_chunks": len(chunks),
     }
-    store = ChunkStore.open(output, identity, restart=restart)
+    store = ChunkStore.open(output, identity, restart=o.restart)
 
     def task(i: int) -> LiveChunk:
         first, stop = chunks[i]
@@ -145,60 +133,42 @@ def score_on_cluster(
         ref_rows = None if ref_table is None else [ref_table.rows(first, stop)]
         return LiveChunk(i, str(store.folder), store.run_id, spec, rows, ref_rows, options)
 
-    records, info = _run_chunks(store, len(chunks), task, run_live_chunk, cluster, progress, on_chunk)
+    records, info = _run_chunks(store, len(chunks), task, run_live_chunk, o.cluster, o.progress, on_chunk)
     names, weights = _ensemble_of(records)
     store.assemble(output, range(len(chunks)))
     summary = ScoreSummary(names, np.asarray(weights), records[min(records)].get("roles"))
     for i in range(len(chunks)):
         summary.add_arrays(store.arrays(i))
     result = summary.result(Path(output), start)
-    return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
+    return _finish(result, store, records, info, cluster_spec, chunk_size, o.keep_chunks)
 
 
 def score_precomputed_on_cluster(
     predictions: Sequence[str | os.PathLike],
     output: str | os.PathLike,
+    options: ScoreOptions | None = None,
     *,
-    cluster: Any = "local:2",
-    names: Sequence[str] | None = None,
-    weights: Any = None,
-    force_rmse: Sequence[float] | None = None,
-    reference: str | os.PathLike | None = None,
-    index: Any = ":",
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    reference_energy_key: str = "energy",
-    reference_forces_key: str = "forces",
-    position_tol: float = DEFAULT_POSITION_TOL,
-    keep_member_forces: bool = False,
-    jobs: int = 1,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    restart: bool = False,
-    keep_chunks: bool = False,
-    progress: str = "auto",
     on_chunk: ChunkHook | None = None,
-    witnesses: Sequence[str] = (),
+    **overrides: Any,
 ):
-    """:func:`~hetens.rescore.score.score_precomputed` with the output written by Dask workers.
+    """:func:`~hetens.rescore.precomputed_scoring.score_precomputed` with the output written by Dask workers.
 
     This process reads the prediction files and computes U for all frames at
     once, exactly as locally (that part is vectorised and fast); the workers
     annotate and write the frames, chunk by chunk (the slow part on large
     files), resumable as in :func:`score_on_cluster`. Arguments as there and
-    as for :func:`~hetens.rescore.score.score_precomputed`.
+    as for :func:`~hetens.rescore.precomputed_scoring.score_precomputed`.
     """
-    from hetens import __version__
-    from hetens.rescore.score import score_loaded_predictions
+    from hetens._version import __version__
+    from hetens.rescore.precomputed_scoring import score_loaded_predictions
 
     start = time.perf_counter()
+    o = ScoreOptions.resolve(options, overrides)
+    index, reference, chunk_size, keep_member_forces = o.index, o.reference, o.chunk_size, o.keep_member_forces
     paths = [str(p) for p in predictions]
     check_output(output, [*paths, reference], suffixes=EXTXYZ_SUFFIXES)
-    cluster_spec = _cluster_spec(cluster)
-    scored = score_loaded_predictions(  # as score_precomputed does, on all frames at once
-        paths, names=names, weights=weights, force_rmse=force_rmse, reference=reference, index=index,
-        energy_key=energy_key, forces_key=forces_key, reference_energy_key=reference_energy_key,
-        reference_forces_key=reference_forces_key, position_tol=position_tol, jobs=jobs, witnesses=witnesses,
-    )
+    cluster_spec = _cluster_spec(o.cluster)
+    scored = score_loaded_predictions(paths, o)  # as score_precomputed does, on all frames at once
     loaded, w, scores, errors = scored.predictions, scored.weights, scored.scores, scored.errors
     template = frame_table(reference if reference is not None else paths[0], index)
     if template.n_frames != loaded.n_frames:
@@ -213,15 +183,16 @@ def score_precomputed_on_cluster(
         "weights": [float(x) for x in w],
         **({"roles": scored.roles} if scored.roles else {}),
         "options": {
-            "index": str(index), "energy_key": energy_key, "forces_key": forces_key,
-            "reference_energy_key": reference_energy_key, "reference_forces_key": reference_forces_key,
-            "position_tol": position_tol, "keep_member_forces": keep_member_forces,
+            "index": str(index), "energy_key": o.energy_key, "forces_key": o.forces_key,
+            "reference_energy_key": o.reference_energy_key, "reference_forces_key": o.reference_forces_key,
+            "position_tol": o.position_tol, "error_reference": o.error_reference,
+            "keep_member_forces": keep_member_forces,
         },
         "chunk_size": chunk_size,
         "n_frames": loaded.n_frames,
         "n_chunks": len(chunks),
     }
-    store = ChunkStore.open(output, identity, restart=restart)
+    store = ChunkStore.open(output, identity, restart=o.restart)
 
     def task(i: int) -> WritingChunk:
         first, stop = chunks[i]
@@ -231,10 +202,10 @@ def score_precomputed_on_cluster(
             None if errors is None else errors.eps[first:stop], keep_member_forces,
         )
 
-    records, info = _run_chunks(store, len(chunks), task, run_writing_chunk, cluster, progress, on_chunk)
+    records, info = _run_chunks(store, len(chunks), task, run_writing_chunk, o.cluster, o.progress, on_chunk)
     store.assemble(output, range(len(chunks)))
     result = scored.result(Path(output), start)
-    return _finish(result, store, records, info, cluster_spec, chunk_size, keep_chunks)
+    return _finish(result, store, records, info, cluster_spec, chunk_size, o.keep_chunks)
 
 
 # ------------------------------------------------------------------ helpers

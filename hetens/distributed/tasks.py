@@ -5,9 +5,9 @@ first chunk and keeps it (:func:`cached_ensemble`) for every later chunk:
 one model load per worker process, never one per chunk. Chunks in one
 process run one at a time (the ensemble is not thread-safe).
 
-A chunk is scored by the step :func:`hetens.rescore.live.score_live` takes,
-:func:`hetens.rescore.live.score_batch` (through
-:func:`~hetens.rescore.live.score_batches`), on the same batches, and written
+A chunk is scored by the step :func:`hetens.jobs.score_live.score_live` takes,
+:func:`hetens.jobs.score_live.score_batch` (through
+:func:`~hetens.jobs.score_live.score_batches`), on the same batches, and written
 with the same :func:`hetens.io.extxyz.frame_text`, so its frames are the
 local run's frames byte for byte. A ``--precomputed`` chunk is annotated by
 :func:`hetens.rescore.output.annotated_frames`, as a local run's frames are.
@@ -133,7 +133,7 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
     key = spec.key()
     if key in _ENSEMBLES:
         return _ENSEMBLES[key], 0.0
-    from hetens.factory import ignore_upstream_warnings
+    from hetens.core.factory import ignore_upstream_warnings
 
     ignore_upstream_warnings()  # as the CLI does: warnings that say nothing to a user
     if threads:
@@ -148,7 +148,7 @@ def cached_ensemble(spec: EnsembleSpec, threads: int | None = None) -> tuple[Any
 
 def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
     """Score the chunk's frames with the worker's ensemble and save them; return the chunk's record."""
-    from hetens.rescore.live import ReferenceFrames, score_batches
+    from hetens.jobs.score_live import ReferenceFrames, score_batches
     from hetens.rescore.report import ScoreSummary
 
     store = ChunkStore(task.store, task.run_id)
@@ -170,6 +170,7 @@ def run_live_chunk(task: LiveChunk) -> dict[str, Any]:
                 energy_key=options["reference_energy_key"],
                 forces_key=options["reference_forces_key"],
                 position_tol=options["position_tol"],
+                error_reference=options.get("error_reference", "returned"),
             )
         summary = ScoreSummary(calc.member_names, calc.weights, calc.roles)
         texts = []

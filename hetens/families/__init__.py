@@ -9,8 +9,8 @@ pass changes process-wide (torch's default dtype, the global random states,
 environment variables, class-level lists, a caller's ``atoms.info``, text on
 stdout) is undone or kept to a copy, so members do not interfere with each
 other or with the user's own work. It makes no policy decisions (weights,
-level-of-theory checks and the error policy live in :mod:`hetens.member` and
-:mod:`hetens.calculator`).
+level-of-theory checks and the error policy live in :mod:`hetens.core.member` and
+:mod:`hetens.core.calculator`).
 
 What an adapter module provides is declared in :mod:`hetens.families.contract`
 (:class:`~hetens.families.contract.FamilyAdapter`, module-level functions)::
@@ -141,7 +141,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        from hetens.registry import FAMILIES_NOT_INSTALLABLE
+        from hetens.catalogue.registry import FAMILIES_NOT_INSTALLABLE
 
         if name in FAMILIES_NOT_INSTALLABLE:
             raise MissingFamilyError(

@@ -13,7 +13,7 @@ The options hetens itself takes are not passed on: ``level``, ``name``,
 ``role``, ``device`` and the worker options (``python``, ``threads``...).
 Without ``@level=`` the member's level of theory is ``unknown``; such a
 member is not compared by label, but its energy must pass the ensemble's
-energy-reference check (:func:`hetens.calculator.check_energy_reference`).
+energy-reference check (:func:`hetens.core.calculator.check_energy_reference`).
 
 Side effects: the adapter cannot know what a user's package changes, so
 it restores what hetens' members share: ``os.environ``, Python's and

@@ -11,14 +11,14 @@ Two optional capabilities are protocols of their own, found with
 - :class:`GroupEvaluation`: several members of one family on one structure
   from one prepared input (CHGNet models sharing a crystal graph, the heads
   of one SevenNet model in one pass). Reserved: declared here, not
-  implemented by any adapter yet; :func:`hetens.workers.pool.evaluate_members`
+  implemented by any adapter yet; :func:`hetens.core.pool.evaluate_members`
   marks where the calculator will call it.
 
 Every function gets and returns plain values (model names, ASE calculators,
 ``Atoms``, numpy arrays); none decides policy (weights, level-of-theory
-checks and the error policy live in :mod:`hetens.member` and
-:mod:`hetens.calculator`). Raw outputs are checked by the caller with
-:func:`hetens.evaluation.checked_outputs`, exactly like a single evaluation.
+checks and the error policy live in :mod:`hetens.core.member` and
+:mod:`hetens.core.calculator`). Raw outputs are checked by the caller with
+:func:`hetens.core.evaluation.checked_outputs`, exactly like a single evaluation.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ _CACHE = Path.home() / ".cache" / "deepmd" / "pretrained" / "models"
 
 def _registry_file(model: str) -> str | None:
     """File name deepmd's pretrained registry stores ``model`` under (``None``: not a deepmd name)."""
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     if find_model("deepmd", model) is None:
         return None
@@ -78,7 +78,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     else:
         filename = _registry_file(model)
         if filename is None:
-            from hetens.registry import models_of_family
+            from hetens.catalogue.registry import models_of_family
 
             raise UnknownModelError(f"unknown deepmd model {model!r}; known: "
                                     f"{', '.join(m.name for m in models_of_family('deepmd'))} "
@@ -102,7 +102,7 @@ def _download(model: str, spec: str) -> str:
     name and renamed only after its SHA-256 matched (deepmd's ``MODEL_REGISTRY``); one clear
     error when every source failed."""
     from hetens.errors import WeightsUnavailableError
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     how = (f"Download it once on a connected machine with `dp pretrained download {model}` (it lands "
            f"in {_CACHE}), or give the file: deepmd:/path/to/model.pth.")

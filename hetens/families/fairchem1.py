@@ -47,7 +47,7 @@ _REPO = "facebook/OMAT24"
 
 def _registry_entry(model: str) -> dict | None:
     """fairchem 1.x's ``pretrained_models.json`` entry of ``model`` (``None``: not a name)."""
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     known = find_model("fairchem1", model)
     if known is None:
@@ -92,7 +92,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         path = str(Path(model).expanduser())
     else:
         if _registry_entry(model) is None:
-            from hetens.registry import models_of_family
+            from hetens.catalogue.registry import models_of_family
 
             raise UnknownModelError(
                 f"unknown fairchem1 model {model!r}; known: "
@@ -107,7 +107,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
 
 def _download(model: str) -> str:
     """fairchem 1.x's own download of a registry model, with one clear error when it fails."""
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     name = find_model("fairchem1", model).name
     how = (f"accept the licence of {_REPO} on huggingface.co, run `huggingface-cli login`, then load "

@@ -52,7 +52,7 @@ def _cache_dir() -> Path:
 
 
 def _known(model: str) -> str | None:
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     known = find_model("grace", model)
     return known.name if known is not None else None
@@ -94,7 +94,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             return TPCalculator(model=str(folder), mode=mode)
     name = _known(model)
     if name is None:
-        from hetens.registry import models_of_family
+        from hetens.catalogue.registry import models_of_family
 
         raise UnknownModelError(f"unknown grace model {model!r}; known: "
                                 f"{', '.join(m.name for m in models_of_family('grace'))} "

@@ -60,7 +60,7 @@ _COMPILED_SUFFIX = ".nequip.pt2"
 
 def _model_id(model: str) -> str | None:
     """nequip.net ID of a registry name (``NequIP-OAM-L-0.1`` -> ``nequip.net:mir-group/NequIP-OAM-L:0.1``)."""
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     known = find_model("nequip", model)
     if known is None:
@@ -101,7 +101,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     else:
         source = _model_id(model)
         if source is None:
-            from hetens.registry import models_of_family
+            from hetens.catalogue.registry import models_of_family
 
             known = ", ".join(m.name for m in models_of_family("nequip"))
             raise UnknownModelError(

@@ -124,7 +124,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
 
 
 def _load(model: str, head: str | None, device: str, options: dict[str, str]):
-    from hetens.registry import find_model
+    from hetens.catalogue.registry import find_model
 
     known = find_model("sevenn", model)
     if known is not None and head:

@@ -3,7 +3,7 @@
 :func:`scan_extxyz` walks a file's frames without parsing atom lines: each
 frame's atom-count line, comment line and atom lines are counted, never
 split. Every reader of hetens that needs the layout of an extxyz file uses
-it: the header check and frame counts of :mod:`hetens.rescore.reading`, the
+it: the header check and frame counts of :mod:`hetens.io.reading`, the
 fast array reader of :mod:`hetens.io.extxyz_arrays`, and the byte spans the
 cluster planner ships to its workers (:mod:`hetens.distributed.plan`).
 

@@ -39,7 +39,7 @@ def read_extxyz_arrays(
 
     Args:
         path: the extxyz file.
-        selection: frames (a slice or an int, as :func:`hetens.rescore.reading.parse_index` gives).
+        selection: frames (a slice or an int, as :func:`hetens.io.reading.parse_index` gives).
         energy_key: the ``info`` key of the energy (``"energy"`` is also ASE's result name).
         forces_key: the per-atom column of the forces.
 

@@ -3,7 +3,7 @@
 ASE keeps only the results it knows when a frame is written, so hetens'
 own quantities go into ``atoms.info`` / ``atoms.arrays`` under
 :data:`PREFIX`, which no ASE name uses. What each key holds is documented
-where it is written: :mod:`hetens.frames` (the ensemble's results),
+where it is written: :mod:`hetens.core.frames` (the ensemble's results),
 :mod:`hetens.rescore.output` (scoring), :mod:`hetens.rescore.select`
 (labels), :mod:`hetens.monitor.observation` (MD and relaxation frames).
 This module imports nothing, so every process (worker environments
@@ -15,7 +15,7 @@ from __future__ import annotations
 #: The prefix of every key hetens adds to a frame's ``info`` or ``arrays``.
 PREFIX = "hetens_"
 
-# ------------------------------------------------ the ensemble (hetens.frames)
+# ------------------------------------------------ the ensemble (hetens.core.frames)
 U_KEY = PREFIX + "U"  #: info: U, eV/Å
 MAX_U_KEY = PREFIX + "max_u"  #: info: largest per-atom u, eV/Å
 ENERGY_STD_KEY = PREFIX + "energy_std"  #: info: weighted member energy spread, eV/atom

@@ -12,43 +12,31 @@
 - :func:`run_relaxation`: BFGS/FIRE relaxation (optionally of the cell) with
   the same observers, what ``hetens relax`` runs.
 
-See ``docs/monitoring.md``.
+The runs themselves are jobs (:mod:`hetens.jobs.md`, :mod:`hetens.jobs.relax`);
+their names stay importable from here, imported on first use like every
+name below (:func:`hetens._lazy.lazy_exports`). See ``docs/monitoring.md``.
 """
 
 from __future__ import annotations
 
-from hetens.errors import UncertaintyHalt
-from hetens.monitor.csvlog import COLUMNS, read_log
-from hetens.monitor.dynamics import make_md
-from hetens.monitor.observation import Observation, ensemble_results
-from hetens.monitor.observers import (
-    FlagWriter,
-    HaltOnUncertainty,
-    TrajectoryWriter,
-    UncertaintyLogger,
-    UncertaintyMonitor,
-)
-from hetens.monitor.plot import plot_log
-from hetens.monitor.relax import Relaxation, make_optimizer, run_relaxation
-from hetens.monitor.run import RunOutcome, StopOnInterrupt, run_monitored
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "COLUMNS",
-    "FlagWriter",
-    "HaltOnUncertainty",
-    "Observation",
-    "Relaxation",
-    "RunOutcome",
-    "StopOnInterrupt",
-    "TrajectoryWriter",
-    "UncertaintyHalt",
-    "UncertaintyLogger",
-    "UncertaintyMonitor",
-    "ensemble_results",
-    "make_md",
-    "make_optimizer",
-    "plot_log",
-    "read_log",
-    "run_monitored",
-    "run_relaxation",
-]
+from hetens._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
+
+if TYPE_CHECKING:  # pragma: no cover  (the export table: see hetens._lazy.lazy_exports)
+    from hetens.errors import UncertaintyHalt
+    from hetens.monitor.csvlog import COLUMNS, read_log
+    from hetens.monitor.dynamics import make_md
+    from hetens.monitor.observation import Observation, ensemble_results
+    from hetens.monitor.observers import (
+        FlagWriter,
+        HaltOnUncertainty,
+        TrajectoryWriter,
+        UncertaintyLogger,
+        UncertaintyMonitor,
+    )
+    from hetens.monitor.plot import plot_log
+    from hetens.jobs.relax import Relaxation, make_optimizer, run_relaxation
+    from hetens.jobs.md import RunOutcome, StopOnInterrupt, run_monitored

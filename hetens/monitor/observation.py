@@ -16,7 +16,7 @@ from typing import Any
 
 from ase import units
 
-from hetens.calculator import HeterogeneousEnsembleCalculator
+from hetens.core.calculator import HeterogeneousEnsembleCalculator
 
 __all__ = ["Observation", "DynamicsView", "ensemble_pressure_GPa", "ensemble_results", "underlying_atoms"]
 
@@ -170,10 +170,10 @@ class Observation:
         )
 
     def frame(self, **extra_info: Any):
-        """An annotated copy of the structure (:func:`hetens.frames.annotate`), safe to write.
+        """An annotated copy of the structure (:func:`hetens.core.frames.annotate`), safe to write.
 
         Carries ``hetens_step`` and, for MD, ``hetens_time_fs`` besides the
-        ``hetens_*`` keys of :mod:`hetens.frames`.
+        ``hetens_*`` keys of :mod:`hetens.core.frames`.
         """
         return annotate_state(self.atoms, self.results, self.calc, self.step, self.time_fs, **extra_info)
 
@@ -198,13 +198,13 @@ def ensemble_pressure_GPa(atoms, results: Mapping[str, Any]) -> float | None:
 
 
 def annotate_state(atoms, results, calc, step: int, time_fs: float | None, **extra_info: Any):
-    """:func:`hetens.frames.annotate` plus the step and time, for frames written during a run.
+    """:func:`hetens.core.frames.annotate` plus the step and time, for frames written during a run.
 
     Keys in ``atoms.info`` that would collide with the written energy/forces
     (a structure whose info already holds ``energy``, say) are kept as
     ``input_<key>``, so the extxyz writer never refuses the frame mid-run.
     """
-    from hetens.frames import annotate
+    from hetens.core.frames import annotate
 
     from hetens.io.keys import STEP_KEY, TIME_FS_KEY
 

@@ -176,7 +176,7 @@ class FlagWriter(_Observer):
     Each frame carries the ensemble energy/forces/stress (as ASE results) and
     ``hetens_U``, per-atom ``hetens_u``, ``hetens_energy_std``,
     ``hetens_member_energies``, ``hetens_step`` and ``hetens_time_fs`` (see
-    :mod:`hetens.frames`); ``ase.io.read(path, ":")`` reads them back.
+    :mod:`hetens.core.frames`); ``ase.io.read(path, ":")`` reads them back.
 
     Args:
         dyn: the ASE dynamics or optimizer.

@@ -3,7 +3,7 @@
 :func:`evaluate_batch` is the one entry point: it uses the family adapter's
 batched path when it has one (:class:`hetens.families.contract.BatchedEvaluation`:
 SevenNet and CHGNet today) and otherwise loops over the frames with
-:func:`hetens.evaluation.evaluate_member`. Either way it returns the same
+:func:`hetens.core.evaluation.evaluate_member`. Either way it returns the same
 thing, checked the same way: one ``(energy, forces, stress)`` per frame,
 float64, in eV, eV/Å and Voigt eV/Å³.
 
@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hetens.evaluation import MemberOutput, checked_outputs, evaluate_member
+from hetens.core.evaluation import MemberOutput, checked_outputs, evaluate_member
 from hetens.families import FAMILIES
 from hetens.families.contract import BatchedEvaluation
-from hetens.group_evaluation import evaluate_alone
+from hetens.core.group_evaluation import evaluate_alone
 
 if TYPE_CHECKING:
-    from hetens.member import Member
+    from hetens.core.member import Member
 
 __all__ = ["evaluate_batch", "has_batched_path", "MemberOutput", "CPU_BATCH_ATOMS"]
 

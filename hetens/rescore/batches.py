@@ -1,6 +1,6 @@
 """How frames are grouped into model calls: the one batching rule.
 
-A local run (:func:`hetens.rescore.live.score_live`), calibration with live
+A local run (:func:`hetens.jobs.score_live.score_live`), calibration with live
 members (:func:`hetens.rescore.predict.predict_file`) and the cluster's chunk
 planner (:func:`hetens.distributed.plan.plan_chunks`) all cut frames with
 :func:`batches`, so a frame goes through the same model call wherever it is
@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
-from hetens.rescore.reading import FrameSource
+from hetens.io.reading import FrameSource
 
-__all__ = ["batches"]
+__all__ = ["batches", "DEFAULT_BATCH_SIZE", "DEFAULT_MAX_BATCH_ATOMS", "DEFAULT_CHUNK_SIZE"]
+
+#: Frames per model call, where a family evaluates batches.
+DEFAULT_BATCH_SIZE = 16
+#: Atoms per model call at most (a larger frame goes alone): bounds (GPU) memory.
+DEFAULT_MAX_BATCH_ATOMS = 4096
+#: Frames per chunk of a cluster run (whole batches; the unit of scheduling and resumption).
+DEFAULT_CHUNK_SIZE = 256
 
 
 def batches(

@@ -35,8 +35,8 @@ from hetens.io import keys
 from hetens.io.files import atomic_path
 from hetens.rescore.arrays import FrameArrays, PredictionSet
 from hetens.rescore.metrics import conformal_factor, coverage, energy_rmse, force_rmse, spearman, split_frames
-from hetens.rescore.scoring import reference_errors, score_predictions
-from hetens.weights import inverse_rmse_weights
+from hetens.rescore.scoring import check_error_reference, reference_errors, score_predictions
+from hetens.core.weights import inverse_rmse_weights
 
 __all__ = ["CalibrationResult", "calibrate", "write_weights_file", "BOUND_TARGET"]
 
@@ -94,7 +94,7 @@ class CalibrationResult:
         return list(self.weights)
 
     def to_json(self) -> dict[str, Any]:
-        from hetens import __version__
+        from hetens._version import __version__
 
         witnessed = {"roles": dict(self.roles),
                      "rho_with_witnesses": self.rho_with_witnesses,
@@ -128,6 +128,7 @@ def calibrate(
     held_out_fraction: float = 0.5,
     seed: int = 0,
     witnesses=(),
+    error_reference: str = "returned",
 ) -> CalibrationResult:
     """Member errors, inverse-RMSE weights, the top-N scan and a conformal U bound.
 
@@ -141,8 +142,14 @@ def calibrate(
         seed: seed of the random calibration/held-out split.
         witnesses: names of the members that are witnesses (forces in U
             only); the scan runs over the others, every witness kept in U.
+        error_reference: what eps (the error rho ranks U against in the scan)
+            is the error of: ``"returned"`` forces or the plain
+            ``"member_mean"`` (:data:`hetens.rescore.scoring.ERROR_REFERENCES`).
+            The conformal bound always covers the returned forces' error.
     """
-    from hetens.calculator import check_member_counts
+    from hetens.core.policy import check_member_counts
+
+    check_error_reference(error_reference)
 
     unknown = [n for n in witnesses if n not in predictions.names]
     if unknown:
@@ -172,7 +179,7 @@ def calibrate(
         weights = inverse_rmse_weights(rmse_f[chosen])
         mask = ~is_witness[chosen]
         scores = score_predictions(subset, weights, predictors=None if mask.all() else mask)
-        return subset, weights, scores, reference_errors(subset, scores, reference)
+        return subset, weights, scores, reference_errors(subset, scores, reference, error_reference)
 
     scan, best = [], None
     first = max(1, 2 - witness_order.size)

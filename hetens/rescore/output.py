@@ -1,10 +1,10 @@
 """What a scored frame holds, and the one annotation step of every scored file.
 
 :func:`annotated_frames` turns frames and their scores into the frames
-``hetens score`` writes, made by :func:`hetens.frames.annotate` (ensemble
+``hetens score`` writes, made by :func:`hetens.core.frames.annotate` (ensemble
 energy/forces/stress as the frame's results, U and friends under
 ``hetens_`` keys). Every writer of scored frames calls it: live scoring
-(:class:`hetens.rescore.live.ScoredBatch`), ``--precomputed``
+(:class:`hetens.jobs.score_live.ScoredBatch`), ``--precomputed``
 (:func:`hetens.rescore.precomputed_scoring.write_precomputed`) and the
 cluster's chunk tasks (:mod:`hetens.distributed.tasks`). Keys added here
 (defined in :mod:`hetens.io.keys`):
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from hetens.errors import AlignmentError
-from hetens.frames import annotate
+from hetens.core.frames import annotate
 from hetens.io.keys import EPS_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, SOURCE_KEY
 from hetens.rescore.arrays import PredictionSet
-from hetens.rescore.reading import FrameSource
+from hetens.io.reading import FrameSource
 from hetens.rescore.scoring import EnsembleScores, frame_results
 
 __all__ = [

@@ -250,16 +250,23 @@ def load_plot_data(
     reference_energy_key: str = "energy",
     reference_forces_key: str = "forces",
     index: Any = ":",
+    error_reference: str = "returned",
 ) -> PlotData:
     """U, max u, atom counts and (when known) eps of scored files.
 
     eps comes from each frame's ``hetens_eps`` (written by ``score
-    --reference``) or, with ``reference``, is computed here with the same
-    definition: ``max_i |F_ref[i] - F[i]|`` with F the frame's forces (those
-    hetens returned).
+    --reference``, with that run's ``--error-reference``) or, with
+    ``reference``, is computed here: ``max_i |F_ref[i] - F[i]|`` with F the
+    frame's forces (those hetens returned; ``error_reference="returned"``) or
+    the plain mean of the predictors' forces (``"member_mean"``: needs the
+    frames' ``hetens_member_forces``, written by ``score --keep-member-forces``).
     """
+    from hetens.rescore.scoring import check_error_reference
+
+    if check_error_reference(error_reference) != "returned" and reference is None:
+        raise ValueError(f"error_reference={error_reference!r} computes eps from the reference forces: give reference")
     from hetens.io.keys import EPS_KEY, MAX_U_KEY, U_KEY
-    from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
+    from hetens.io.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
     paths = list(scored)
     u, max_u, n_atoms, eps = [], [], [], []
@@ -279,7 +286,9 @@ def load_plot_data(
             frames.append(info["_atoms"])
     eps_array = np.asarray(eps, dtype=float)
     if reference is not None:
-        eps_array = _eps_from_reference(frames, reference, index, reference_energy_key, reference_forces_key)
+        eps_array = _eps_from_reference(
+            frames, reference, index, reference_energy_key, reference_forces_key, error_reference
+        )
     return PlotData(
         uncertainty=np.asarray(u, dtype=float),
         max_u=np.asarray(max_u, dtype=float),
@@ -288,10 +297,12 @@ def load_plot_data(
     )
 
 
-def _eps_from_reference(frames, reference, index, energy_key, forces_key) -> np.ndarray:
+def _eps_from_reference(frames, reference, index, energy_key, forces_key, error_reference="returned") -> np.ndarray:
+    from hetens.core.uncertainty import max_force_error
+    from hetens.io.keys import MEMBER_FORCES_KEY, ROLES_KEY
     from hetens.rescore.arrays import frame_arrays_from_atoms
     from hetens.rescore.precomputed import check_alignment, read_frame_arrays
-    from hetens.uncertainty import max_force_error
+    from hetens.rescore.scoring import error_forces
 
     labels = read_frame_arrays(
         reference, index, energy_key=energy_key, forces_key=forces_key, require_energy=False
@@ -304,6 +315,17 @@ def _eps_from_reference(frames, reference, index, energy_key, forces_key) -> np.
             predicted = atoms.calc.results["forces"]
         else:
             raise FrameReadError(f"scored frame {f} has no forces to compare with {reference}")
+        if error_reference != "returned":
+            if MEMBER_FORCES_KEY not in atoms.arrays:
+                raise FrameReadError(
+                    f"scored frame {f} has no {MEMBER_FORCES_KEY}: error_reference={error_reference!r} needs "
+                    "the members' forces (score with --keep-member-forces)"
+                )
+            packed = np.asarray(atoms.arrays[MEMBER_FORCES_KEY], dtype=float)
+            members = packed.reshape(len(atoms), -1, 3)  # (N, M, 3)
+            roles = str(atoms.info.get(ROLES_KEY, "")).split(",") if ROLES_KEY in atoms.info else None
+            predictors = None if roles is None else np.array([r == "predictor" for r in roles])
+            predicted = error_forces(members, np.asarray(predicted), predictors, error_reference)
         eps[f] = max_force_error(predicted, labels.forces[rows])
     return eps
 

@@ -24,10 +24,11 @@ import numpy as np
 from hetens.errors import AlignmentError, FrameReadError
 from hetens.io.extxyz_arrays import read_extxyz_arrays, to_voigt
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.rescore.reading import check_readable, is_extxyz, iter_frames, parse_index
+from hetens.io.reading import check_readable, is_extxyz, iter_frames, parse_index
 
 __all__ = [
     "read_frame_arrays",
+    "read_reference",
     "labelled_frame_arrays",
     "check_alignment",
     "load_predictions",
@@ -191,6 +192,20 @@ def _minimum_image(delta: np.ndarray, cells: np.ndarray, pbc: np.ndarray) -> np.
         frac = np.where(pbc[periodic], frac - np.round(frac), frac)
         out[periodic] = np.einsum("ti,tij->tj", frac, cell)
     return out
+
+
+def read_reference(
+    path, index: Any, frames: FrameArrays, *, energy_key: str = "energy", forces_key: str = "forces",
+    position_tol: float = DEFAULT_POSITION_TOL,
+) -> FrameArrays:
+    """Reference (DFT) labels of ``frames`` from ``path``: read (energies optional), checked to be the same frames.
+
+    Raises:
+        AlignmentError: ``path`` does not hold ``frames``, in order (names file and frame).
+    """
+    labels = read_frame_arrays(path, index, energy_key=energy_key, forces_key=forces_key, require_energy=False)
+    check_alignment(frames, labels, position_tol)
+    return labels
 
 
 def check_alignment(base: FrameArrays, other: FrameArrays, tol: float = DEFAULT_POSITION_TOL) -> None:

@@ -22,15 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from hetens.core.weights import inverse_rmse_weights, normalise_weights
 from hetens.io.files import EXTXYZ_SUFFIXES, StagedOutput, check_output
 from hetens.io.progress import Progress
+from hetens.io.reading import FrameSource, iter_frames
 from hetens.rescore.arrays import PredictionSet
+from hetens.rescore.options import ScoreOptions
 from hetens.rescore.output import annotated_frames
-from hetens.rescore.precomputed import DEFAULT_POSITION_TOL, check_alignment, load_predictions, read_frame_arrays
-from hetens.rescore.reading import FrameSource, iter_frames
+from hetens.rescore.precomputed import load_predictions, read_reference
 from hetens.rescore.report import ScoreResult, ScoreSummary
 from hetens.rescore.scoring import EnsembleScores, ReferenceErrors, reference_errors, score_predictions
-from hetens.weights import inverse_rmse_weights, normalise_weights
 
 __all__ = [
     "score_precomputed",
@@ -79,70 +80,39 @@ def resolve_member_weights(
 def score_precomputed(
     predictions: Sequence[str | os.PathLike] | PredictionSet,
     output: str | os.PathLike | None = None,
-    *,
-    names: Sequence[str] | None = None,
-    weights: Sequence[float] | Mapping[str, float] | None = None,
-    force_rmse: Sequence[float] | None = None,
-    reference: str | os.PathLike | None = None,
-    index: Any = ":",
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    reference_energy_key: str = "energy",
-    reference_forces_key: str = "forces",
-    position_tol: float = DEFAULT_POSITION_TOL,
-    keep_member_forces: bool = False,
-    jobs: int = 1,
-    progress: str = "auto",
-    witnesses: Sequence[str] = (),
+    options: ScoreOptions | None = None,
+    **overrides: Any,
 ) -> ScoreResult:
     """Score predictions made elsewhere: one file per member, the same frames in each.
 
     Args:
         predictions: (M,) prediction files, or a loaded :class:`PredictionSet`.
         output: extxyz file to write, or ``None`` for the summary only.
-        names: (M,) member names (default: file names without suffix).
-        weights: (M,) weights, or name -> weight (e.g. from
-            :func:`hetens.read_weights_file`; unnamed members are dropped).
-        force_rmse: (M,) member force RMSEs, eV/Å (inverse-RMSE weights).
-        reference: reference (DFT) labels for the same frames: adds member
-            errors, eps and rho to the report, ``hetens_eps`` to each frame.
-        index, energy_key, forces_key, reference_energy_key,
-        reference_forces_key, position_tol, jobs: see
-            :func:`hetens.rescore.precomputed.load_predictions`.
-        keep_member_forces: also write each member's forces (and stresses).
-        progress: progress display while writing (see :func:`score_live`).
-        witnesses: names (among ``names``) of the members that are witnesses:
-            their forces enter U only (docs/witnesses.md).
+        options: a :class:`~hetens.rescore.options.ScoreOptions`; single
+            fields may be given as keywords instead (``names=[...]``). Fields
+            used here: names, weights (a weights file's name -> weight drops
+            the unnamed members), force_rmse, witnesses, reference (adds member
+            errors, eps and rho to the report, ``hetens_eps`` to each frame),
+            index, energy_key, forces_key, reference_energy_key,
+            reference_forces_key, position_tol, error_reference, jobs,
+            keep_member_forces, progress.
 
     Raises:
         AlignmentError: the files do not hold the same frames (names file and frame).
     """
+    o = ScoreOptions.resolve(options, overrides)
     start = time.perf_counter()
     if output is not None:
         inputs = [] if isinstance(predictions, PredictionSet) else list(predictions)
-        check_output(output, [*inputs, reference], suffixes=EXTXYZ_SUFFIXES)
-    scored = score_loaded_predictions(
-        predictions,
-        names=names,
-        weights=weights,
-        force_rmse=force_rmse,
-        reference=reference,
-        index=index,
-        energy_key=energy_key,
-        forces_key=forces_key,
-        reference_energy_key=reference_energy_key,
-        reference_forces_key=reference_forces_key,
-        position_tol=position_tol,
-        jobs=jobs,
-        witnesses=witnesses,
-    )
+        check_output(output, [*inputs, o.reference], suffixes=EXTXYZ_SUFFIXES)
+    scored = score_loaded_predictions(predictions, o)
     predictions, scores, errors = scored.predictions, scored.scores, scored.errors
     out_path = None
     if output is not None:
         template = (
-            reference if reference is not None else predictions.sources[0] if predictions.sources else None
+            o.reference if o.reference is not None else predictions.sources[0] if predictions.sources else None
         )
-        write_precomputed(output, template, index, predictions, scores, errors, keep_member_forces, progress)
+        write_precomputed(output, template, o.index, predictions, scores, errors, o.keep_member_forces, o.progress)
         out_path = Path(output)
     return scored.result(out_path, start)
 
@@ -180,45 +150,29 @@ class ScoredPredictions:
 
 def score_loaded_predictions(
     predictions: Sequence[str | os.PathLike] | PredictionSet,
-    *,
-    names: Sequence[str] | None = None,
-    weights: Sequence[float] | Mapping[str, float] | None = None,
-    force_rmse: Sequence[float] | None = None,
-    reference: str | os.PathLike | None = None,
-    index: Any = ":",
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    reference_energy_key: str = "energy",
-    reference_forces_key: str = "forces",
-    position_tol: float = DEFAULT_POSITION_TOL,
-    jobs: int = 1,
-    witnesses: Sequence[str] = (),
+    options: ScoreOptions | None = None,
+    **overrides: Any,
 ) -> ScoredPredictions:
     """The steps of :func:`score_precomputed` before writing: load, weigh, score all frames at once.
 
-    Arguments as for :func:`score_precomputed`.
+    Options as for :func:`score_precomputed`.
     """
+    o = ScoreOptions.resolve(options, overrides)
+    witnesses = o.witnesses
     if not isinstance(predictions, PredictionSet):
-        predictions = load_predictions(
-            predictions,
-            names,
-            index=index,
-            energy_key=energy_key,
-            forces_key=forces_key,
-            position_tol=position_tol,
-            jobs=jobs,
-        )
+        predictions = load_predictions(predictions, o.names, index=o.index, energy_key=o.energy_key,
+                                       forces_key=o.forces_key, position_tol=o.position_tol, jobs=o.jobs)
     unknown = [n for n in witnesses if n not in predictions.names]
     if unknown:
         raise ValueError(
             f"witness name(s) {', '.join(unknown)} match no prediction file; the members are "
             f"{', '.join(predictions.names)} (name them with --names)"
         )
-    kept, w, left_out = resolve_member_weights(predictions.names, weights, force_rmse)
+    kept, w, left_out = resolve_member_weights(predictions.names, o.weights, o.force_rmse)
     if left_out:
         predictions = predictions.subset(kept)
     roles = ["witness" if n in witnesses else "predictor" for n in predictions.names]
-    from hetens.calculator import check_member_counts
+    from hetens.core.policy import check_member_counts
 
     check_member_counts(roles)
     if "witness" in roles:
@@ -226,16 +180,10 @@ def score_loaded_predictions(
     else:
         scores = score_predictions(predictions, w)
     errors = None
-    if reference is not None:
-        ref_arrays = read_frame_arrays(
-            reference,
-            index,
-            energy_key=reference_energy_key,
-            forces_key=reference_forces_key,
-            require_energy=False,
-        )
-        check_alignment(predictions.frames, ref_arrays, position_tol)
-        errors = reference_errors(predictions, scores, ref_arrays)
+    if o.reference is not None:
+        ref_arrays = read_reference(o.reference, o.index, predictions.frames, energy_key=o.reference_energy_key,
+                                    forces_key=o.reference_forces_key, position_tol=o.position_tol)
+        errors = reference_errors(predictions, scores, ref_arrays, o.error_reference)
     return ScoredPredictions(predictions, w, scores, errors, left_out, roles if "witness" in roles else None)
 
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from hetens.errors import FrameReadError, MemberFailedError
 from hetens.io.progress import Progress
+from hetens.io.reading import FrameSource, count_frames, iter_frames
 from hetens.rescore.arrays import FrameArrays, PredictionSet, frame_arrays_from_atoms
-from hetens.rescore.batches import batches
-from hetens.rescore.reading import FrameSource, count_frames, iter_frames
+from hetens.rescore.batches import DEFAULT_BATCH_SIZE, batches
 
 __all__ = ["predict_frames", "predict_file", "dropped_counts"]
 
@@ -38,9 +38,11 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
     """Evaluate every member of ``calc`` on a list of ``(source, atoms)``; member arrays out.
 
     Members with a batched path (:mod:`hetens.rescore.batched`) take the
-    whole chunk in one call; the others run frame by frame as the ensemble
-    calculator runs them (isolated members in their worker processes,
-    concurrently).
+    whole chunk in one call; the others run frame by frame through the
+    ensemble's one evaluation step (:func:`hetens.core.ensemble_step.evaluate_ensemble`,
+    the step the calculator takes in MD: isolated members in their worker
+    processes, concurrently), which also applies the member-error policy and
+    the energy-reference check to every frame.
 
     Member failures follow ``calc.on_member_error``. ``"raise"``: the first
     one raises. ``"drop"``: the member is left out of the frames it failed
@@ -51,22 +53,19 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
     Raises:
         MemberFailedError: naming the member and the file and frame it failed on.
     """
+    from hetens.core.ensemble_step import check_frame, evaluate_ensemble
     from hetens.rescore.batched import evaluate_batch, has_batched_path
-    from hetens.workers.pool import evaluate_members, start_workers
 
     frames = [atoms for _, atoms in chunk]
     members = calc.members
     dropping = calc.on_member_error == "drop"
     with_stress = [bool(calc.provides_stress(atoms)) for atoms in frames]
-    in_batches = [m for m, member in enumerate(members) if batched and has_batched_path(member)]
-    one_by_one = [m for m in range(len(members)) if m not in in_batches]
-    outputs: list[list] = [[None] * len(frames) for _ in members]
-    start_workers(members)
+    in_batches = [member for member in members if batched and has_batched_path(member)]
     # Before any model runs: structure problems always raise, naming the frame;
     # a member lacking an element raises, or (drop) sits those frames out.
-    failures = [calc.check_structure(atoms, label=str(source)) for source, atoms in chunk]
-    for m in in_batches:
-        member = members[m]
+    failures = [check_frame(calc, atoms, label=str(source)) for source, atoms in chunk]
+    done: list[dict] = [{} for _ in frames]
+    for member in in_batches:
         todo = [f for f in range(len(frames)) if member.name not in failures[f]]
         try:
             results = evaluate_batch(member, [frames[f] for f in todo], [with_stress[f] for f in todo])
@@ -75,33 +74,19 @@ def predict_frames(calc, chunk: list[tuple[FrameSource, Any]], *, batched: bool 
                 _name_failing_frame(member, [chunk[f] for f in todo], [with_stress[f] for f in todo], exc)
             results = _one_by_one(member, chunk, with_stress, todo, failures)
         for f, result in zip(todo, results):
-            outputs[m][f] = result
-    for f, ((source, atoms), flag) in enumerate(zip(chunk, with_stress)):
-        group = [m for m in one_by_one if members[m].name not in failures[f]]
-        try:
-            results = evaluate_members(
-                [members[m] for m in group], atoms, flag, failures=failures[f] if dropping else None
-            ) if group else []
-        except Exception as exc:
-            for m in group:  # name the member that fails on this frame
-                _name_failing_frame(members[m], [(source, atoms)], [flag], None)
-            raise MemberFailedError(
-                f"evaluating {source} ({atoms.get_chemical_formula()}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        for m, result in zip(group, results):
-            outputs[m][f] = result
-        if failures[f]:
-            failures[f] = {name: _naming(source, exc) for name, exc in failures[f].items()}
-            calc.report_drops(atoms, failures[f], len(members) - len(failures[f]), label=str(source))
-        if not calc.allow_mixed_reference:
-            by_name = {members[m].name: outputs[m][f] for m in range(len(members)) if outputs[m][f] is not None}
-            calc.check_energy_reference(by_name, atoms, label=str(source))
-    return _prediction_set(calc, chunk, outputs, any(with_stress), failures)
+            if result is not None:
+                done[f][member.name] = result
+    steps = [
+        evaluate_ensemble(calc, atoms, label=str(source), with_stress=flag, checked=failures[f], done=done[f])
+        for f, ((source, atoms), flag) in enumerate(zip(chunk, with_stress))
+    ]
+    outputs = [[step.outputs.get(member.name) for step in steps] for member in members]
+    return _prediction_set(calc, chunk, outputs, any(with_stress), [step.failures for step in steps])
 
 
 def _one_by_one(member, chunk, with_stress, todo: list[int], failures: list[dict]) -> list:
     """``member`` on frames ``todo`` one at a time; a frame it fails on gets ``None`` and a failure."""
-    from hetens.calculator import evaluate_member
+    from hetens.core.evaluation import evaluate_member
 
     results = []
     for f in todo:
@@ -119,18 +104,9 @@ def _one_by_one(member, chunk, with_stress, todo: list[int], failures: list[dict
     return results
 
 
-def _naming(source: FrameSource, error: Exception) -> Exception:
-    """``error`` with ``source`` (file and frame) in front of its message, once."""
-    if str(error).startswith(f"{source}:"):
-        return error
-    named = MemberFailedError(f"{source}: {error}")
-    named.__cause__ = error
-    return named
-
-
 def _prediction_set(calc, chunk, outputs: list[list], with_stress: bool, failures: list[dict]) -> PredictionSet:
     """Member outputs (M lists of F ``(energy, forces, stress)`` or ``None``) as arrays; NaN where dropped."""
-    from hetens.combine import stack_member_outputs
+    from hetens.core.combine import stack_member_outputs
 
     frames = _geometry(chunk)
     n_frames, n_members = frames.n_frames, len(outputs)
@@ -157,7 +133,7 @@ def _name_failing_frame(member, chunk, with_stress, error: Exception | None) -> 
 
     With ``error=None``, returns when every frame succeeds.
     """
-    from hetens.calculator import evaluate_member
+    from hetens.core.evaluation import evaluate_member
 
     for (source, atoms), flag in zip(chunk, with_stress):
         try:
@@ -177,7 +153,7 @@ def predict_file(
     *,
     index: Any = ":",
     format: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     batched: bool = True,
     progress: str = "auto",
 ) -> PredictionSet:

@@ -2,10 +2,10 @@
 
 :func:`score_predictions` turns a :class:`~hetens.rescore.arrays.PredictionSet`
 into :class:`EnsembleScores`. U, the per-atom u and each member's worst-atom
-deviation come from :mod:`hetens.uncertainty` called on the batch axis, so
+deviation come from :mod:`hetens.core.uncertainty` called on the batch axis, so
 the formula is the one the calculator uses.
 :func:`frame_results` gives one frame's results in the form of
-:func:`hetens.combine.combine_predictions`, for :func:`hetens.frames.annotate`.
+:func:`hetens.core.combine.combine_predictions`, for :func:`hetens.core.frames.annotate`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,24 @@ from typing import Any
 import numpy as np
 
 from hetens.rescore.arrays import FrameArrays, PredictionSet
-from hetens.uncertainty import energy_spread, member_max_deviation, uncertainty_from_deviations
+from hetens.core.uncertainty import energy_spread, member_max_deviation, uncertainty_from_deviations
 
-__all__ = ["EnsembleScores", "score_predictions", "frame_results", "ReferenceErrors", "reference_errors"]
+__all__ = [
+    "EnsembleScores",
+    "score_predictions",
+    "frame_results",
+    "ReferenceErrors",
+    "reference_errors",
+    "ERROR_REFERENCES",
+    "check_error_reference",
+    "error_forces",
+]
+
+#: What eps measures the error of (``score``/``calibrate``/``plot --error-reference``):
+#: ``"returned"`` (default), the forces hetens returns (the weighted predictor
+#: mean); ``"member_mean"``, the plain (unweighted) mean of the predictors'
+#: forces, as the paper's notebook measured it (docs/method.md).
+ERROR_REFERENCES = ("returned", "member_mean")
 
 
 @dataclass
@@ -69,26 +84,26 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
 
     No copy and no grouping by atom count: the (T, M, 3) member forces are
     viewed as T one-atom structures, (T, M, 1, 3), so
-    :func:`hetens.uncertainty.member_max_deviation` returns every atom's
+    :func:`hetens.core.uncertainty.member_max_deviation` returns every atom's
     deviation ``||F[m, i] - Fbar[i]||`` (T, M); the max over each frame's
     atoms (``np.maximum.reduceat``) is then ``d[m]``, and U follows as in
-    docs/method.md. Tests check equality with :func:`hetens.combine.combine_predictions`.
+    docs/method.md. Tests check equality with :func:`hetens.core.combine.combine_predictions`.
 
     Frames where members were dropped (``predictions.dropped``) are then
-    recomputed one by one with :func:`hetens.combine.combine_predictions`
+    recomputed one by one with :func:`hetens.core.combine.combine_predictions`
     over the members left, as the calculator does.
 
     With witnesses (``predictors`` not all True), energy, forces, stress and
     energy_std are over the predictors with their own normalised weights; U
     and its companions over every member, as
-    :func:`hetens.combine.combine_predictions` computes them.
+    :func:`hetens.core.combine.combine_predictions` computes them.
 
     Args:
         predictions: M members on F frames (every frame with at least one atom).
         weights: (M,) raw weights (normalised here), ``None`` for uniform.
         predictors: (M,) bool mask of the predictors; ``None`` for all.
     """
-    from hetens.combine import split_weights
+    from hetens.core.combine import split_weights
 
     w, mask, p_idx, pw = split_weights(weights, predictions.n_members, predictors)
     frames = predictions.frames
@@ -125,7 +140,7 @@ def score_predictions(predictions: PredictionSet, weights=None, *, predictors=No
 
 def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None:
     """Recompute, in place, the frames where members were dropped, over the members left."""
-    from hetens.combine import combine_predictions
+    from hetens.core.combine import combine_predictions
 
     offsets, mask = predictions.frames.offsets, scores.predictors
     weights = scores.weights if mask is None else scores.raw_weights
@@ -160,7 +175,7 @@ def _rescore_dropped(predictions: PredictionSet, scores: EnsembleScores) -> None
 
 
 def frame_results(predictions: PredictionSet, scores: EnsembleScores, frame: int) -> dict[str, Any]:
-    """Frame ``frame``'s results, keyed as :func:`hetens.combine.combine_predictions` keys them."""
+    """Frame ``frame``'s results, keyed as :func:`hetens.core.combine.combine_predictions` keys them."""
     rows = slice(predictions.frames.offsets[frame], predictions.frames.offsets[frame + 1])
     energy = float(scores.energy[frame])
     results: dict[str, Any] = {
@@ -197,12 +212,14 @@ class ReferenceErrors:
     """Errors against reference (DFT) labels, per frame, for F frames and M members.
 
     Attributes:
-        eps: (F,) ``max_i ||F_ref[i] - F_returned[i]||``, the error U tracks,
-            where ``F_returned`` are the forces hetens returns (the weighted
-            predictor mean), eV/Å. The one definition of eps used by
-            ``score``, ``calibrate`` and ``plot`` (docs/rescoring.md).
-        ensemble_eps: (F,) the same as ``eps`` (kept for callers of the
-            earlier API), eV/Å.
+        eps: (F,) ``max_i ||F_ref[i] - F[i]||``, the error U tracks, eV/Å,
+            with ``F`` the forces hetens returns (the weighted predictor
+            mean; ``error_reference="returned"``, the default) or the plain
+            mean of the predictors' forces (``"member_mean"``, the paper's
+            notebook). The one definition used by ``score``, ``calibrate``
+            and ``plot`` (docs/rescoring.md, docs/method.md).
+        ensemble_eps: (F,) the same error of the returned forces, whatever
+            ``error_reference``, eV/Å.
         energy_error: (F,) ``|E_ensemble - E_ref| / N``, eV/atom.
         member_force_sse: (F, M) sum over atoms and components of
             ``(F_m - F_ref)**2``, (eV/Å)².
@@ -238,19 +255,51 @@ class ReferenceErrors:
         )
 
 
+def check_error_reference(error_reference: str) -> str:
+    """``error_reference`` if it is one of :data:`ERROR_REFERENCES`; ``ValueError`` otherwise."""
+    if error_reference not in ERROR_REFERENCES:
+        raise ValueError(f"error_reference must be one of {', '.join(ERROR_REFERENCES)}; got {error_reference!r}")
+    return error_reference
+
+
+def error_forces(member_forces: np.ndarray, returned: np.ndarray, predictors=None,
+                 error_reference: str = "returned") -> np.ndarray:
+    """The forces eps measures the error of, (T, 3) eV/Å.
+
+    Args:
+        member_forces: (T, M, 3) every member's forces (NaN where dropped), eV/Å.
+        returned: (T, 3) the forces hetens returns (weighted predictor mean), eV/Å.
+        predictors: (M,) bool mask of the predictors (``None``: every member).
+        error_reference: ``"returned"`` gives ``returned``; ``"member_mean"``
+            the unweighted mean of the predictors present on each atom.
+    """
+    if check_error_reference(error_reference) == "returned":
+        return returned
+    chosen = member_forces if predictors is None else member_forces[:, np.asarray(predictors, dtype=bool), :]
+    present = np.isfinite(chosen).all(axis=2)  # (T, P)
+    total = np.where(present[:, :, None], chosen, 0.0).sum(axis=1)
+    return total / present.sum(axis=1)[:, None]
+
+
 def reference_errors(
-    predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays
+    predictions: PredictionSet, scores: EnsembleScores, reference: FrameArrays, error_reference: str = "returned"
 ) -> ReferenceErrors:
     """Errors of the members and of the ensemble against ``reference`` (aligned frames).
 
-    A member dropped from a frame has NaN errors there.
+    ``error_reference`` chooses the forces ``eps`` is the error of
+    (:data:`ERROR_REFERENCES`, :func:`error_forces`). A member dropped from a
+    frame has NaN errors there.
     """
     frames = predictions.frames
     starts = frames.offsets[:-1]
     n_atoms = frames.n_atoms
     if np.any(n_atoms == 0):
         raise ValueError(f"{frames.frame_label(int(np.argmin(n_atoms)))} has no atoms")
-    eps = _ragged_max_error(scores.forces, reference.forces, starts, n_atoms)
+    ensemble_eps = _ragged_max_error(scores.forces, reference.forces, starts, n_atoms)
+    eps = ensemble_eps
+    if error_reference != "returned":
+        measured = error_forces(predictions.member_forces, scores.forces, scores.predictors, error_reference)
+        eps = _ragged_max_error(measured, reference.forces, starts, n_atoms)
     diff = predictions.member_forces - reference.forces[:, None, :]
     sse = np.add.reduceat((diff**2).sum(axis=2), starts, axis=0)
     per_atom = n_atoms.astype(float)
@@ -258,7 +307,7 @@ def reference_errors(
     ref_energy = reference.energy if reference.energy is not None else np.full(frames.n_frames, np.nan)
     return ReferenceErrors(
         eps=eps,
-        ensemble_eps=eps.copy(),
+        ensemble_eps=ensemble_eps.copy() if eps is ensemble_eps else ensemble_eps,
         energy_error=np.abs(scores.energy - ref_energy) / per_atom,
         member_force_sse=sse,
         ensemble_force_sse=np.add.reduceat(((scores.forces - reference.forces) ** 2).sum(axis=1), starts),
@@ -272,7 +321,7 @@ def _ragged_max_error(
 ) -> np.ndarray:
     """(F,) ``max_i ||forces[i] - reference[i]||`` per frame over concatenated (T, 3) arrays.
 
-    The ragged form of :func:`hetens.uncertainty.max_force_error`; every frame needs an atom.
+    The ragged form of :func:`hetens.core.uncertainty.max_force_error`; every frame needs an atom.
     """
     norms = np.sqrt(((forces - reference) ** 2).sum(axis=1))
     return np.maximum.reduceat(norms, starts) if starts.size else np.zeros(0)

@@ -29,7 +29,7 @@ from hetens.io.files import atomic_path
 from hetens.io.keys import LABEL_SOURCE_KEY, MEMBER_ENERGIES_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, MEMBERS_KEY, U_KEY
 from hetens.rescore.metrics import dft_fractions
 from hetens.rescore.output import unpack_member_forces
-from hetens.rescore.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
+from hetens.io.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
 __all__ = ["SelectionResult", "select_frames", "read_scored_u", "threshold_folder", "LABEL_SOURCE_KEY"]
 

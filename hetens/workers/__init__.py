@@ -16,32 +16,21 @@ installed without dependencies (``pip install --no-deps hetens``;
 - :mod:`~hetens.workers.worker_main`: the program run in the member environment;
 - :mod:`~hetens.workers.client`: :class:`WorkerProcess` (start, timeouts, stderr, cleanup);
 - :mod:`~hetens.workers.isolated`: :class:`IsolatedCalculator`, the member's ASE calculator;
-- :mod:`~hetens.workers.pool`: threads, concurrent start-up and evaluation for an ensemble.
 
-See docs/workers.md. The two names below are imported on first use, so the
+Running an ensemble's workers together (threads, concurrent start-up and
+evaluation) is the core's job: :mod:`hetens.core.pool`. See docs/workers.md. The two names below are imported on first use, so the
 worker program (which runs in every member environment) does not load the
 parent-side client.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__all__ = ["WorkerProcess", "IsolatedCalculator"]
+from hetens._lazy import lazy_exports
 
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
-def __getattr__(name: str) -> Any:
-    if name == "IsolatedCalculator":
-        from hetens.workers.isolated import IsolatedCalculator
-
-        return IsolatedCalculator
-    if name == "WorkerProcess":
-        from hetens.workers.client import WorkerProcess
-
-        return WorkerProcess
-    raise AttributeError(f"module 'hetens.workers' has no attribute {name!r}")
-
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover  (the export table: see hetens._lazy.lazy_exports)
     from hetens.workers.client import WorkerProcess
     from hetens.workers.isolated import IsolatedCalculator

@@ -367,7 +367,7 @@ class WorkerProcess:
         return WorkerError(_with_tail(text + _hint(tail, self.python), tail))
 
     def _mismatch(self, reply: Message) -> str:
-        from hetens import __version__
+        from hetens._version import __version__
 
         theirs = reply.fields.get(keys.VERSION_KEY, "unknown")
         return (f"member {self.name}: the worker under {self.python} speaks worker protocol "
@@ -453,7 +453,7 @@ def _describe_exit(status: int | None) -> str:
 def _hint(tail: list[str], python: str) -> str:
     text = "\n".join(tail)
     if "No module named 'hetens'" in text or "No module named hetens" in text:
-        from hetens import __version__
+        from hetens._version import __version__
 
         return (f" hetens is not installed in that environment; install it without its "
                 f"dependencies: {python} -m pip install --no-deps hetens=={__version__} "

@@ -12,7 +12,7 @@ a structure and :meth:`~IsolatedCalculator.collect` the result later, which
 is how an ensemble runs its isolated members concurrently; a few more
 members (``start``, ``suggest_threads``, ``cpu_threads``,
 ``last_compute_seconds``, ``reply_fileno``, ``deadline``) are what
-:mod:`hetens.workers.pool` schedules with. The :class:`WorkerProcess` itself
+:mod:`hetens.core.pool` schedules with. The :class:`WorkerProcess` itself
 (``.worker``) is the calculator's own business.
 """
 
@@ -26,11 +26,10 @@ from typing import Any
 from ase.calculators.calculator import Calculator, all_changes
 
 from hetens.errors import MemberFailedError, WorkerError
-from hetens.spec import WORKER_OPTIONS, pop_worker_options  # re-exported: defined with the spec grammar
 from hetens.workers.client import DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT, WorkerProcess, remote_error
 from hetens.workers.protocol import Message, atoms_payload, encode, jsonable, payload_info
 
-__all__ = ["IsolatedCalculator", "WORKER_OPTIONS", "pop_worker_options"]
+__all__ = ["IsolatedCalculator"]
 
 _PROPERTIES = ("energy", "free_energy", "forces", "stress")
 

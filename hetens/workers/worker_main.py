@@ -12,7 +12,7 @@ Conversation (see :mod:`hetens.workers.protocol`): the parent sends ``load``
 :func:`hetens.load_member` and answers ``ready`` or ``error``; then each
 ``calculate`` (a structure) gets a ``result`` (energy, forces, stress as
 float64 arrays, computed exactly as in-process, by
-:func:`hetens.group_evaluation.evaluate_alone`) or an ``error``;
+:func:`hetens.core.group_evaluation.evaluate_alone`) or an ``error``;
 ``close`` or the end of stdin ends it.
 
 Whatever the model packages print goes to stderr: the protocol owns a
@@ -75,7 +75,7 @@ def main() -> int:
 
 
 def _load(fields: dict[str, Any]):
-    from hetens.member import load_member
+    from hetens.core.member import load_member
 
     threads = fields.get("threads")
     _log(f"pid {os.getpid()}, python {sys.executable}: loading {fields['spec']} on "
@@ -91,7 +91,7 @@ def _load(fields: dict[str, Any]):
 
 
 def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
-    from hetens import __version__
+    from hetens._version import __version__
     from hetens.io import keys
 
     torch = sys.modules.get("torch")
@@ -113,7 +113,7 @@ def _ready_fields(member, seconds: float, protocol: int) -> dict[str, Any]:
 def _calculate(member, request) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
-    from hetens.group_evaluation import evaluate_alone
+    from hetens.core.group_evaluation import evaluate_alone
     from hetens.workers.protocol import atoms_from_payload
 
     atoms = atoms_from_payload(request.fields, request.arrays)
