@@ -1,7 +1,7 @@
 """First downloads, offline: the adapters' real download code against a server on 127.0.0.1.
 
 A threaded ``http.server`` serves a folder laid out by host (``HOST/PATH``); only the base URL
-changes (``HETENS_DOWNLOAD_MIRROR``, :mod:`hetens.download`), the family's own URL table gives
+changes (``HETENS_DOWNLOAD_MIRROR``, :mod:`hetens.families._download`), the family's own URL table gives
 the rest. ``HOME`` and ``XDG_CACHE_HOME`` point into the test's folder, so every file lands in
 the family's own cache there. Each family's served file is a tiny model of its format
 (``tests/tiny_models.py``; SevenNet: a shipped checkpoint served as ``7net-omat``).

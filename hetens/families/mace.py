@@ -78,7 +78,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
         else:
             from mace.calculators.foundations_models import mace_mp_urls
 
-            from hetens.download import fresh_download
+            from hetens.families._download import fresh_download
 
             url, cached = mace_mp_urls.get(model), _cache_path(model)
             # hetens fetches the file into MACE's own cache (atomic, removed again if it does not

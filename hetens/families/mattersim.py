@@ -116,11 +116,11 @@ RELEASE_URL = "https://raw.githubusercontent.com/microsoft/mattersim/main/pretra
 
 def _first_download(model: str, source: str):
     """The file to load: a local path as given; a released model fetched by hetens
-    (:mod:`hetens.download`: atomic, removed again if it does not load) into MatterSim's own
+    (:mod:`hetens.families._download`: atomic, removed again if it does not load) into MatterSim's own
     folder, where its loader then finds it."""
     if is_local_path(model):
         return contextlib.nullcontext(source)
-    from hetens.download import fresh_download
+    from hetens.families._download import fresh_download
 
     name = f"mattersim{source[len('MatterSim'):]}.pth"
     how = (f"Load it once with MatterSimCalculator.from_checkpoint(load_path={source!r}) on a connected "

@@ -51,7 +51,7 @@ def _checkpoint(model: str):
         from sevenn.util import pretrained_name_to_path
 
         return contextlib.nullcontext(pretrained_name_to_path(model))
-    from hetens.download import fresh_download
+    from hetens.families._download import fresh_download
 
     url, path = target
     # hetens fetches the file (atomic; removed again if it does not load) into sevenn's user
