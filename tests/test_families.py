@@ -54,7 +54,7 @@ HUB_NAMES = {
     **{f: _first(f, "hub") for f in TINY if _first(f, "hub")},
     "mace": "mace:medium-omat-0",
     "fairchem": "fairchem:uma-s-1p1",
-    "matgl": "matgl:TensorNet-MatPES-PBE-v2025.1-PES",
+    "matgl": "matgl:TensorNet-PES-MatPES-PBE-2025.2",
 }
 CACHED_LAYOUTS = ("mace", "fairchem", "matgl")
 
@@ -608,6 +608,9 @@ def test_hetens_models_prints_no_upstream_noise():
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert "sevenn:7net-0" in done.stdout
+    # It fits a 100-column terminal (issue 25, point 6; issue 22, point 10).
+    widest = max(done.stdout.splitlines(), key=len)
+    assert len(widest) <= 100, widest
 # ---------------------------------------------------------------- diep
 
 

@@ -50,7 +50,7 @@ def test_own_environment_family_without_python_says_how_to_build_one():
     with pytest.raises(MissingFamilyError) as caught:
         hetens.load_member("nequip:NequIP-OAM-L-0.1", device="cpu")
     message = str(caught.value)
-    assert "hetens env create nequip-env --family nequip" in message and "@python=" in message
+    assert "hetens env create nequip --family nequip" in message and "env:nequip" in message
 
 
 def test_member_environment_gets_the_running_source_tree():
@@ -190,7 +190,7 @@ def test_hetens_models_names_the_environment_of_an_own_environment_family(nequip
     assert _not_here(FAMILIES["nequip"]) == f"own environment: @python={nequip_python}"
     monkeypatch.setenv("HETENS_ENV_DIR", str(folder / "no-environments-here"))
     assert _not_here(FAMILIES["nequip"]) == (
-        "own environment, not created (hetens env create nequip-env --family nequip)")
+        "own environment, not created (hetens env create nequip --family nequip)")
 
 
 @pytest.mark.slow

@@ -103,7 +103,14 @@ def test_paper_preset_is_refused_before_loading_naming_every_member_that_cannot_
     assert f"{len(blocked)} of 11 members cannot run here" in text
     for status in blocked:
         assert f"{status.name} ({status.spec}" in text
-    assert "fairchem1 is not installable here" in text
+    assert "hetens env create fairchem1 --family fairchem1" in text
+    # The members that only need their weights downloaded are named too (issue 22, point 10).
+    downloads = [s for s in ensemble_status(read_ensemble_file("paper-top11")["members"]) if s.missing
+                 and not s.blocking]
+    assert len(blocked) + len(downloads) == 11
+    assert f"{len(downloads)} more have weights not downloaded yet" in text
+    for status in downloads:
+        assert f"{status.name} ({status.spec})" in text
 
     structure = tmp_path / "w.extxyz"
     from ase.build import bulk
@@ -118,7 +125,7 @@ def test_paper_preset_is_refused_before_loading_naming_every_member_that_cannot_
 
 
 def test_unknown_ensemble_file_lists_the_presets(tmp_path):
-    with pytest.raises(FileNotFoundError, match="presets: default, paper-top11"):
+    with pytest.raises(FileNotFoundError, match="presets: best-online, default, paper-top11"):
         hetens.load_ensemble_file(tmp_path / "nope.toml")
     with pytest.raises(FileNotFoundError, match="no preset ensemble 'nope'"):
         preset_path("nope")
@@ -132,7 +139,7 @@ def test_unknown_ensemble_file_lists_the_presets(tmp_path):
     finally:
         os.chdir(cwd)
     assert [m["spec"] for m in members] == ["chgnet:0.3.0", "chgnet:0.2.0"]
-    assert set(preset_names()) >= {"default", "paper-top11"}
+    assert set(preset_names()) >= {"best-online", "default", "paper-top11"}
     assert all(p.parent == PRESET_DIR for p in PRESET_DIR.glob("*.toml"))
 
 
@@ -191,27 +198,29 @@ def test_member_status_of_in_process_members(monkeypatch):
     assert member_status("chgnet:0.3.0").runnable
     hub = member_status("mace:medium-omat-0")
     assert not hub.blocking and hub.missing == (
-        "weights not downloaded (fetched from the hub on first use, when it can be reached)",)
+        "weights not downloaded (fetched on first use, online)",)
     unknown = member_status("nosuch:model")
     assert unknown.blocking and "family 'nosuch' has no adapter" in unknown.missing[0]
     assert member_status("ase:ase.calculators.emt:EMT").runnable
     check_runnable("default", read_ensemble_file("default")["members"])  # nothing blocking
 
 
-def test_a_registry_family_that_is_not_installable_says_why():
-    with pytest.raises(MissingFamilyError, match="'fairchem1' is in the registry but not installable here: "
-                                                 "fairchem-core 1.x needs torch~=2.4.0"):
+def test_fairchem1_outside_its_environment_says_how_to_build_one():
+    """fairchem-core 2.x shares the import name; the family asks for 1.x, in its own environment."""
+    with pytest.raises(MissingFamilyError, match=r"fairchem-core 1\.x \(found .*hetens env create fairchem1 "
+                                                 "--family fairchem1"):
         hetens.load_member("fairchem1:eSEN-30M-OMAT24", device="cpu")
 
 
 def test_registry_rows_of_a_family_without_an_adapter_do_not_break_the_table(monkeypatch):
     import hetens.catalogue.models_table as table
 
-    extra = (KnownModel("nosuch", "m1", "PBE+U", "x"), KnownModel("fairchem1", "x", "PBE+U", "y"))
+    extra = (KnownModel("nosuch", "m1", "PBE+U", "x"), KnownModel("gone", "x", "PBE+U", "y"))
     monkeypatch.setattr(table, "KNOWN_MODELS", KNOWN_MODELS + extra)
+    monkeypatch.setattr(table, "FAMILIES_NOT_INSTALLABLE", {"gone": "why"})
     rows = {r.spec: r for r in table.model_rows()}
     assert rows["nosuch:m1"].weights == "family has no adapter in this hetens"
-    assert rows["fairchem1:x"].weights == "not installable here"
+    assert rows["gone:x"].weights == "not installable here"
 
 
 def test_hetens_models_json_lists_models_families_and_presets():
@@ -225,11 +234,13 @@ def test_hetens_models_json_lists_models_families_and_presets():
     models = {m["spec"]: m for m in listing["models"]}
     assert models["mace:medium-omat-0"]["force_rmse"] == 0.350226
     assert models["sevenn:7net-0"]["weights"] == "shipped" and models["sevenn:7net-0"]["force_rmse"] is None
-    assert models["fairchem1:eSEN-30M-OMAT24"]["weights"] == "not installable here"
+    assert models["fairchem1:eSEN-30M-OMAT24"]["weights"].startswith("own environment")
+    assert models["fairchem1:eSEN-30M-OMAT24"]["training_data"] == "OMat24"  # full detail in --json
+    assert "no offline list" in models["nequip:NequIP-OAM-L-0.1"]["unverified"]
     families = {f["family"]: f for f in listing["families"]}
     assert families["ase"]["runs"] == "in-process"
-    assert families["fairchem1"]["runs"] == "not installable here"
-    assert "torch_scatter" in families["fairchem1"]["detail"]
+    assert families["fairchem1"]["runs"] == "own environment"
+    assert "hetens env create fairchem1 --family fairchem1" in families["fairchem1"]["detail"]
     for name, family in FAMILIES.items():
         expected = ("own environment",) if family.environment == "own" else (
             ("in-process",) if family.installed else ("not installed",))
@@ -240,7 +251,7 @@ def test_hetens_models_json_lists_models_families_and_presets():
     paper = presets["paper-top11"]
     assert paper["runnable"] is False and [m["name"] for m in paper["members"]] == list(PAPER_TOP11)
     esen = paper["members"][0]
-    assert esen["runs_in"] == "env fairchem1" and "not installable here" in esen["missing"][0]
+    assert esen["runs_in"] == "env fairchem1" and "hetens env create fairchem1 --family fairchem1" in esen["missing"][0]
     assert all(m["missing"] or m["runnable"] for m in paper["members"])
 
 
@@ -250,5 +261,8 @@ def test_hetens_models_text(capsys):
     text = capsys.readouterr().out
     assert "preset default: runnable here now" in text
     assert "preset paper-top11: not runnable here now" in text
-    assert "7net-omat-2 0.253712 (@omat24)" in text
-    assert "fairchem1  not installable here" in text
+    assert "7net-omat-2" in text and "0.254" in text
+    assert "fairchem1  own environment  not created: hetens env create fairchem1 --family fairchem1" in text
+    assert "  to do: hetens env create fairchem1 --family fairchem1" in text
+    assert "pet:pet-omat-xs-v1.0.0?" in text  # unverified row marked
+    assert max(len(line) for line in text.splitlines()) <= 100

@@ -168,7 +168,7 @@ def _weights_status(family: str, model: str) -> str:
 
 def _weights_phrase(status: str) -> str:
     if status == "download":
-        return "weights not downloaded (fetched from the hub on first use, when it can be reached)"
+        return "weights not downloaded (fetched on first use, online)"
     if status == "missing":
         return "weights missing"
     return f"weights {status}"
@@ -242,10 +242,13 @@ def ensemble_status(entries: list[dict], weights: bool = True,
 
 
 def check_runnable(path: str | os.PathLike, entries: list[dict]) -> None:
-    """Refuse an ensemble file with members that cannot run here, naming each with what it lacks.
+    """Refuse an ensemble file with members that cannot run here, naming every member that
+    needs something, with what to do.
 
-    Only blocking problems count (a family or environment that is not here); weights that are
-    merely not downloaded yet are left to the loaders, which fetch them or fail fast offline.
+    Only blocking problems refuse the file (a family or environment that is not here);
+    weights that are merely not downloaded yet are left to the loaders, which fetch them or
+    fail fast offline. When the file is refused, the message also names the members whose
+    weights are still to be downloaded, so that one message says everything the file needs.
 
     Args:
         path: the file, for the message.
@@ -255,14 +258,18 @@ def check_runnable(path: str | os.PathLike, entries: list[dict]) -> None:
         MissingFamilyError: one message listing every such member.
     """
     statuses = ensemble_status(entries, weights=False)
-    blocked = [s for s in statuses if s.blocking]
-    if not blocked:
+    if not any(s.blocking for s in statuses):
         return
+    statuses = ensemble_status(entries, weights=True)  # the weights too, now that it is refused
+    blocked = [s for s in statuses if s.blocking]
+    downloads = [s for s in statuses if s.missing and not s.blocking]
     listing = "; ".join(f"{s.name} ({s.spec}, {s.runs_in}): {', '.join(s.missing)}" for s in blocked)
-    raise MissingFamilyError(
-        f"ensemble file {path}: {len(blocked)} of {len(statuses)} members cannot run here: {listing}. "
-        "'hetens models' lists what every preset and family needs"
-    )
+    message = f"ensemble file {path}: {len(blocked)} of {len(statuses)} members cannot run here: {listing}"
+    if downloads:
+        message += (f"; {len(downloads)} more have weights not downloaded yet, fetched on first use "
+                    "when their host can be reached: "
+                    + ", ".join(f"{s.name} ({s.spec})" for s in downloads))
+    raise MissingFamilyError(message + ". 'hetens models' lists what every preset and family needs")
 
 
 def family_rows() -> list[FamilyRow]:
@@ -283,7 +290,8 @@ def family_rows() -> list[FamilyRow]:
                 rows.append(FamilyRow(family.name, "own environment",
                                       f"not created: hetens env create {family.name} --family {family.name}"))
         elif family.installed:
-            also = f"; or its own: hetens env create NAME --family {family.name}" if family.name in FAMILY_STACKS else ""
+            also = (f"; or its own: hetens env create {family.name} --family {family.name}"
+                    if family.name in FAMILY_STACKS else "")
             rows.append(FamilyRow(family.name, "in-process", f"installed here{also}{built_text}"))
         else:
             rows.append(FamilyRow(family.name, "not installed",

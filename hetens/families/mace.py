@@ -35,7 +35,6 @@ from hetens.families._common import (
     is_local_path,
     package_versions,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
 
@@ -77,15 +76,23 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
                 model_paths=Path(model).expanduser(), device=device, default_dtype=dtype, **head_kwargs
             )
         else:
-            if weights_status(model) == "download":
-                require_download(spec, _HOST, _how_to_download(model))
-            try:
-                calc = mace_mp(model=model, device=device, default_dtype=dtype, **head_kwargs)
-            except RuntimeError as exc:  # mace_mp wraps every download failure in RuntimeError
-                raise WeightsUnavailableError(
-                    f"MACE could not download the weights of {spec} ({exc.__cause__ or exc}). "
-                    f"{_how_to_download(model)}"
-                ) from exc
+            from mace.calculators.foundations_models import mace_mp_urls
+
+            from hetens.families._download import fresh_download
+
+            url, cached = mace_mp_urls.get(model), _cache_path(model)
+            # hetens fetches the file into MACE's own cache (atomic, removed again if it does not
+            # load); mace_mp then finds it there and loads it as it would its own download.
+            download = (fresh_download(url, cached, spec=spec, how=_how_to_download(model))
+                        if url is not None else contextlib.nullcontext())
+            with download:
+                try:
+                    calc = mace_mp(model=model, device=device, default_dtype=dtype, **head_kwargs)
+                except RuntimeError as exc:  # mace_mp wraps every download failure in RuntimeError
+                    raise WeightsUnavailableError(
+                        f"MACE could not download the weights of {spec} ({exc.__cause__ or exc}). "
+                        f"{_how_to_download(model)}"
+                    ) from exc
         if head and head not in calc.available_heads:
             # MACE itself only logs a warning and silently uses its last head.
             raise UnknownModelError(

@@ -49,7 +49,6 @@ from hetens.families._common import (
     is_local_path,
     package_versions,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
 
@@ -100,21 +99,33 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
                 f"mattersim has no released model {model!r}; released: {', '.join(RELEASED)} "
                 "(or give a checkpoint file: mattersim:/path/to/model.pth)"
             )
-        if weights_status(source) == "download":
-            require_download(
-                f"mattersim:{source}", _HOST,
-                f"Load it once with MatterSimCalculator.from_checkpoint(load_path={source!r}) on a "
-                f"connected machine (it is saved in {checkpoint_folder()}).",
-            )
-    with _mattersim_loading(), without_upstream_noise(_NOISE):
+    with _first_download(model, source) as path, _mattersim_loading(), without_upstream_noise(_NOISE):
         try:
-            calculator = _calculator_class().from_checkpoint(load_path=source, device=device)
+            calculator = _calculator_class().from_checkpoint(load_path=str(path), device=device)
         except _NOT_A_CHECKPOINT as exc:
             raise ValueError(
-                f"mattersim member {model}: MatterSimCalculator.from_checkpoint could not load {source} "
+                f"mattersim member {model}: MatterSimCalculator.from_checkpoint could not load {path} "
                 f"({type(exc).__name__}: {exc}); a MatterSim checkpoint is written by Potential.save(path)"
             ) from exc
     return calculator
+
+
+#: Where MatterSim's own ``download_checkpoint`` fetches the released checkpoints from.
+RELEASE_URL = "https://raw.githubusercontent.com/microsoft/mattersim/main/pretrained_models/"
+
+
+def _first_download(model: str, source: str):
+    """The file to load: a local path as given; a released model fetched by hetens
+    (:mod:`hetens.families._download`: atomic, removed again if it does not load) into MatterSim's own
+    folder, where its loader then finds it."""
+    if is_local_path(model):
+        return contextlib.nullcontext(source)
+    from hetens.families._download import fresh_download
+
+    name = f"mattersim{source[len('MatterSim'):]}.pth"
+    how = (f"Load it once with MatterSimCalculator.from_checkpoint(load_path={source!r}) on a connected "
+           f"machine (it is saved in {checkpoint_folder()}).")
+    return fresh_download(RELEASE_URL + name, checkpoint_folder() / name, spec=f"mattersim:{source}", how=how)
 
 
 def versions() -> dict[str, str]:

@@ -3,7 +3,7 @@
 Allegro models are members of this family: both architectures load through
 the same calculator. nequip needs e3nn >= 0.6, which sevenn and fairchem in
 the main environment cannot take, so the family runs in its own environment
-(``hetens env create nequip-env --family nequip``, then
+(``hetens env create nequip --family nequip``, then
 ``nequip:MODEL@python=PATH``); the adapter is nonetheless correct in-process.
 
 Accepted models:

@@ -36,16 +36,54 @@ from hetens.families._common import (
 _HOST = "github.com"
 
 
-def _checkpoint(model: str) -> str:
+def _checkpoint(model: str):
+    """A context manager giving the checkpoint file to load (see :func:`_load`)."""
+    import contextlib
+
     if is_local_path(model):
-        return str(Path(model).expanduser())
+        return contextlib.nullcontext(str(Path(model).expanduser()))
     path = _local_copy(model)
     if path is not None:
-        return path
-    require_download(f"sevenn:{model}", _HOST, "Load it once with SevenNetCalculator on a connected machine.")
-    from sevenn.util import pretrained_name_to_path
+        return contextlib.nullcontext(path)
+    target = _download_target(model)
+    if target is None:  # not a downloadable sevenn name: sevenn's own resolver says why
+        require_download(f"sevenn:{model}", _HOST, "Load it once with SevenNetCalculator on a connected machine.")
+        from sevenn.util import pretrained_name_to_path
 
-    return pretrained_name_to_path(model)
+        return contextlib.nullcontext(pretrained_name_to_path(model))
+    from hetens.families._download import fresh_download
+
+    url, path = target
+    # hetens fetches the file (atomic; removed again if it does not load) into sevenn's user
+    # cache, ~/.cache/sevennet, which sevenn's resolver also reads; sevenn's own download would
+    # write into site-packages.
+    return fresh_download(url, path, spec=f"sevenn:{model}",
+                          how="Load it once with SevenNetCalculator on a connected machine.")
+
+
+def _download_target(model: str) -> tuple[str, str] | None:
+    """(URL, file in ~/.cache/sevennet) of a downloadable sevenn name, from sevenn's own
+    ``CHECKPOINT_DOWNLOAD_LINKS``; ``None`` for any other name."""
+    import os.path
+
+    from sevenn import _const
+
+    constant = getattr(_const, _CONSTANTS.get(model.lower(), ""), None)
+    url = _const.CHECKPOINT_DOWNLOAD_LINKS.get(constant) if constant else None
+    if url is None:
+        return None
+    return url, constant.replace(_const._prefix, os.path.expanduser("~/.cache/sevennet"))
+
+
+#: sevenn's names -> the ``sevenn._const`` constant holding the checkpoint's path.
+_CONSTANTS = {
+    "7net-0": "SEVENNET_0_11Jul2024",
+    "7net-0_22may2024": "SEVENNET_0_22May2024",
+    "7net-l3i5": "SEVENNET_l3i5",
+    "7net-mf-0": "SEVENNET_MF_0",
+    "7net-mf-ompa": "SEVENNET_MF_ompa",
+    "7net-omat": "SEVENNET_omat",
+}
 
 
 def _local_copy(model: str) -> str | None:
@@ -53,15 +91,7 @@ def _local_copy(model: str) -> str | None:
 
     from sevenn import _const
 
-    names = {
-        "7net-0": "SEVENNET_0_11Jul2024",
-        "7net-0_22may2024": "SEVENNET_0_22May2024",
-        "7net-l3i5": "SEVENNET_l3i5",
-        "7net-mf-0": "SEVENNET_MF_0",
-        "7net-mf-ompa": "SEVENNET_MF_ompa",
-        "7net-omat": "SEVENNET_omat",
-    }
-    constant = getattr(_const, names.get(model.lower(), ""), None)
+    constant = getattr(_const, _CONSTANTS.get(model.lower(), ""), None)
     if constant is None:
         return None
     for path in (constant, constant.replace(_const._prefix, os.path.expanduser("~/.cache/sevennet"))):
@@ -94,15 +124,19 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
 
 
 def _load(model: str, head: str | None, device: str, options: dict[str, str]):
-    checkpoint = _checkpoint(model)
-    with warnings.catch_warnings():
+    from hetens.catalogue.registry import find_model
+
+    known = find_model("sevenn", model)
+    if known is not None and head:
+        head = known.canonical_head(head)  # sevenn compares modal names case-sensitively
+    with _checkpoint(model) as checkpoint, warnings.catch_warnings():
         # sevenn warns on every construction that no CUDA tensor-product
         # accelerator is enabled; that is expected on CPU.
         warnings.filterwarnings("ignore", message="No tensor product accelerator")
         warnings.filterwarnings("ignore", message="The TorchScript type system")
         options = dict(options)
         from_atoms = _checkpoint_setting(options)
-        calculator = _deterministic_calculator_class()(checkpoint, device=device, modal=head, **options)
+        calculator = _deterministic_calculator_class()(str(checkpoint), device=device, modal=head, **options)
     if from_atoms is not None:
         calculator.checkpoint_min_atoms = from_atoms
     return calculator

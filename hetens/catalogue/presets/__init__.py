@@ -8,7 +8,10 @@ in this package folder, ``NAME.toml``:
   uMLIPs on OMat24 with its inverse-RMSE weights; three members run in an
   environment of family ``fairchem1`` (``python = "env:fairchem1"``);
 - ``default``: :func:`hetens.default_ensemble` as a file (two shipped PBE+U
-  predictors and the shipped DIEP witness).
+  predictors and the shipped DIEP witness);
+- ``best-online``: one strong model per architecture family (MP-compatible
+  PBE+U predictors, downloaded on first use; three in environments of their
+  families) plus the three shipped r2SCAN witnesses (docs/families.md).
 
 A path that exists always wins over a preset name. Which presets can run on
 this machine now, and what each member lacks: ``hetens models`` (or
