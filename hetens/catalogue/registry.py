@@ -249,7 +249,7 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
 # Liu et al., npj Comput. Mater. 12, 34 (2026) and its repository Kai-Liu-MSE/UQ-uMLIP: the
 # 21 uMLIPs it evaluated on the OMat24 test set, by the paper's name, with the hetens spec each
 # is and the paper's force RMSE (eV/Å) where the paper gives one (its top 11, the weights of
-# its ensemble; /work/shared/METHOD.md). Rows of families added by other modules (orb, grace,
+# its ensemble; the paper, as restated in the project's METHOD notes). Rows of families added by other modules (orb, grace,
 # deepmd) are kept here, keyed by spec, so that the registry rows of those families stay their
 # own; the RMSE is applied to any registry row whose spec matches.
 
