@@ -87,8 +87,21 @@ def _mattersim_names() -> set[str]:
 
 
 def _matgl_names() -> set[str]:
-    text = importlib.metadata.metadata("matgl").get_payload() or ""
-    return set(re.findall(r"`(?:materialyze/)?([A-Za-z0-9]+-PES-[A-Za-z0-9.-]+)`", text))
+    """The model names matgl's README (its distribution's long description) names.
+
+    Metadata 2.1+ keeps the README in the body, older metadata in a ``Description`` header; a
+    wheel rebuilt without the README (a mirror's) holds neither, and then the pinned wheel in
+    ``$HETENS_WHEELHOUSE`` is read instead, or the check is skipped saying why."""
+    metadata = importlib.metadata.metadata("matgl")
+    text = metadata.get_payload() or metadata.get("Description") or ""
+    if not text.strip():
+        version = metadata["Version"]
+        text = _wheel_file("matgl", version, f"matgl-{version}.dist-info/METADATA")
+    names = set(re.findall(r"`(?:materialyze/)?([A-Za-z0-9]+-PES-[A-Za-z0-9.-]+)`", text))
+    assert names, (f"matgl {metadata['Version']}'s README ({len(text)} characters, from "
+                   f"{importlib.metadata.distribution('matgl').locate_file('')}) names no model; "
+                   f"it begins {text[:300]!r}")
+    return names
 
 
 def _pet_names() -> set[str]:
