@@ -29,6 +29,9 @@ a sixth of a call on a CPU). On one structure the energy is bit-identical to
 ``CHGNetCalculator``'s and forces and stress agree with it to float32
 rounding (about 1e-5 eV/Å); in a batch of several structures everything
 agrees to float32 rounding (tests check both).
+With ``checkpoint=on|off|N`` (a member option) every interaction layer runs
+under activation checkpointing (:func:`checkpointing`), in both paths:
+bit-identical results, less memory on a large structure.
 With ``exact=True`` the core keeps CHGNet's backward setting and is
 ``CHGNetCalculator`` bit for bit, which the tests use to show that the graph
 and the forward pass are CHGNet's own.
@@ -50,6 +53,13 @@ from hetens.families._common import (
     package_versions,
     preserved_torch_state,
 )
+from hetens.families.checkpointing import (
+    CHECKPOINT_MIN_ATOMS,
+    checkpoint_setting,
+    checkpointed,
+    forward_replaced,
+    uses_checkpoint,
+)
 from hetens.families.chgnet_graph import crystal_graph
 
 _SHIPPED = ("0.3.0", "0.2.0", "r2scan")
@@ -70,7 +80,10 @@ def weights_status(model: str) -> str:
 
 
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
-    """A ``CHGNetCalculator`` for a shipped model name or a local checkpoint."""
+    """A ``CHGNetCalculator`` for a shipped model name or a local checkpoint (option
+    ``checkpoint=on|off|N``: activation checkpointing, :func:`checkpointing`)."""
+    options = dict(options)
+    from_atoms = checkpoint_setting(options, "chgnet")
     # CHGNet prints "CHGNet will run on cpu" from its loaders; keep stdout clean. Building the
     # network draws its untrained weights from torch's generator: its state is restored.
     with contextlib.redirect_stdout(io.StringIO()), preserved_torch_state():
@@ -82,6 +95,8 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             network = CHGNet.load(model_name=model, use_device=device, verbose=False)
         calculator = _voigt_calculator_class()(network, use_device=device, **options)
     calculator.member_label = f"chgnet:{model}"
+    if from_atoms is not None:
+        calculator.checkpoint_min_atoms = from_atoms
     return calculator
 
 
@@ -151,7 +166,8 @@ def energy_forces_stress(model, graphs: Sequence, *, exact: bool = False) -> lis
         composition_energy = 0 if model.composition_model is None else model.composition_model(list(graphs))
         model.is_intensive = False  # the extensive energy, before CHGNet divides it in place
         try:
-            prediction = model._compute(batched)
+            with checkpointing(model, sum(len(graph.atomic_number) for graph in graphs)):
+                prediction = model._compute(batched)
         finally:
             model.is_intensive = intensive
     energy = prediction["e"]
@@ -172,6 +188,29 @@ def energy_forces_stress(model, graphs: Sequence, *, exact: bool = False) -> lis
         )
         for i in range(n)
     ]
+
+
+@contextlib.contextmanager
+def checkpointing(model, n_atoms: int):
+    """For the block's duration, when ``model`` (a ``CHGNet``) checkpoints ``n_atoms`` atoms
+    (its ``checkpoint_min_atoms``): each interaction layer (atom, bond and angle
+    convolutions) runs under activation checkpointing
+    (:func:`hetens.families.checkpointing.checkpointed`): its intermediate tensors are
+    recomputed in the backward pass, with the same operations, so the results are
+    bit-identical (tested); a call costs one more forward pass of the layers."""
+    if not uses_checkpoint(model, n_atoms):
+        yield
+        return
+    layers = [layer for layer in (*model.atom_conv_layers, *model.bond_conv_layers, *model.angle_layers)
+              if layer is not None]
+    with contextlib.ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(forward_replaced(layer, functools.partial(_checkpointed_layer, layer)))
+        yield
+
+
+def _checkpointed_layer(layer, **inputs):
+    return checkpointed(functools.partial(type(layer).forward, layer), **inputs)
 
 
 def _to_ase_units(calculator, atoms, energy, forces, stress) -> tuple:
@@ -265,10 +304,19 @@ def _voigt_calculator_class():
 
         member_label = "chgnet"
 
+        @property
+        def checkpoint_min_atoms(self) -> int:
+            """Structures from this many atoms run checkpointed (:func:`checkpointing`; a setting of the model)."""
+            return getattr(self.model, "checkpoint_min_atoms", CHECKPOINT_MIN_ATOMS)
+
+        @checkpoint_min_atoms.setter
+        def checkpoint_min_atoms(self, value: int) -> None:
+            self.model.checkpoint_min_atoms = int(value)
+
         def calculate(self, atoms=None, properties=None, system_changes=None, task="efsm") -> None:
             given = atoms if atoms is not None else self.atoms
             periodic = periodic_structure(given, self.model, self.member_label)
-            with quiet_prediction():
+            with quiet_prediction(), checkpointing(self.model, len(periodic)):
                 super().calculate(periodic, properties, system_changes, task)
             if periodic is not given:
                 self.atoms = given.copy()  # the caller's structure, so ASE's caching sees no change

@@ -32,6 +32,8 @@ from hetens.families._common import (
     preserved_torch_state,
     require_download,
 )
+from hetens.families.checkpointing import CHECKPOINT_MIN_ATOMS as SHARED_CHECKPOINT_MIN_ATOMS
+from hetens.families.checkpointing import checkpoint_setting
 
 _HOST = "github.com"
 
@@ -311,9 +313,10 @@ def evaluate_group(calculators: Sequence, atoms, with_stress: bool) -> list[tupl
 
 #: Structures of at least this many atoms run with activation checkpointing
 #: (:func:`checkpointed_forward`; 45 % less memory above the model at 686 W atoms, one more
-#: forward pass of the blocks). Off by default: the default ensemble's peak is then DIEP's,
-#: which has no such path. A member opts in with ``@checkpoint=on|off|N`` (N: from N atoms).
-CHECKPOINT_MIN_ATOMS = 10**9
+#: forward pass of the blocks): none by default. A member opts in with
+#: ``@checkpoint=on|off|N`` (N: from N atoms); the memory guard turns it on for a structure
+#: that fits only with it (hetens.core.memory_guard).
+CHECKPOINT_MIN_ATOMS = SHARED_CHECKPOINT_MIN_ATOMS
 
 
 def checkpointed_forward(model, data):
@@ -375,18 +378,7 @@ def _forward(calculator, data, n_atoms: int):
 
 def _checkpoint_setting(options: dict[str, str]) -> int | None:
     """The atoms from which a member checkpoints, from its ``checkpoint`` option (removed)."""
-    value = options.pop("checkpoint", None)
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text in ("on", "true", "1", "yes"):
-        return 0
-    if text in ("off", "false", "0", "no"):
-        return 10**12
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"sevenn option checkpoint must be on, off or a number of atoms; got {value!r}") from None
+    return checkpoint_setting(options, "sevenn")
 
 
 @functools.cache
