@@ -3,6 +3,7 @@ before any member runs on it; one under it runs (hetens.core.memory_guard, issue
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -198,3 +199,37 @@ def test_a_bad_mmap_threshold_names_the_variable(monkeypatch) -> None:
             memory_guard.prepare_for_large_evaluation(500)
     finally:
         memory_guard._serve_large_blocks_by_mmap.cache_clear()
+
+
+def test_a_structure_that_fits_only_checkpointed_runs_checkpointed(monkeypatch, caplog) -> None:
+    """Over the plain figures but under the checkpointed ones (a fake 30 MiB): the guard turns
+    activation checkpointing on for the members that have it, says so in one line, and the
+    forces are those of the plain evaluation, bit for bit; under 10 MiB it still refuses."""
+    pytest.importorskip("chgnet")
+    from hetens.families._common import deterministic_torch
+
+    members = [hetens.load_member(spec, device="cpu") for spec in ("chgnet:0.3.0", "chgnet:0.2.0")]
+    figures = {"chgnet": 3 * MB, "chgnet@checkpoint": 1 * MB}  # 16 W atoms: 48 MB plain, 16 MB checkpointed
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    with deterministic_torch("cpu"):
+        plain = hetens.HeterogeneousEnsembleCalculator(members, memory_check=False).get_forces(atoms)
+        for member in members:
+            member.calculator.reset()
+        monkeypatch.setenv(LIMIT_VARIABLE, "30M")
+        with caplog.at_level("WARNING", logger="hetens.core.memory_guard"):
+            guarded = hetens.HeterogeneousEnsembleCalculator(
+                members, memory_check=MemoryGuard(bytes_per_atom=figures)).get_forces(atoms)
+    assert [m.calculator.checkpoint_min_atoms for m in members] == [16, 16]
+    np.testing.assert_array_equal(guarded, plain)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "activation checkpointing turned on for chgnet:0.3.0, chgnet:0.2.0" in line
+    # Even checkpointed it does not fit: refused, and nothing is switched.
+    for member in members:
+        member.calculator.checkpoint_min_atoms = 10**9
+    monkeypatch.setenv(LIMIT_VARIABLE, "10M")
+    refusal = r"\(16 atoms\) needs about .* per atom, shipped per family, checkpointed\)"
+    with pytest.raises(InsufficientMemoryError, match=refusal):
+        hetens.HeterogeneousEnsembleCalculator(members, memory_check=MemoryGuard(bytes_per_atom=figures)
+                                               ).get_forces(atoms)
+    assert [m.calculator.checkpoint_min_atoms for m in members] == [10**9, 10**9]

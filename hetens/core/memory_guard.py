@@ -18,6 +18,14 @@ such a call, shipped per family (:data:`FAMILY_BYTES_PER_ATOM`). Members run
 one after another, so in-process members need the largest member's figure;
 members in worker processes run at once, so theirs add up.
 
+A structure that does not fit with the members' plain figures but does with
+activation checkpointing (the members whose calculator has
+``checkpoint_min_atoms``: SevenNet, DIEP, CHGNet; not one set to
+``@checkpoint=off``) is not refused: :meth:`MemoryGuard.check` turns
+checkpointing on for those members, from that structure's size on, and says
+so once (one line, logger ``hetens.core.memory_guard``). Checkpointed results
+are bit-identical; a call takes about 1.3-1.6x as long.
+
 Available memory is ``psutil.virtual_memory().available`` on a CPU (plus what
 this process already holds above its models, which it reuses), the device's
 free memory on a GPU, capped by ``$HETENS_MEMORY_LIMIT`` when set
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +45,8 @@ from typing import Any
 import numpy as np
 
 from hetens.errors import InsufficientMemoryError
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = [
     "FAMILY_BYTES_PER_ATOM",
@@ -151,29 +162,33 @@ class MemoryGuard:
         self._baseline: float | None = None  # memory held with the models loaded, before any evaluation
 
     # -- estimating -----------------------------------------------------------------------
-    def estimate(self, atoms, members: Sequence[Any]) -> MemoryEstimate:
-        """The memory ``members`` need for ``atoms`` beyond what is held now, and what is available."""
+    def estimate(self, atoms, members: Sequence[Any], checkpointing: Sequence[Any] = ()) -> MemoryEstimate:
+        """The memory ``members`` need for ``atoms`` beyond what is held now, and what is available;
+        with the members in ``checkpointing`` counted as checkpointed (their shipped
+        ``FAMILY@checkpoint`` figures, and no figure measured before they checkpointed)."""
         device = _device_of(members)
         n_eff = effective_atoms(atoms)
         local = [m for m in members if not _in_worker(m)]
         workers = [m for m in members if _in_worker(m)]
-        if self.measured is not None and local:
+        assumed = {id(m) for m in checkpointing}
+        if self.measured is not None and local and not assumed:
             per_atom, on = self.measured
             source = f"measured in this process on {on} atoms"
         else:
-            per_atom = max((self._figure(m, len(atoms)) for m in local), default=0.0)
-            source = "shipped per family"
+            per_atom = max((self._figure(m, len(atoms), id(m) in assumed) for m in local), default=0.0)
+            source = "shipped per family" + (", checkpointed" if assumed else "")
         # Workers run concurrently, each in its own process: their figures add up.
         worker_bytes = sum(self._figure(m, len(atoms)) for m in workers) * n_eff
         held = self._held_above_baseline(device)
         needed = max(0.0, per_atom * n_eff - held) + worker_bytes
         return MemoryEstimate(needed, self.available(device), per_atom, source, device)
 
-    def _figure(self, member: Any, n_atoms: int) -> float:
+    def _figure(self, member: Any, n_atoms: int, checkpointed: bool = False) -> float:
         family = getattr(member, "family", None)
-        if getattr(member.calculator, "checkpoint_min_atoms", float("inf")) <= n_atoms:
-            family = f"{family}@checkpoint"  # SevenNet's activation checkpointing
-        return self.family_bytes.get(family, DEFAULT_BYTES_PER_ATOM)
+        if checkpointed or getattr(member.calculator, "checkpoint_min_atoms", float("inf")) <= n_atoms:
+            family = f"{family}@checkpoint"  # activation checkpointing (SevenNet, DIEP, CHGNet)
+        return self.family_bytes.get(family, self.family_bytes.get(getattr(member, "family", None),
+                                                                   DEFAULT_BYTES_PER_ATOM))
 
     def available(self, device: str = "cpu") -> float:
         """Bytes available: the given function's, else the system's or the device's, capped by the limit."""
@@ -197,8 +212,18 @@ class MemoryGuard:
         if self._baseline is None:
             self._baseline = self._baseline_now(_device_of(members))
         estimate = self.estimate(atoms, members)
-        if not estimate.fits:
-            raise InsufficientMemoryError(refusal_message(atoms, estimate, len(members), label))
+        if estimate.fits:
+            return
+        switchable = [m for m in members if _can_switch_on_checkpointing(m, len(atoms))]
+        if switchable:
+            checkpointed = self.estimate(atoms, members, checkpointing=switchable)
+            if checkpointed.fits:
+                for member in switchable:  # this structure and larger ones
+                    member.calculator.checkpoint_min_atoms = len(atoms)
+                _LOG.warning(checkpointing_message(atoms, estimate, checkpointed, switchable, label))
+                return
+            estimate = checkpointed
+        raise InsufficientMemoryError(refusal_message(atoms, estimate, len(members), label))
 
     @contextlib.contextmanager
     def measuring(self, atoms, members: Sequence[Any]) -> Iterator[None]:
@@ -229,6 +254,19 @@ class MemoryGuard:
         return max(0.0, _current(device) - self._baseline)
 
 
+def checkpointing_message(atoms, plain: MemoryEstimate, checkpointed: MemoryEstimate,
+                          members: Sequence[Any], label: str | None = None) -> str:
+    """The one line :meth:`MemoryGuard.check` logs when it turns checkpointing on."""
+    where = f"{label}: " if label else ""
+    names = ", ".join(getattr(m, "name", "?") for m in members)
+    return (
+        f"hetens: {where}{atoms.get_chemical_formula()} ({len(atoms)} atoms) needs about {_gb(plain.needed)} "
+        f"but {_gb(plain.available)} is available on {plain.device}: activation checkpointing turned on "
+        f"for {names} from {len(atoms)} atoms on (about {_gb(checkpointed.needed)}; same results, "
+        "calls about 1.5x as long)"
+    )
+
+
 def refusal_message(atoms, estimate: MemoryEstimate, n_members: int, label: str | None = None) -> str:
     """The one line of an :class:`~hetens.errors.InsufficientMemoryError`."""
     where = f"{label}: " if label else ""
@@ -251,6 +289,15 @@ def memory_guard(setting: Any) -> MemoryGuard:
 
 
 # -- what the process holds -------------------------------------------------------------------
+def _can_switch_on_checkpointing(member: Any, n_atoms: int) -> bool:
+    """Whether ``member`` checkpoints (its calculator has ``checkpoint_min_atoms``: SevenNet, DIEP,
+    CHGNet), does not yet for ``n_atoms`` atoms, and was not set to ``@checkpoint=off``."""
+    from hetens.families.checkpointing import NEVER
+
+    setting = getattr(getattr(member, "calculator", None), "checkpoint_min_atoms", None)
+    return setting is not None and n_atoms < setting < NEVER and not _in_worker(member)
+
+
 def _in_worker(member: Any) -> bool:
     return type(getattr(member, "calculator", None)).__name__ == "IsolatedCalculator"
 
