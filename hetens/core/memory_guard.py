@@ -66,14 +66,17 @@ __all__ = [
 #: member's peak resident memory above its loaded model, evaluated alone with hetens' 1 MiB
 #: mmap threshold (:func:`prepare_for_large_evaluation`), over the atoms; at 686 and 1458
 #: atoms 7net-mf-0 2.96 and 2.99 MB, DIEP 3.19 and 3.17 MB, CHGNet 0.3.0 2.24 and 2.24 MB,
-#: rounded up by about 5 %. SevenNet checkpointed (``sevenn@checkpoint``, a member that
-#: checkpoints the structure): 1.39 GB at 686 atoms with glibc's own threshold. Used until
-#: this process has measured its own.
+#: rounded up by about 5 %. ``FAMILY@checkpoint``: the member checkpointing the structure
+#: (:mod:`hetens.families.checkpointing`; benchmarks/results/scaling_checkpoint_cpu.jsonl),
+#: at 686 and 1458 atoms 7net-mf-0 1.21 and 1.26 MB, DIEP 1.06 and 0.88 MB, CHGNet 0.60 and
+#: 0.53 MB, the larger rounded up by about 5 %. Used until this process has measured its own.
 FAMILY_BYTES_PER_ATOM: dict[str, float] = {
     "sevenn": 3.1e6,
-    "sevenn@checkpoint": 2.0e6,
+    "sevenn@checkpoint": 1.32e6,
     "diep": 3.35e6,
+    "diep@checkpoint": 1.12e6,
     "chgnet": 2.35e6,
+    "chgnet@checkpoint": 0.63e6,
 }
 #: For a family without a shipped figure (a user's own calculator, a hub family): the
 #: largest shipped figure, so the guard errs towards refusing.
