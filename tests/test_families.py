@@ -616,9 +616,9 @@ def test_hetens_models_prints_no_upstream_noise():
 
 def test_diep_shipped_model_elements_heads_and_molecule():
     """diep:diep_fold1 loads from the wheel, knows Z 1-83 and
-    89-94, refuses heads, options and unknown names, and gives conservative forces on an
+    89-94, refuses heads, options other than checkpoint and unknown names, and gives conservative forces on an
     isolated molecule (pbc=False, no cell)."""
-    require_family("diep")
+    require_family("diep")  # its one option, checkpoint, is tested in tests/test_large_systems.py
     from ase.build import molecule
 
     member = hetens.load_member("diep:diep_fold1", device="cpu")
@@ -626,7 +626,7 @@ def test_diep_shipped_model_elements_heads_and_molecule():
     assert member.supported_elements() == frozenset(range(1, 84)) | frozenset(range(89, 95))
     with pytest.raises(UnknownModelError, match="no heads"):
         hetens.load_member("diep:diep_fold1@PBE", device="cpu")
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match="unknown option.*cutoff; accepted: checkpoint"):
         hetens.load_member("diep:diep_fold1@cutoff=4", device="cpu")
     with pytest.raises(UnknownModelError, match="diep_fold1"):
         hetens.load_member("diep:diep_fold9", device="cpu")
