@@ -22,7 +22,9 @@ A structure that does not fit with the members' plain figures but does with
 activation checkpointing (the members whose calculator has
 ``checkpoint_min_atoms``: SevenNet, DIEP, CHGNet; not one set to
 ``@checkpoint=off``) is not refused: :meth:`MemoryGuard.check` turns
-checkpointing on for those members, from that structure's size on, and says
+checkpointing on for those members, from the size where the plain estimate
+reaches what is available (so for that structure, larger ones and smaller
+ones that would not fit plain either), and says
 so once (one line, logger ``hetens.core.memory_guard``). Checkpointed results
 are bit-identical; a call takes about 1.3-1.6x as long.
 
@@ -221,9 +223,12 @@ class MemoryGuard:
         if switchable:
             checkpointed = self.estimate(atoms, members, checkpointing=switchable)
             if checkpointed.fits:
-                for member in switchable:  # this structure and larger ones
-                    member.calculator.checkpoint_min_atoms = len(atoms)
-                _LOG.warning(checkpointing_message(atoms, estimate, checkpointed, switchable, label))
+                # From the size where the plain estimate reaches what is available: this structure,
+                # larger ones, and smaller ones that come later (not checked again) but would not fit.
+                from_atoms = max(1, min(len(atoms), int(len(atoms) * estimate.available / estimate.needed)))
+                for member in switchable:
+                    member.calculator.checkpoint_min_atoms = from_atoms
+                _LOG.warning(checkpointing_message(atoms, estimate, checkpointed, switchable, from_atoms, label))
                 return
             estimate = checkpointed
         raise InsufficientMemoryError(refusal_message(atoms, estimate, len(members), label))
@@ -258,14 +263,14 @@ class MemoryGuard:
 
 
 def checkpointing_message(atoms, plain: MemoryEstimate, checkpointed: MemoryEstimate,
-                          members: Sequence[Any], label: str | None = None) -> str:
+                          members: Sequence[Any], from_atoms: int, label: str | None = None) -> str:
     """The one line :meth:`MemoryGuard.check` logs when it turns checkpointing on."""
     where = f"{label}: " if label else ""
     names = ", ".join(getattr(m, "name", "?") for m in members)
     return (
         f"hetens: {where}{atoms.get_chemical_formula()} ({len(atoms)} atoms) needs about {_gb(plain.needed)} "
         f"but {_gb(plain.available)} is available on {plain.device}: activation checkpointing turned on "
-        f"for {names} from {len(atoms)} atoms on (about {_gb(checkpointed.needed)}; same results, "
+        f"for {names} from {from_atoms} atoms on (about {_gb(checkpointed.needed)}; same results, "
         "calls about 1.5x as long)"
     )
 
