@@ -27,10 +27,12 @@ huggingface.co does:
 No Xet headers are sent, so huggingface_hub downloads over plain HTTP.
 
 Failures a test asks for: a path in :attr:`HubServer.missing` answers 404 (EntryNotFound);
-a path in :attr:`HubServer.stop_in` is sent halfway by the CDN, which then closes the
-connection, and the server stops: every later connection is closed unanswered until
-:attr:`HubServer.stopped` is cleared (the server is back). A "truncated file" is a file added
-already cut: the hub then describes the cut file, as a hub holding a cut upload would.
+a path in :attr:`HubServer.short_in` is sent by the CDN as a complete answer of half the file
+(the hub announced the whole size); a path in :attr:`HubServer.stop_in` is sent halfway by the
+CDN, which then closes the connection, and the server stops: every later connection is closed
+unanswered until :attr:`HubServer.stopped` is cleared (the server is back). A "truncated file"
+is a file added already cut: the hub then describes the cut file, as a hub holding a cut upload
+would.
 Every request is recorded in :attr:`HubServer.requests` as ``(method, host, path)``.
 """
 
@@ -74,6 +76,7 @@ class HubServer:
     def __init__(self) -> None:
         self.files: dict[tuple[str, str], _File] = {}
         self.missing: set[tuple[str, str]] = set()
+        self.short_in: set[tuple[str, str]] = set()
         self.stop_in: set[tuple[str, str]] = set()
         self.stopped = False
         self.requests: list[tuple[str, str, str]] = []
@@ -187,6 +190,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(404, b"NoSuchKey", {}, body)
             return
         data = hub.files[key].data
+        if key in hub.short_in:
+            data = data[: len(data) // 2]
         if key not in hub.stop_in or not body:
             self._send(200, data, {"Content-Type": "application/octet-stream"}, body)
             return

@@ -18,15 +18,16 @@ tables give the rest, and every cache lands in the test's folder:
 
 Each served file is a model of the family's format: the tiny models of ``tests/tiny_models.py``;
 SevenNet: a shipped checkpoint served as ``7net-omat``; orb: a randomly initialised
-``orb-v3-conservative-20-omat`` (a name fixes orb's architecture, so the file is full size,
+``orb-v3-conservative-inf-omat`` (a name fixes orb's architecture, so the file is full size,
 about 100 MB, built once per module).
 
 Checked for each: the first load downloads into the family's cache, loads and passes
 ``check_member``; a second load downloads nothing (mattersim, mace, sevenn, orb, matgl, pet
 make no request at all; fairchem's loader asks the hub for the file's metadata, a HEAD, on
-every load); a 404, a truncated file and a server that stops mid-transfer each give one
-WeightsUnavailableError line naming the model, the URL and what to do, and leave the cache as
-it was (no file, no blob, no snapshot link), so that the next good attempt downloads and loads.
+every load); a 404, a truncated file, a short body (hub families: the size announced but
+half sent) and a server that stops mid-transfer each give one WeightsUnavailableError line
+naming the model, the URL and what to do, and leave the cache as it was (no file, no blob,
+no snapshot link; for the hub families the next good attempt then downloads and loads).
 The families with their own environments (fairchem1, nequip, grace, deepmd) are not built
 here: docs/families.md ("First downloads").
 """
@@ -357,11 +358,16 @@ def test_hub_first_download_lands_in_the_cache_loads_and_is_not_repeated(family,
 
 
 @pytest.mark.parametrize("family", HUB_FAMILIES)
-@pytest.mark.parametrize("failure", ["404", "truncated file", "server stops mid-transfer"])
+@pytest.mark.parametrize("failure", ["404", "truncated file", "short body", "server stops mid-transfer"])
 def test_hub_failed_first_download_says_what_to_do_and_keeps_nothing(family, failure, hub, tmp_path,
                                                                        monkeypatch, tiny_dir):
     """One WeightsUnavailableError line; the cache as it was (no blob, no snapshot link, no
-    ref), so the next load, with the hub serving the file whole, downloads and loads it."""
+    ref), so the next load, with the hub serving the file whole, downloads and loads it.
+    "truncated file": the hub holds a cut upload (its metadata describe the cut file, so it
+    arrives whole and fails to load); "short body": the hub announces the whole size, the CDN
+    sends half of it (huggingface_hub's size check); "server stops mid-transfer": the CDN
+    closes the connection halfway and the server answers nothing more (huggingface_hub
+    retries five times, a second apart)."""
     if not FAMILIES[family].installed:
         pytest.skip(f"family {family} is not installed here")
     spec, repo, weights, cache = _hub_case(family, hub, tmp_path, monkeypatch, tiny_dir)
@@ -370,6 +376,8 @@ def test_hub_failed_first_download_says_what_to_do_and_keeps_nothing(family, fai
         hub.missing.add((repo, weights))
     elif failure == "truncated file":  # the hub holds a cut upload, and describes it as it is
         hub.add(repo, weights, whole[: len(whole) // 2])
+    elif failure == "short body":
+        hub.short_in.add((repo, weights))
     else:
         hub.stop_in.add((repo, weights))
 
@@ -383,12 +391,15 @@ def test_hub_failed_first_download_says_what_to_do_and_keeps_nothing(family, fai
         assert "HTTP 404 (the file is not in the repository)" in message and "nothing was kept" in message
     elif failure == "truncated file":
         assert "do not load" in message and "removed" in message
+    elif failure == "short body":
+        assert "only part of the file arrived" in message and "nothing was kept" in message
     else:
         assert "connection failed" in message and "nothing was kept" in message
     assert _cache_files(cache) == []
     assert FAMILIES[family].adapter().weights_status(spec.split(":", 1)[1]) == "download"
 
     hub.missing.clear()
+    hub.short_in.clear()
     hub.stop_in.clear()
     hub.stopped = False  # the hub is back, serving the whole file
     hub.add(repo, weights, whole)

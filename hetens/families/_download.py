@@ -257,7 +257,11 @@ def _hub_failure(exc: BaseException) -> tuple[str, str | None] | None:
         if isinstance(current, errors.OfflineModeIsEnabled):
             return "HF_HUB_OFFLINE is set", None
         if isinstance(current, httpx.TransportError):
-            return f"the connection failed ({type(current).__name__}: {current})", None
+            first = current  # huggingface_hub retries a lost transfer: the first loss says most
+            while isinstance(first.__context__, httpx.TransportError):
+                first = first.__context__
+            retried = "" if first is current else f"; retried, then {type(current).__name__}: {current}"
+            return f"the connection failed ({type(first).__name__}: {first}{retried})", None
         if isinstance(current, OSError) and "Consistency check failed" in str(current):
             return f"only part of the file arrived ({str(current).splitlines()[0]})", None
         if fallback is None and isinstance(current, (errors.LocalEntryNotFoundError, errors.FileMetadataError)):
