@@ -7,7 +7,9 @@ Every point runs in a fresh Python process (this script started again with
   (:func:`hetens.core.group_evaluation.evaluate_alone`, as the ensemble evaluates it);
 - ``ensemble``: the default ensemble (``hetens.default_ensemble()``: its
   predictors and witnesses) through the calculator (energy, forces, U);
-- ``md``: Langevin steps of the default ensemble (``--md-steps``, after one).
+- ``md``: Langevin steps of the default ensemble (``--md-steps``, after one);
+- ``ensemble-glibc`` (``--glibc-threshold-too``): the ensemble with glibc's own
+  mmap threshold (``HETENS_MMAP_THRESHOLD=0``), against hetens' 1 MiB.
 
 Each point evaluates a rattled bcc W cube twice (energy and forces; the
 second call is the one timed) and reports the process's peak resident memory
@@ -83,7 +85,7 @@ def run_point(kind: str, spec: str | None, repeat: int, device: str, md_steps: i
         load_rss = rss_bytes()
         atoms.calc = calc
         times = []
-        if kind == "ensemble":
+        if kind in ("ensemble", "ensemble-glibc"):
             for seed in (1, 2):
                 atoms = cell(repeat, seed)
                 atoms.calc = calc
@@ -111,7 +113,10 @@ def measure(kind: str, spec: str | None, repeat: int, device: str, md_steps: int
     """:func:`run_point` in a fresh process; ``{"error": ...}`` when that process fails."""
     command = [sys.executable, __file__, "--point", kind, spec or "-", str(repeat),
                "--device", device, "--md-steps", str(md_steps)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if kind == "ensemble-glibc":  # glibc's own mmap threshold (hetens' allocator setting off)
+        env["HETENS_MMAP_THRESHOLD"] = "0"
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -127,7 +132,8 @@ def table(points: list[dict], members: list[str]) -> str:
     """A markdown table: per size, each member's and the ensemble's second-call time and peak RSS."""
     head = ["atoms"] + [f"{m} s / GB" for m in members] + ["ensemble s / GB", "ms/atom",
                                                              "ens / largest (RSS)", "ens / sum (time)",
-                                                             "MD step s / GB"]
+                                                             "MD step s / GB",
+                                                             "glibc's threshold: ens s / GB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in sorted({p["atoms"] for p in points}):
         row = [str(n)]
@@ -142,7 +148,7 @@ def table(points: list[dict], members: list[str]) -> str:
                    ("-" if ens is None else ens["error"][:30]))
         row.append(f"{1e3 * ens['second_s'] / n:.1f}" if ok else "-")
         good = [p for p in alone if p is not None and "error" not in p]
-        if ok and len(good) == len(members):
+        if ok and members and len(good) == len(members):
             row.append(f"{ens['peak_rss'] / max(p['peak_rss'] for p in good):.2f}")
             row.append(f"{ens['second_s'] / sum(p['second_s'] for p in good):.2f}")
         else:
@@ -150,6 +156,9 @@ def table(points: list[dict], members: list[str]) -> str:
         md = at.get(("md", None))
         row.append("-" if md is None else (md["error"][:30] if "error" in md
                                            else f"{md['second_s']:.2f} / {_gb(md['peak_rss'])}"))
+        plain = at.get(("ensemble-glibc", None))
+        row.append("-" if plain is None else (plain["error"][:30] if "error" in plain else
+                                              f"{plain['second_s']:.2f} / {_gb(plain['peak_rss'])}"))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -195,6 +204,9 @@ def main() -> None:
                         help="members measured alone (default: the default ensemble's; e.g. "
                         "sevenn:7net-mf-0@PBE@checkpoint=on)")
     parser.add_argument("--no-ensemble", action="store_true", help="only the members alone")
+    parser.add_argument("--glibc-threshold-too", action="store_true",
+                        help="also the ensemble with glibc's own mmap threshold (HETENS_MMAP_THRESHOLD=0), "
+                        "side by side with hetens' 1 MiB")
     parser.add_argument("--json", help="write every point as JSON lines here (appended)")
     parser.add_argument("--figure", help="write the log-log figure here (PNG)")
     parser.add_argument("--from-json", nargs="+", metavar="JSONL",
@@ -226,6 +238,8 @@ def main() -> None:
         plan = [] if args.no_members else [("member", m) for m in members]
         if not args.no_ensemble:
             plan.append(("ensemble", None))
+        if args.glibc_threshold_too and not args.no_ensemble:
+            plan.append(("ensemble-glibc", None))
         if not args.no_md and not args.no_ensemble:
             plan.append(("md", None))
         for kind, spec in plan:

@@ -5,7 +5,7 @@ frame) and the reference file itself (its DFT forces, matched by
 ``config_index`` or by order), sorts the frames into structure classes by
 geometry alone (the data carry no config type), and writes a small JSON
 shipped in the package (``hetens/catalogue/presets/u_scale_default.json``, read by
-:mod:`hetens.u_scale`):
+:mod:`hetens.catalogue.u_scale`):
 
 - ``k95``: the error bound at 95 % coverage, ``eps <= k95 * U`` on 95 % of
   the frames (eps = max_i |F_DFT[i] - F_ensemble[i]|, eV/Å);

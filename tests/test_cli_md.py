@@ -47,6 +47,11 @@ def test_completed_run_exits_0_with_progress_summary_and_plot(first_run):
     assert np.all(rows["U"] > 0) and np.all(rows["T"] > 0)
     assert f"U [eV/A]       min {rows['U'].min():.4f}" in out
     assert log.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+    # Issue 22 (4): who deviated most, counted over the logged steps; no calibrated scale for
+    # an ensemble that is not the default one.
+    top = max(set(rows["most_deviating"]), key=rows["most_deviating"].count)
+    assert f"most deviating {top} on {rows['most_deviating'].count(top)} of 5 logged steps" in out
+    assert "U scale" not in out
 
 
 def test_halted_run_exits_3_and_keeps_exactly_what_crossed(first_run, tmp_path, capsys):

@@ -110,7 +110,7 @@ def test_default_ensemble_summary_places_u_on_the_shipped_scale():
     witness deviating most is named as such (no model runs: the summary is formatted)."""
     import hetens
     from hetens.cli.single import format_summary
-    from hetens.u_scale import default_u_scale
+    from hetens.catalogue.u_scale import default_u_scale
 
     names = [*hetens.DEFAULT_MEMBERS, *hetens.DEFAULT_WITNESSES]
     scale = default_u_scale()
@@ -126,3 +126,24 @@ def test_default_ensemble_summary_places_u_on_the_shipped_scale():
     text = format_summary(summary)
     assert f"most deviating {names[2]}  (the most deviating member is the witness {names[2]}" in text
     assert f"eps <~ {scale['k95'] * 1.5:.2g} eV/A" in text and "U scale        on 95 W DFT frames" in text
+
+
+def test_score_report_says_who_deviates_most_and_places_the_median_u():
+    """Issue 22 (4): the score summary counts the frames on which each member deviated most, says
+    when that is a witness, and places the median U on the default ensemble's shipped scale."""
+    import hetens
+    from hetens.catalogue.u_scale import default_u_scale
+    from hetens.rescore.report import build_report, format_report
+
+    names = [*hetens.DEFAULT_MEMBERS, *hetens.DEFAULT_WITNESSES]
+    u = np.array([0.5, 1.0, 2.0, 4.0])
+    report = build_report(names, [1 / 3] * 3, u, [54] * 4, [0.1] * 4,
+                          roles=["predictor", "predictor", "witness"], most_deviating_frames=[1, 0, 3])
+    assert report["most_deviating_frames"] == {names[0]: 1, names[1]: 0, names[2]: 3}
+    text = format_report(report)
+    assert (f"most deviating: {names[2]} on 3 of 4 frames ({names[0]} 1); the most deviating member is "
+            f"the witness {names[2]}") in text
+    assert f"U scale (median U 1.5 eV/A): on {default_u_scale()['n_frames']} W DFT frames" in text
+    other = format_report(build_report(["a:x", "b:y"], [0.5, 0.5], u, [54] * 4, [0.1] * 4,
+                                       most_deviating_frames=[3, 1]))
+    assert "most deviating: a:x on 3 of 4 frames (b:y 1)" in other and "U scale" not in other

@@ -148,3 +148,53 @@ def test_md_exits_2_with_one_line(tmp_path, monkeypatch, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("hetens md: error: Cu864 (864 atoms) needs about")
+
+
+_MMAP_PROBE = """
+import json
+from ase.build import bulk
+from ase.calculators.emt import EMT
+import hetens
+from hetens.core import memory_guard
+
+calc = hetens.HeterogeneousEnsembleCalculator([EMT(), EMT()], memory_check=False)
+small = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+small.calc = calc
+small.get_forces()
+before = memory_guard._serve_large_blocks_by_mmap.cache_info().currsize
+large = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(4)  # 256 atoms
+large.calc = calc
+large.get_forces()
+print(json.dumps([before, memory_guard._serve_large_blocks_by_mmap()]))
+"""
+
+
+@pytest.mark.parametrize("env, set_it", [({}, True), ({"HETENS_MMAP_THRESHOLD": "0"}, False),
+                                         ({"HETENS_MMAP_THRESHOLD": "4M"}, True),
+                                         ({"MALLOC_MMAP_THRESHOLD_": "1048576"}, False)])
+def test_large_blocks_come_from_mmap_from_200_atoms_unless_told_otherwise(env, set_it) -> None:
+    """Issue 26: the process's mmap threshold is fixed once a CPU member evaluates 200 atoms or
+    more (not before), left alone when glibc's own variable sets it or HETENS_MMAP_THRESHOLD=0.
+    A fresh process each: the setting is made once per process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("HETENS_MMAP_THRESHOLD", "MALLOC_MMAP_THRESHOLD_")}
+    done = subprocess.run([sys.executable, "-c", _MMAP_PROBE], env=clean | env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [0, set_it]
+
+
+def test_a_bad_mmap_threshold_names_the_variable(monkeypatch) -> None:
+    from hetens.core import memory_guard
+
+    monkeypatch.setenv("HETENS_MMAP_THRESHOLD", "lots")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    memory_guard._serve_large_blocks_by_mmap.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="HETENS_MMAP_THRESHOLD='lots' is not a size"):
+            memory_guard.prepare_for_large_evaluation(500)
+    finally:
+        memory_guard._serve_large_blocks_by_mmap.cache_clear()

@@ -18,6 +18,7 @@ from hetens.cli.monitor_options import (
     check_monitor_options,
     driven,
     driver_preflight,
+    what_u_means,
 )
 from hetens.cli.options import (
     add_ensemble_options,
@@ -177,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         return _interrupted(args, int(dyn.nsteps) - start, monitor, log, atoms, human)
 
     print(outcome.summary(), file=human)
+    for line in what_u_means(log, calc):
+        print(line, file=human)
     print(f"log            {log}", file=human)
     if outcome.flagged:  # the flagged file exists only once a frame was flagged
         print(f"flagged        {flagged}", file=human)

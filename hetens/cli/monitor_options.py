@@ -110,3 +110,22 @@ def driven(args: argparse.Namespace, calc) -> Any:
     from hetens.monitor.driver import CheckedDriverCalculator
 
     return CheckedDriverCalculator(calc, args.driver, args.check_every)
+
+
+def what_u_means(log: Path, calc) -> list[str]:
+    """Summary lines placing a monitored run's U: which member deviated most on how many logged
+    steps (saying so when it is a witness), and the default ensemble's calibrated scale at the
+    run's median U (:mod:`hetens.catalogue.u_scale`)."""
+    import numpy as np
+
+    from hetens.catalogue.u_scale import u_context_lines
+    from hetens.monitor import read_log
+
+    logged = read_log(log)
+    names = [name for name in logged["most_deviating"] if name]
+    counts = {name: names.count(name) for name in dict.fromkeys(names)}
+    u = logged["U"][np.isfinite(logged["U"])]
+    roles = dict(zip(calc.member_names, calc.roles))
+    lines = u_context_lines(float(np.median(u)) if u.size else float("nan"), calc.member_names, roles,
+                            counts, unit="logged steps")
+    return [f"{label:<15}{text}" for label, text in (line.split(": ", 1) for line in lines)]

@@ -19,6 +19,7 @@ from hetens.cli.monitor_options import (
     check_monitor_options,
     driven,
     driver_preflight,
+    what_u_means,
 )
 from hetens.cli.options import (
     add_ensemble_options,
@@ -154,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
     outcome = relaxation.outcome
     print(outcome.summary(), file=human)
+    for line in what_u_means(log, calc):
+        print(line, file=human)
     final = f"final          E {relaxation.frame.get_potential_energy():.6f} eV  max|F| {relaxation.fmax:.4f} eV/A"
     if relaxation.volume is not None:
         final += f"  V {relaxation.volume:.3f} A^3"

@@ -91,7 +91,7 @@ def format_summary(s: dict) -> str:
         f"energy spread  {s['energy_std']:.4f} eV/atom",
         f"most deviating {s['most_deviating']}",
     ]
-    from hetens.u_scale import u_scale_line, witness_note
+    from hetens.catalogue.u_scale import u_scale_line, witness_note
 
     roles = dict(zip(s["members"], s.get("roles") or ["predictor"] * len(s["members"])))
     note = witness_note(s["most_deviating"], roles)

@@ -15,7 +15,7 @@ from ase.calculators.calculator import BaseCalculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from hetens.errors import HetensError, MemberFailedError
-from hetens.core.memory_guard import release_freed_memory
+from hetens.core.memory_guard import prepare_for_large_evaluation, release_freed_memory
 
 if TYPE_CHECKING:
     from hetens.core.member import Member
@@ -42,6 +42,8 @@ def evaluate_member(member: Member, atoms, with_stress: bool, force: bool = Fals
             chained), or returned missing, mis-shaped or non-finite output;
             the message names the member, the property and the formula.
     """
+    if on_cpu(member):
+        prepare_for_large_evaluation(len(atoms))
     try:
         energy, forces, stress = _member_outputs(member, atoms, with_stress, force)
     except HetensError:

@@ -51,15 +51,18 @@ __all__ = [
 ]
 
 #: Bytes per atom one member needs for energy and forces on a CPU (bcc W, float32 models),
-#: measured with benchmarks/bench_scaling.py: each member's peak resident memory above its
-#: loaded model, evaluated alone on 686 atoms, over 686 (7net-mf-0 2.52 GB, its checkpointed
-#: evaluation 1.39 GB, DIEP 2.51-2.82 GB, CHGNet 0.3.0 1.80 GB). Used until this process has
-#: measured its own. ``sevenn@checkpoint``: a SevenNet member that checkpoints the structure.
+#: measured with benchmarks/bench_scaling.py (benchmarks/results/scaling_cpu.jsonl): each
+#: member's peak resident memory above its loaded model, evaluated alone with hetens' 1 MiB
+#: mmap threshold (:func:`prepare_for_large_evaluation`), over the atoms; at 686 and 1458
+#: atoms 7net-mf-0 2.96 and 2.99 MB, DIEP 3.19 and 3.17 MB, CHGNet 0.3.0 2.24 and 2.24 MB,
+#: rounded up by about 5 %. SevenNet checkpointed (``sevenn@checkpoint``, a member that
+#: checkpoints the structure): 1.39 GB at 686 atoms with glibc's own threshold. Used until
+#: this process has measured its own.
 FAMILY_BYTES_PER_ATOM: dict[str, float] = {
-    "sevenn": 3.7e6,
+    "sevenn": 3.1e6,
     "sevenn@checkpoint": 2.0e6,
-    "diep": 4.1e6,
-    "chgnet": 2.6e6,
+    "diep": 3.35e6,
+    "chgnet": 2.35e6,
 }
 #: For a family without a shipped figure (a user's own calculator, a hub family): the
 #: largest shipped figure, so the guard errs towards refusing.
@@ -334,6 +337,65 @@ def _malloc_trim():
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` parameter number (``malloc.h``).
+_M_MMAP_THRESHOLD = -3
+
+#: Blocks from this size up are served by ``mmap`` once a large structure is evaluated on a CPU
+#: (:func:`prepare_for_large_evaluation`); ``$HETENS_MMAP_THRESHOLD`` (bytes, ``0`` = leave
+#: glibc's own) overrides it.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+@functools.cache
+def _mallopt():
+    """glibc's ``mallopt``, or ``None`` on another C library or system."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
+
+
+@functools.cache
+def _serve_large_blocks_by_mmap() -> bool:
+    """Once per process: glibc's mmap threshold fixed at :data:`MMAP_THRESHOLD_BYTES`.
+
+    Left alone when ``$MALLOC_MMAP_THRESHOLD_`` already sets it, when
+    ``$HETENS_MMAP_THRESHOLD`` is ``0``, or without glibc. Returns whether it was set."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    setting = os.environ.get("HETENS_MMAP_THRESHOLD", "").strip()
+    if setting in ("0", "off"):
+        return False
+    try:
+        threshold = int(parse_bytes(setting)) if setting else MMAP_THRESHOLD_BYTES
+    except ValueError:
+        raise ValueError(f"HETENS_MMAP_THRESHOLD={setting!r} is not a size; give bytes, e.g. 1M, "
+                         "or 0 to leave glibc's threshold alone") from None
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+def prepare_for_large_evaluation(n_atoms: int) -> None:
+    """Before a member evaluates ``n_atoms`` atoms on a CPU: from :data:`RELEASE_MIN_ATOMS` atoms on,
+    blocks of :data:`MMAP_THRESHOLD_BYTES` and more come from ``mmap`` (once per process).
+
+    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), so a
+    model's large activations end up in the arenas, where :func:`release_freed_memory`
+    gives back only whole free pages and fragmentation keeps the rest: members run
+    one after another then peak above the largest alone. Served by ``mmap``, each
+    block goes back to the OS when it is freed (docs/performance.md, "Large systems")."""
+    if n_atoms >= RELEASE_MIN_ATOMS:
+        _serve_large_blocks_by_mmap()
 
 
 def release_freed_memory(n_atoms: int) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from hetens.catalogue.u_scale import u_context_lines
 from hetens.rescore.metrics import energy_rmse, force_rmse, quantiles, spearman
 from hetens.rescore.scoring import ReferenceErrors
 
@@ -80,6 +81,7 @@ class ScoreSummary:
         self.energy_std: list[np.ndarray] = []
         self.errors: list[ReferenceErrors] = []
         self.dropped: list[np.ndarray] = []
+        self.most_deviating: list[np.ndarray] = []
 
     @property
     def n_frames(self) -> int:
@@ -90,6 +92,7 @@ class ScoreSummary:
         self.uncertainty.append(scores.uncertainty)
         self.n_atoms.append(predictions.frames.n_atoms)
         self.energy_std.append(scores.energy_std)
+        self.most_deviating.append(np.bincount(scores.most_deviating, minlength=len(self.names)))
         if errors is not None:
             self.errors.append(errors)
         if dropped is not None:
@@ -107,6 +110,8 @@ class ScoreSummary:
                 arrays[f"{self._ERRORS}{name}"] = value
         if self.dropped:
             arrays["dropped_frames"] = np.sum(self.dropped, axis=0)
+        if self.most_deviating:
+            arrays["most_deviating_frames"] = np.sum(self.most_deviating, axis=0)
         return arrays
 
     def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -119,6 +124,8 @@ class ScoreSummary:
             self.errors.append(ReferenceErrors(**errors))
         if "dropped_frames" in arrays:
             self.dropped.append(arrays["dropped_frames"])
+        if "most_deviating_frames" in arrays:
+            self.most_deviating.append(arrays["most_deviating_frames"])
 
     def result(self, output: Path | None, start: float) -> ScoreResult:
         """The :class:`ScoreResult` of a run that began at ``start`` (``time.perf_counter``) and wrote ``output``."""
@@ -127,7 +134,9 @@ class ScoreSummary:
         errors = ReferenceErrors.concatenate(self.errors) if self.errors else None
         dropped = np.sum(self.dropped, axis=0) if self.dropped else None
         energy_std = np.concatenate(self.energy_std) if self.energy_std else []
-        report = build_report(self.names, self.weights, u, n_atoms, energy_std, errors, dropped, roles=self.roles)
+        most_deviating = np.sum(self.most_deviating, axis=0) if self.most_deviating else None
+        report = build_report(self.names, self.weights, u, n_atoms, energy_std, errors, dropped, roles=self.roles,
+                              most_deviating_frames=most_deviating)
         elapsed = time.perf_counter() - start
         report["elapsed_s"] = round(elapsed, 3)
         report["frames_per_s"] = round(u.size / elapsed, 3) if elapsed > 0 else None
@@ -149,6 +158,7 @@ def build_report(
     dropped_frames=None,
     *,
     roles: Sequence[str] | None = None,
+    most_deviating_frames=None,
 ) -> dict[str, Any]:
     """The score summary as a JSON-ready dict.
 
@@ -162,6 +172,8 @@ def build_report(
         dropped_frames: (M,) how many frames each member was dropped from, or ``None``.
         roles: (M,) member roles; with a witness among them the report has
             ``roles`` (name -> role) and ``weights`` are the U weights.
+        most_deviating_frames: (M,) on how many frames each member contributed
+            most to U, or ``None``.
     """
     u = np.asarray(uncertainty, dtype=float)
     report: dict[str, Any] = {
@@ -173,6 +185,8 @@ def build_report(
         "U_quantiles": quantiles(u),
         "energy_std_quantiles": quantiles(energy_std),
     }
+    if most_deviating_frames is not None:
+        report["most_deviating_frames"] = {name: int(k) for name, k in zip(names, most_deviating_frames)}
     if dropped_frames is not None and np.any(dropped_frames):
         report["dropped_frames"] = {name: int(k) for name, k in zip(names, dropped_frames)}
     if errors is None:
@@ -223,6 +237,8 @@ def format_report(report: dict[str, Any]) -> str:
             *(_number(q[k]) for k in ("min", "p25", "p50", "p75", "p95", "max"))
         ),
     ]
+    lines += u_context_lines(report["U_quantiles"]["p50"], report["members"], report.get("roles") or {},
+                             report.get("most_deviating_frames"), "frames")
     if report.get("dropped_frames"):
         lines.append(
             "dropped (frames): "

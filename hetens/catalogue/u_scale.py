@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["default_u_scale", "u_scale_line", "witness_note"]
+import numpy as np
+
+__all__ = ["default_u_scale", "u_context_lines", "u_scale_line", "witness_note"]
 
 _CLASS_NAMES = {"crystal_calm": "calm crystals", "crystal_hot": "hot/strained crystals",
                 "defect": "defects", "liquid": "liquids"}
@@ -49,3 +52,33 @@ def witness_note(most_deviating: str, roles: dict[str, str]) -> str | None:
         return None
     return (f"the most deviating member is the witness {most_deviating}: U reflects its disagreement with "
             "the predictors more than theirs with each other")
+
+
+def most_deviating_line(counts: Mapping[str, int], roles: Mapping[str, str], unit: str = "frames") -> str | None:
+    """``NAME on K of N frames`` for the member most often deviating most, with the
+    :func:`witness_note` when it is a witness; ``None`` without counts."""
+    total = sum(counts.values()) if counts else 0
+    if not total:
+        return None
+    top = max(counts, key=lambda name: counts[name])
+    line = f"{top} on {counts[top]} of {total} {unit}"
+    others = [f"{name} {k}" for name, k in counts.items() if name != top and k]
+    if others:
+        line += f" ({', '.join(others)})"
+    note = witness_note(top, roles)
+    return f"{line}; {note}" if note else line
+
+
+def u_context_lines(u_median: float, member_names: Sequence[str], roles: Mapping[str, str],
+                    most_deviating_counts: Mapping[str, int] | None, unit: str = "frames") -> list[str]:
+    """What a run's U means, for a summary: who deviates most (and whether that is a
+    witness), and where the median U ``u_median`` (eV/Å) lies on the default ensemble's
+    calibrated scale (only for the default ensemble). Lines are ``label: text``."""
+    lines = []
+    most = most_deviating_line(most_deviating_counts or {}, roles, unit)
+    if most:
+        lines.append(f"most deviating: {most}")
+    scale = u_scale_line(u_median, member_names) if np.isfinite(u_median) else None
+    if scale:
+        lines.append(f"U scale (median U {u_median:.3g} eV/A): {scale}")
+    return lines
