@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import http.client
 import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -196,7 +196,8 @@ def hub_download(spec: str, url: str, how: str, *, cache_dir: str | os.PathLike,
     Raises:
         WeightsUnavailableError: the download failed (HTTP error, connection lost, short file,
             offline), or files it brought do not load; whatever the block added to the
-            repository's cache folder (snapshot links, blobs, refs) is removed again.
+            repository's cache folder (snapshot links, blobs, refs, ``.no_exist`` markers) is
+            removed again, the whole folder when it was new (a ref it changed stays).
         Exception: the block's own error, unchanged, when it fails without downloading
             anything (a cached file that does not load, an unknown name).
     """
@@ -257,9 +258,13 @@ def _hub_failure(exc: BaseException) -> tuple[str, str | None] | None:
         if isinstance(current, errors.OfflineModeIsEnabled):
             return "HF_HUB_OFFLINE is set", None
         if isinstance(current, httpx.TransportError):
-            first = current  # huggingface_hub retries a lost transfer: the first loss says most
-            while isinstance(first.__context__, httpx.TransportError):
-                first = first.__context__
+            first, earlier = current, current.__context__  # huggingface_hub retries a lost
+            for _ in range(50):  # transfer inside its handler: the first loss says most
+                if earlier is None:
+                    break
+                if isinstance(earlier, httpx.TransportError):
+                    first = earlier
+                earlier = earlier.__context__
             retried = "" if first is current else f"; retried, then {type(current).__name__}: {current}"
             return f"the connection failed ({type(first).__name__}: {first}{retried})", None
         if isinstance(current, OSError) and "Consistency check failed" in str(current):
