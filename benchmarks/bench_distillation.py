@@ -7,14 +7,15 @@ This script does the same with hetens' commands end to end:
 1. split the tungsten DFT data (``--data``) by ``--seed`` into a training
    pool (``--pool-size`` frames) and a test set (``--test-size`` frames);
 2. ``hetens score`` the pool with the default offline ensemble (cached in
-   ``--work``; with ``--allow-mixed-reference``: without it the default
-   ensemble refuses some extreme W frames with an energy-reference error,
-   and it does not change U);
+   ``--work``), or take the pool's frames from ``--scored``, a file of the
+   whole data scored earlier (``hetens score w_dev.extxyz -o scored.extxyz``:
+   the same frames in the same order, checked);
 3. ``hetens select`` at each U_c (``--thresholds``; ``inf`` = uMLIP only,
    default: 0, the pool's 50 % and 90 % U quantiles, inf);
 4. the "DFT" for the queued frames is the data's own DFT labels, brought
-   back with ``hetens merge`` (per-element shift fit; ``--no-align`` at
-   U_c = inf, where no frame has both labels);
+   back with ``hetens merge`` (per-element shift fit on the ``--anchors``
+   calm frames select queued for it; ``--no-align`` where no frame has
+   both labels);
 5. train MACE with ``mace_run_train`` on each merged ``train.extxyz`` with
    identical settings and seeds (``--epochs``, ``--channels``...), and test
    each model's energy and force RMSE against the test set's DFT.
@@ -65,21 +66,40 @@ def split(args, work: Path):
     pool_path, test_path = work / "pool.extxyz", work / "test.extxyz"
     if pool_path.exists() and test_path.exists():
         return pool_path, test_path
-    frames = [a for a in read(str(args.data), ":") if len(a) <= args.max_atoms]
-    order = np.random.default_rng(args.seed).permutation(len(frames))
+    every = read(str(args.data), ":")
+    kept = [i for i, a in enumerate(every) if len(a) <= args.max_atoms]
+    order = np.random.default_rng(args.seed).permutation(len(kept))
     test = order[: args.test_size]
     pool = order[args.test_size :] if args.pool_size == 0 else order[args.test_size : args.test_size + args.pool_size]
-    write(str(test_path), [frames[i] for i in test])
-    write(str(pool_path), [frames[i] for i in pool])
+    write(str(test_path), [every[kept[i]] for i in test])
+    write(str(pool_path), [every[kept[i]] for i in pool])
+    (work / "pool_data_index.json").write_text(json.dumps([int(kept[i]) for i in pool]) + "\n")
     return pool_path, test_path
 
 
-def score(work: Path, pool: Path) -> Path:
+def score(work: Path, pool: Path, whole_scored: Path | None = None) -> Path:
     scored = work / "pool_scored.extxyz"
-    if not scored.exists():
+    if scored.exists():
+        return scored
+    if whole_scored is None:
         start = time.perf_counter()
-        hetens("score", str(pool), "-o", str(scored), "--allow-mixed-reference", "--progress", "log")
+        hetens("score", str(pool), "-o", str(scored), "--progress", "log")
         (work / "score_wall_s.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
+        return scored
+    from ase.io import read, write
+
+    index = json.loads((work / "pool_data_index.json").read_text())
+    every = read(str(whole_scored), ":")
+    frames = []
+    for j, (i, atoms) in enumerate(zip(index, read(str(pool), ":"))):
+        done = every[i]
+        if len(done) != len(atoms) or not np.allclose(done.positions, atoms.positions, atol=1e-6):
+            raise SystemExit(f"{whole_scored} frame {i} is not the data's frame {i}: score the same file")
+        done.info["hetens_source"] = f"{pool}:{j}"
+        frames.append(done)
+    write(str(scored) + ".tmp.extxyz", frames)
+    os.replace(str(scored) + ".tmp.extxyz", scored)
+    (work / "score_wall_s.txt").write_text(f"taken from {whole_scored}\n")
     return scored
 
 
@@ -92,7 +112,7 @@ def thresholds(args, scored: Path) -> list[float]:
     return [0.0, float(f"{np.quantile(u, 0.5):.3g}"), float(f"{np.quantile(u, 0.9):.3g}"), INF]
 
 
-def build_sets(work: Path, pool: Path, scored: Path, ucs: list[float]) -> dict[float, Path]:
+def build_sets(work: Path, pool: Path, scored: Path, ucs: list[float], anchors: int) -> dict[float, Path]:
     """Select, then bring the pool's own DFT labels back for the queued frames with ``hetens merge``."""
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read, write
@@ -100,7 +120,8 @@ def build_sets(work: Path, pool: Path, scored: Path, ucs: list[float]) -> dict[f
     dft = read(str(pool), ":")
     sel = work / "sel"
     if not sel.exists():
-        hetens("select", str(scored), "--threshold", *[f"{u:g}" for u in ucs], "--out-dir", str(sel))
+        hetens("select", str(scored), "--threshold", *[f"{u:g}" for u in ucs], "--out-dir", str(sel),
+               "--anchors", str(anchors))
     sets = {}
     for uc in ucs:
         folder = sel / f"Uc_{uc:g}"
@@ -233,6 +254,10 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=5, help="trainings at once (one thread each)")
     parser.add_argument("--stage", choices=["all", "score"], default="all")
+    parser.add_argument("--anchors", type=int, default=3,
+                        help="hetens select --anchors: calm frames per U_c queued to fit the energy reference")
+    parser.add_argument("--scored", type=Path, help="the whole --data scored earlier by hetens score "
+                        "(same frames, same order): the pool's scores are taken from it")
     args = parser.parse_args()
     if args.data.suffix == ".xz":
         import lzma
@@ -244,11 +269,11 @@ def main() -> None:
         args.data = plain
     work = args.work
     pool, test = split(args, work)
-    scored = score(work, pool)
+    scored = score(work, pool, args.scored)
     if args.stage == "score":
         return
     ucs = thresholds(args, scored)
-    sets = build_sets(work, pool, scored, ucs)
+    sets = build_sets(work, pool, scored, ucs, args.anchors)
     start = time.perf_counter()
     jobs = [(f"Uc_{uc:g}", folder / "train.extxyz", args.seed + r) for uc, folder in sets.items()
             for r in range(args.replicas)]
@@ -270,6 +295,7 @@ def main() -> None:
             "n_frames": report["n_frames"],
             "shifts_eV_per_atom": report["shifts_eV_per_atom"],
             "fit_residual_rmse_eV_per_atom": report["fit_residual_rmse_eV_per_atom"],
+            "fit_on": report.get("fit_on"), "n_dft_frames": report["n_frames"]["dft"],
             "force_rmse": float(np.mean(forces)), "force_rmse_std": float(np.std(forces)),
             "energy_rmse": float(np.mean(energies)), "energy_rmse_std": float(np.std(energies)),
             "train_wall_s": walls,

@@ -68,7 +68,7 @@ def selection(tmp_path_factory):
     u = np.array([a.info["hetens_U"] for a in read(work / "scored.extxyz", ":")])
     threshold = float(np.median(u))
     assert main(["select", str(work / "scored.extxyz"), "--threshold", f"{threshold:.17g}", "--out-dir",
-                 str(work / "sel")]) == 0
+                 str(work / "sel"), "--anchors", "0"]) == 0
     folder = next((work / "sel").glob("Uc_*"))
     return work, folder, threshold
 
@@ -261,7 +261,7 @@ def test_all_dft_and_no_dft(selection, tmp_path, capsys):
     """U_c = 0 queues every frame (nothing to align); a threshold above every U queues none."""
     work, _, _ = selection
     assert main(["select", str(work / "scored.extxyz"), "--threshold", "0", "1e9", "--out-dir",
-                 str(tmp_path / "sel")]) == 0
+                 str(tmp_path / "sel"), "--anchors", "0"]) == 0
     everything = read(tmp_path / "sel" / "Uc_0" / "needs_dft.extxyz", ":")
     write(tmp_path / "dft.extxyz", _dft(everything))
     capsys.readouterr()
@@ -276,6 +276,54 @@ def test_all_dft_and_no_dft(selection, tmp_path, capsys):
     assert _merge(none, "-o", tmp_path / "no_dft", "--no-align", "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_frames"]["umlip"] == len(everything) and report["dft_fraction_atoms"] == 0.0
+
+
+def test_anchors_fix_the_reference_where_high_u_frames_would_bias_it(selection, tmp_path, capsys):
+    """The shifts come from the calm anchor frames (``select --anchors``): a "DFT" that agrees with the
+    uMLIPs up to the offsets on calm frames but disagrees by a further 0.5-1.5 eV/atom on the frames
+    queued for high U (the models' own error there) still gives the offsets to 1e-6 eV; fitted on the
+    high-U frames alone the shifts are off and merge warns, naming the remedy."""
+    work, _, threshold = selection
+    sel = tmp_path / "sel"
+    assert main(["select", str(work / "scored.extxyz"), "--threshold", f"{threshold:.17g}", "--out-dir", str(sel),
+                 "--anchors", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    folder = next(sel.glob("Uc_*"))
+    queued = _queued(folder)
+    anchors = [a for a in queued if a.info.get("hetens_anchor")]
+    scored = read(work / "scored.extxyz", ":")
+    below: dict[tuple, int] = {}
+    for a in scored:
+        if a.info["hetens_U"] < threshold:
+            key = tuple(sorted(set(a.get_chemical_symbols())))
+            below[key] = below.get(key, 0) + 1
+    assert report["thresholds"][0]["n_anchors"] == len(anchors) == sum(min(2, k) for k in below.values())
+    assert all(a.info["hetens_U"] < threshold for a in anchors)
+    labelled = {a.info[SOURCE_KEY] for a in read(folder / "umlip_labelled.extxyz", ":")}
+    assert not labelled & {a.info[SOURCE_KEY] for a in anchors}  # an anchor is a DFT frame, once
+    assert len(labelled) + len(queued) == len(scored)
+
+    dft = _dft(queued)
+    rng = np.random.default_rng(3)
+    for atoms, done in zip(queued, dft):  # the models' error on the high-U frames, not a reference
+        if not atoms.info.get("hetens_anchor"):
+            done.calc.results["energy"] += len(done) * rng.uniform(0.5, 1.5)
+    write(tmp_path / "dft.extxyz", dft)
+    assert _merge(folder, tmp_path / "dft.extxyz", "-o", tmp_path / "train", "--json") == 0
+    captured = capsys.readouterr()
+    merged = json.loads(captured.out)
+    assert merged["fit_on"] == "anchors" and merged["fit_frames"] == len(anchors)
+    assert merged["shifts_eV_per_atom"] == pytest.approx(OFFSETS, abs=1e-6)
+    assert "over %d anchors" % len(anchors) in captured.err
+
+    plain = [d for a, d in zip(queued, dft) if not a.info.get("hetens_anchor")]
+    write(tmp_path / "dft_plain.extxyz", plain)
+    assert _merge(folder, tmp_path / "dft_plain.extxyz", "-o", tmp_path / "biased", "--allow-missing", "--json") == 0
+    captured = capsys.readouterr()
+    biased = json.loads(captured.out)
+    assert biased["fit_on"] == "DFT frames"
+    assert max(abs(biased["shifts_eV_per_atom"][e] - OFFSETS[e]) for e in OFFSETS) > 0.3
+    assert "select --anchors N" in captured.err
 
 
 def test_mace_reads_the_extxyz(selection, tmp_path):

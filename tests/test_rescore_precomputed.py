@@ -487,6 +487,8 @@ def test_select_reports_and_writes_label_sources(tmp_path, capsys):
             str(tmp_path / "sel"),
             "--label-source",
             "model1",
+            "--anchors",
+            "0",
         ]
     )
     assert code == 0
@@ -520,14 +522,14 @@ def test_select_ensemble_labels_and_missing_member_forces(tmp_path):
     paths, _, _, base_forces = write_synthetic(tmp_path, 6)
     scored = tmp_path / "scored.extxyz"
     score_precomputed(paths, scored, progress="off")
-    result = select_frames(scored, [10.0], out_dir=tmp_path / "sel")
+    result = select_frames(scored, [10.0], out_dir=tmp_path / "sel", anchors=0)
     labelled = read(result.report["thresholds"][0]["files"]["umlip_labelled"], ":")
     assert [a.info["hetens_label_source"] for a in labelled] == ["ensemble"] * 6
     np.testing.assert_allclose(labelled[2].get_forces(), base_forces[2], atol=1e-7)
     with pytest.raises(
         FrameReadError, match=r"scored.extxyz frame 0 has no per-member forces.*--keep-member-forces"
     ):
-        select_frames(scored, [10.0], out_dir=tmp_path / "sel2", label_source="model0")
+        select_frames(scored, [10.0], out_dir=tmp_path / "sel2", label_source="model0", anchors=0)
     assert not (tmp_path / "sel2" / "Uc_10" / "umlip_labelled.extxyz").exists()
     with pytest.raises(ValueError, match="'mace' is not a member.*model0, model1, model2"):
         select_frames(scored, [10.0], out_dir=tmp_path / "sel3", label_source="mace")

@@ -57,7 +57,8 @@ def format_merge(report: dict) -> str:
     if report["shifts_eV_per_atom"] is not None:
         shifts = ", ".join(f"{e} {s:+.6f}" for e, s in report["shifts_eV_per_atom"].items())
         lines.append(
-            f"per-element shifts [eV/atom] over {report['fit_frames']} DFT frames: {shifts}; residual "
+            f"per-element shifts [eV/atom] over {report['fit_frames']} {report.get('fit_on') or 'DFT frames'}: "
+            f"{shifts}; residual "
             f"RMSE {1000 * report['fit_residual_rmse_eV_per_atom']:.3f} meV/atom, max "
             f"{1000 * report['fit_residual_max_eV_per_atom']:.3f} meV/atom"
         )

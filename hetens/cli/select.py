@@ -38,6 +38,12 @@ def add_parser(subparsers) -> None:
         "(needs 'score --keep-member-forces')",
     )
     parser.add_argument("--index", default=":", metavar="SEL", help="frames of each file (ASE syntax)")
+    parser.add_argument(
+        "--anchors", type=int, default=None, metavar="N",
+        help="at each U_c, also queue for DFT the N lowest-U frames below U_c of each element set "
+        "(marked hetens_anchor): 'hetens merge' fits the energy reference on these calm frames, "
+        "where the uMLIPs' errors do not bias it (default 3; 0 for the paper's plain split)",
+    )
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -45,13 +51,13 @@ def add_parser(subparsers) -> None:
 def format_selection(report: dict) -> str:
     lines = [
         f"{report['n_frames']} frames, {report['n_atoms']} atoms; uMLIP labels from {report['label_source']}",
-        f"{'U_c [eV/A]':>10}  {'uMLIP frames':>12}  {'DFT frames':>10}  {'DFT atoms':>10}  "
-        f"{'DFT % atoms':>11}  {'DFT % frames':>12}",
+        f"{'U_c [eV/A]':>10}  {'uMLIP frames':>12}  {'DFT frames':>10}  {'of which anchors':>16}  "
+        f"{'DFT atoms':>10}  {'DFT % atoms':>11}  {'DFT % frames':>12}",
     ]
     for e in report["thresholds"]:
         lines.append(
             f"{e['threshold']:>10g}  {e['n_frames_umlip']:>12d}  {e['n_frames_dft']:>10d}  "
-            f"{e['n_atoms_dft']:>10d}  {100 * e['dft_fraction_atoms']:>11.1f}  "
+            f"{e.get('n_anchors', 0):>16d}  {e['n_atoms_dft']:>10d}  {100 * e['dft_fraction_atoms']:>11.1f}  "
             f"{100 * e['dft_fraction_frames']:>12.1f}"
         )
         if "files" in e:
@@ -60,11 +66,13 @@ def format_selection(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hetens.rescore.select import select_frames
+    from hetens.rescore.select import DEFAULT_ANCHORS, select_frames
 
-    result = select_frames(
-        args.scored, args.thresholds, out_dir=args.out_dir, label_source=args.label_source, index=args.index
-    )
+    if args.anchors is not None and args.anchors < 0:
+        raise ValueError(f"--anchors must be 0 or more; got {args.anchors}")
+    anchors = DEFAULT_ANCHORS if args.anchors is None else args.anchors
+    result = select_frames(args.scored, args.thresholds, out_dir=args.out_dir, label_source=args.label_source,
+                           index=args.index, anchors=anchors)
     print(format_selection(result.report), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(result.report))

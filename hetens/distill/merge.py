@@ -32,7 +32,7 @@ from hetens.distill.matching import (
     read_selection,
     umlip_energy,
 )
-from hetens.distill.reference import ShiftFit, composition_matrix, fit_shifts
+from hetens.distill.reference import ShiftFit, UndeterminedShiftsError, composition_matrix, fit_shifts
 from hetens.distill.trainsets import (
     DEFAULT_KEYS,
     TrainFrame,
@@ -42,7 +42,7 @@ from hetens.distill.trainsets import (
     write_pacemaker,
 )
 from hetens.errors import MissingExtraError
-from hetens.io.keys import SOURCE_KEY
+from hetens.io.keys import ANCHOR_KEY, SOURCE_KEY
 
 __all__ = ["MergeResult", "merge_selection", "FORMATS", "OUTPUT_NAMES"]
 
@@ -149,15 +149,11 @@ def merge_selection(
     warnings_out: list[str] = []
     fit = None
     umlip_energies = np.array([u.energy for u in sel.umlip], dtype=float)
+    fit_on = "DFT frames"
     if align and sel.umlip:
         elements = sorted({s for x in [*sel.umlip, *(p[1] for p in pairs)] for s in x.atoms.get_chemical_symbols()})
-        counts = composition_matrix([p[1].atoms.get_chemical_symbols() for p in pairs], elements)
-        fit = fit_shifts(
-            counts,
-            np.array([p[1].energy for p in pairs]),
-            np.array([p[1].umlip_energy for p in pairs]),
-            elements,
-        )
+        anchors = [p for p in pairs if p[1].atoms.info.get(ANCHOR_KEY)]
+        fit, fit_on = _fit_reference(pairs, anchors, elements, warnings_out)
         umlip_counts = composition_matrix([u.atoms.get_chemical_symbols() for u in sel.umlip], elements)
         umlip_energies = umlip_energies + umlip_counts @ fit.shifts
     elif not align and sel.umlip:
@@ -178,11 +174,42 @@ def merge_selection(
     frames += [TrainFrame(p.atoms, p.energy, p.forces, p.stress, "dft", "dft", dft_weight) for _, p in pairs]
     frames = _in_scored_order(frames)
     report = _report(sel, dft, pairs, missing, frames, fit, align, formats, warnings_out, umlip_weight, dft_weight)
+    report["fit_on"] = fit_on if fit is not None else None
     for message in warnings_out:
         warnings.warn(message, UserWarning, stacklevel=2)
     if out_dir is not None:
         report["files"] = _write_all(Path(out_dir), frames, formats, keys, reference_energies, report)
     return MergeResult(report=report, frames=frames, fit=fit)
+
+
+#: A shift-fit residual above this (eV/atom, RMS) on frames queued for high U, with no
+#: anchors, is a sign that the uMLIPs' errors and not their reference set the fit.
+BIASED_FIT_RESIDUAL = 0.05
+
+
+def _fit_reference(pairs, anchors, elements, warnings_out: list[str]):
+    """The per-element shifts, fitted on the anchors (calm frames queued for this) when they
+    determine them, else on every DFT frame; ``(fit, "anchors" | "DFT frames")``."""
+    def fit_of(chosen):
+        counts = composition_matrix([p[1].atoms.get_chemical_symbols() for p in chosen], elements)
+        return fit_shifts(counts, np.array([p[1].energy for p in chosen]),
+                          np.array([p[1].umlip_energy for p in chosen]), elements)
+
+    if anchors:
+        try:
+            return fit_of(anchors), "anchors"
+        except UndeterminedShiftsError as exc:
+            warnings_out.append(f"the {len(anchors)} anchor frame(s) cannot determine the shifts ({exc}); "
+                                "fitted on every DFT frame instead")
+    fit = fit_of(pairs)
+    if fit.residual_rmse_per_atom > BIASED_FIT_RESIDUAL:
+        warnings_out.append(
+            f"the energy-reference shifts were fitted on the frames queued for high U (residual "
+            f"{1000 * fit.residual_rmse_per_atom:.0f} meV/atom RMS): there the uMLIPs' own errors, not their "
+            "reference, set E_DFT - E_uMLIP, which biases the shifts; queue calm anchor frames with "
+            "'hetens select --anchors N' and give their DFT too"
+        )
+    return fit, "DFT frames"
 
 
 def _in_scored_order(frames: list[TrainFrame]) -> list[TrainFrame]:

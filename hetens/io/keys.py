@@ -37,6 +37,7 @@ MEMBER_STRESSES_KEY = PREFIX + "member_stresses"  #: info: (6M,) member stresses
 
 # ------------------------------------------------------ selection (hetens select)
 LABEL_SOURCE_KEY = PREFIX + "label_source"  #: info: "ensemble", a member's name, or "dft"
+ANCHOR_KEY = PREFIX + "anchor"  #: info: True on a calm frame queued for DFT to fit the energy reference
 
 # ------------------------------------------------------------ MD and relaxation
 STEP_KEY = PREFIX + "step"  #: info: step number of the frame

@@ -4,6 +4,15 @@ For each threshold U_c, frames with ``U < U_c`` keep uMLIP labels and the
 rest are queued for DFT (Liu et al. 2026; docs/method.md). The DFT fraction is counted in atoms,
 ``(total atoms - atoms with U < U_c) / total atoms``, and in frames.
 
+Anchors: the energy reference of the uMLIP labels is aligned to the DFT's
+later (``hetens merge``) by per-element shifts fitted on frames with both
+labels. Frames queued for their high U are the worst for that fit: there the
+uMLIPs' own errors, not their reference, set ``E_DFT - E_uMLIP`` (on the
+tungsten data, -0.14 eV/atom on calm frames against +0.4 to +1.6 on frames with
+U > 10 eV/Å). So for each threshold the ``anchors`` lowest-U frames below U_c
+of each element set are queued for DFT too, marked ``hetens_anchor``; merge
+fits the shifts on them. ``anchors=0`` gives the paper's split exactly.
+
 With an output folder, each threshold gets ``DIR/Uc_<value>/`` holding
 ``umlip_labelled.extxyz`` (energy/forces/stress from the label source as
 the frame's results) and ``needs_dft.extxyz`` (no labels), and every frame
@@ -26,8 +35,7 @@ import numpy as np
 
 from hetens.errors import FrameReadError
 from hetens.io.files import atomic_path
-from hetens.io.keys import LABEL_SOURCE_KEY, MEMBER_ENERGIES_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, MEMBERS_KEY, U_KEY
-from hetens.rescore.metrics import dft_fractions
+from hetens.io.keys import ANCHOR_KEY, LABEL_SOURCE_KEY, MEMBER_ENERGIES_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, MEMBERS_KEY, U_KEY
 from hetens.rescore.output import unpack_member_forces
 from hetens.io.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
@@ -35,6 +43,8 @@ __all__ = ["SelectionResult", "select_frames", "read_scored_u", "threshold_folde
 
 UMLIP_FILE = "umlip_labelled.extxyz"
 DFT_FILE = "needs_dft.extxyz"
+#: Calm frames per element set queued for DFT at each threshold to fit the energy reference.
+DEFAULT_ANCHORS = 3
 
 
 @dataclass
@@ -46,7 +56,9 @@ class SelectionResult:
             ``label_source`` and ``thresholds``, a list with one entry per
             U_c: ``threshold``, ``n_frames_umlip``, ``n_frames_dft``,
             ``n_atoms_umlip``, ``n_atoms_dft``, ``dft_fraction_atoms``,
-            ``dft_fraction_frames`` and, with an output folder, ``files``.
+            ``dft_fraction_frames``, ``n_anchors`` (of the DFT frames, the
+            calm ones queued to fit the energy reference) and, with an output
+            folder, ``files``.
         uncertainty: (F,) U of every frame, eV/Å.
         n_atoms: (F,) atom counts.
     """
@@ -137,12 +149,70 @@ def _check_label_source(info: dict, source, label_source: str) -> list[str]:
     return members
 
 
-def _queued(atoms):
-    """The frame without labels, marked for DFT."""
+def _queued(atoms, anchor: bool = False):
+    """The frame without labels, marked for DFT (and as an anchor of the energy reference)."""
     frame = atoms.copy()
     frame.calc = None
     frame.info[LABEL_SOURCE_KEY] = "dft"
+    if anchor:
+        frame.info[ANCHOR_KEY] = True
     return frame
+
+
+def anchor_mask(u, elements: Sequence[Any], thresholds, anchors: int) -> np.ndarray:
+    """(K, F) bool: frame f is an anchor at threshold k.
+
+    For each threshold U_c and each element set, the ``anchors`` frames of lowest U
+    among those with ``U < U_c`` (ties in file order).
+
+    Args:
+        u: (F,) U, eV/Å.
+        elements: (F,) a hashable element set per frame.
+        thresholds: (K,) U_c, eV/Å.
+        anchors: frames per element set and threshold (>= 0).
+    """
+    u = np.asarray(u, dtype=float)
+    uc = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    mask = np.zeros((uc.size, u.size), dtype=bool)
+    if anchors <= 0 or u.size == 0:
+        return mask
+    order = np.argsort(u, kind="stable")
+    groups: dict[Any, list[int]] = {}
+    for f in order:
+        groups.setdefault(elements[f], []).append(int(f))
+    for k, threshold in enumerate(uc):
+        for members in groups.values():
+            below = [f for f in members if u[f] < threshold][:anchors]
+            mask[k, below] = True
+    return mask
+
+
+def split_counts(u, n_atoms, thresholds, anchors_mask=None) -> dict[str, np.ndarray]:
+    """Frames and atoms on each side at each threshold: ``U < U_c`` to the uMLIPs unless an anchor.
+
+    Returns (K,) arrays ``n_frames_umlip``, ``n_frames_dft``, ``n_atoms_umlip``,
+    ``n_atoms_dft``, ``dft_fraction_atoms`` (docs/method.md), ``dft_fraction_frames``
+    and ``n_anchors``; without anchors the same as
+    :func:`hetens.rescore.metrics.dft_fractions`.
+    """
+    u = np.asarray(u, dtype=float)
+    atoms = np.asarray(n_atoms, dtype=np.int64)
+    uc = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    anchored = np.zeros((uc.size, u.size), dtype=bool) if anchors_mask is None else np.asarray(anchors_mask)
+    umlip = (u[None, :] < uc[:, None]) & ~anchored
+    n_umlip = umlip.sum(axis=1)
+    atoms_umlip = (umlip * atoms[None, :]).sum(axis=1)
+    total = int(atoms.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "n_frames_umlip": n_umlip,
+            "n_frames_dft": u.size - n_umlip,
+            "n_atoms_umlip": atoms_umlip,
+            "n_atoms_dft": total - atoms_umlip,
+            "dft_fraction_atoms": np.where(total > 0, (total - atoms_umlip) / max(total, 1), np.nan),
+            "dft_fraction_frames": np.where(u.size > 0, (u.size - n_umlip) / max(u.size, 1), np.nan),
+            "n_anchors": anchored.sum(axis=1),
+        }
 
 
 def select_frames(
@@ -152,6 +222,7 @@ def select_frames(
     out_dir: str | os.PathLike | None = None,
     label_source: str = "ensemble",
     index: Any = ":",
+    anchors: int = DEFAULT_ANCHORS,
 ) -> SelectionResult:
     """Split scored frames at each threshold U_c; optionally write the two sets per threshold.
 
@@ -163,6 +234,10 @@ def select_frames(
             ``Uc_<value>/needs_dft.extxyz`` (created; files written atomically).
         label_source: ``"ensemble"`` (weighted mean, default) or a member name.
         index: frame selection applied to each file.
+        anchors: at each threshold, the lowest-U frames below U_c of each
+            element set also queued for DFT (``hetens_anchor``), for
+            ``hetens merge`` to fit the energy reference on (module docstring);
+            0 for the plain split.
     """
     paths = [scored] if isinstance(scored, (str, os.PathLike)) else list(scored)
     uc = np.asarray(list(thresholds), dtype=float)
@@ -170,14 +245,20 @@ def select_frames(
         raise ValueError("give at least one threshold U_c")
     if np.any(~np.isfinite(uc)) or np.any(uc < 0):
         raise ValueError(f"thresholds must be finite and >= 0 eV/A; got {uc.tolist()}")
+    if isinstance(anchors, bool) or not isinstance(anchors, (int, np.integer)) or anchors < 0:
+        raise ValueError(f"anchors must be a whole number >= 0; got {anchors!r}")
     files: list[dict[str, str]] | None = None
-    if out_dir is None:
+    anchored = None
+    if anchors or out_dir is None:
         u, n_atoms = read_scored_u(paths, index, label_source)
-    else:
-        u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source)
+    if anchors:
+        elements = [tuple(sorted(set(atoms.get_chemical_symbols()))) for _, atoms in iter_frames(paths, index)]
+        anchored = anchor_mask(u, elements, uc, anchors)
+    if out_dir is not None:
+        u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source, anchored)
     if u.size == 0:
         raise FrameReadError(f"no frames selected from {', '.join(map(str, paths))}")
-    counts = dft_fractions(u, n_atoms, uc)
+    counts = split_counts(u, n_atoms, uc, anchored)
     entries = []
     for k, threshold in enumerate(uc):
         entry = {"threshold": float(threshold)}
@@ -190,6 +271,7 @@ def select_frames(
         "n_frames": int(u.size),
         "n_atoms": int(n_atoms.sum()),
         "label_source": label_source,
+        "anchors_per_element_set": int(anchors),
         "thresholds": entries,
     }
     if out_dir is not None:
@@ -202,7 +284,7 @@ def _plain(value) -> int | float:
     return int(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else float(value)
 
 
-def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str):
+def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str, anchored=None):
     from ase.io.extxyz import write_extxyz
 
     folders = [threshold_folder(out_dir, t) for t in uc]
@@ -222,13 +304,15 @@ def _write_split(paths, index, uc: np.ndarray, out_dir: Path, label_source: str)
                 tmp = stack.enter_context(atomic_path(path))
                 pair[kind] = stack.enter_context(open(tmp, "w"))
             handles.append(pair)
-        for source, atoms in iter_frames(paths, index):
+        for f, (source, atoms) in enumerate(iter_frames(paths, index)):
             value = _u_of(atoms.info, source)
             u.append(value)
             n_atoms.append(len(atoms))
             labelled = queued = None
-            for threshold, pair in zip(uc, handles):
-                if value < threshold:
+            for k, (threshold, pair) in enumerate(zip(uc, handles)):
+                if anchored is not None and anchored[k, f]:
+                    write_extxyz(pair["needs_dft"], [_queued(atoms, anchor=True)])
+                elif value < threshold:
                     if labelled is None:
                         labelled = _relabel(atoms, source, label_source)
                     write_extxyz(pair["umlip_labelled"], [labelled])
