@@ -20,12 +20,11 @@ forces (thermal or strained); ``defect``: 50-99.9 % bulk-like (vacancies,
 surfaces, grain boundaries, dislocations, cracks); ``liquid``: fewer, 100+
 atoms; ``other``: the rest (small disordered or vacuum cells, dimers).
 
-The shipped figures came from (a loaded 2-core machine; 95 frames drawn per
-class with seed 22 from ../shared/data/w_dft_dev.extxyz.xz, about 70 min)::
+The shipped figures came from all 929 frames of ../shared/data/w_dft_dev.extxyz.xz
+(41 min of scoring on the 2-core machine)::
 
-    hetens score subset.extxyz -o scored.extxyz --reference subset.extxyz \\
-        --keep-member-forces --allow-mixed-reference
-    python benchmarks/u_scale.py scored.extxyz subset.extxyz -o hetens/catalogue/presets/u_scale_default.json
+    hetens score w_dft_dev.extxyz -o scored.extxyz --reference w_dft_dev.extxyz
+    python benchmarks/u_scale.py scored.extxyz w_dft_dev.extxyz -o hetens/catalogue/presets/u_scale_default.json
 """
 
 from __future__ import annotations

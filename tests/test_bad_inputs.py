@@ -502,5 +502,8 @@ def test_good_files_of_the_table_are_good(data: Path, tmp_path: Path):
                                reference=data / "ref.extxyz", progress="off")
     assert result.report["n_frames"] == N_FRAMES
     assert len(read(tmp_path / "s.extxyz", ":")) == N_FRAMES
-    selection = select_frames(data / "scored.extxyz", [0.15], out_dir=tmp_path / "sel")
+    selection = select_frames(data / "scored.extxyz", [0.15], out_dir=tmp_path / "sel", anchors=0)
     assert selection.report["thresholds"][0]["n_frames_umlip"] == 1
+    anchored = select_frames(data / "scored.extxyz", [0.15], out_dir=tmp_path / "anchored")
+    assert anchored.report["thresholds"][0]["n_anchors"] == 1  # the one calm frame goes to DFT too
+    assert anchored.report["thresholds"][0]["n_frames_umlip"] == 0

@@ -125,7 +125,7 @@ def test_default_ensemble_summary_places_u_on_the_shipped_scale():
     }
     text = format_summary(summary)
     assert f"most deviating {names[2]}  (the most deviating member is the witness {names[2]}" in text
-    assert f"eps <~ {scale['k95'] * 1.5:.2g} eV/A" in text and "U scale        on 95 W DFT frames" in text
+    assert f"eps <~ {scale['k95'] * 1.5:.2g} eV/A" in text and f"U scale        on {scale['n_frames']} W DFT frames" in text
 
 
 def test_score_report_says_who_deviates_most_and_places_the_median_u():
@@ -143,7 +143,7 @@ def test_score_report_says_who_deviates_most_and_places_the_median_u():
     text = format_report(report)
     assert (f"most deviating: {names[2]} on 3 of 4 frames ({names[0]} 1); the most deviating member is "
             f"the witness {names[2]}") in text
-    assert f"U scale (median U 1.5 eV/A): on {default_u_scale()['n_frames']} W DFT frames" in text
+    assert f"U scale: median U here 1.5 eV/A; on {default_u_scale()['n_frames']} W DFT frames" in text
     other = format_report(build_report(["a:x", "b:y"], [0.5, 0.5], u, [54] * 4, [0.1] * 4,
                                        most_deviating_frames=[3, 1]))
     assert "most deviating: a:x on 3 of 4 frames (b:y 1)" in other and "U scale" not in other

@@ -640,6 +640,26 @@ def test_diep_shipped_model_elements_heads_and_molecule():
     check_member(member, water, checks=("force_gradient",))
 
 
+def test_diep_reruns_are_bit_identical_and_leave_torch_deterministic_mode_alone():
+    """Issue 22 (2): DIEP sums with scatter_add_, whose order varies between calls on a CPU; hetens
+    calls it under torch's deterministic algorithms, so repeated calls give the same bits, and
+    restores the process's own setting after each call."""
+    require_family("diep")
+    import torch
+    from ase.build import bulk
+
+    member = hetens.load_member("diep:diep_fold1", device="cpu")
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=1)
+    assert not torch.are_deterministic_algorithms_enabled()
+    arrays = set()
+    for _ in range(4):
+        member.calculator.calculate(atoms, ["energy", "forces"], ["positions"])
+        arrays.add(np.asarray(member.calculator.results["forces"]).tobytes())
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert len(arrays) == 1
+
+
 # ---------------------------------------------------------------- orb and mattersim
 
 

@@ -80,5 +80,5 @@ def u_context_lines(u_median: float, member_names: Sequence[str], roles: Mapping
         lines.append(f"most deviating: {most}")
     scale = u_scale_line(u_median, member_names) if np.isfinite(u_median) else None
     if scale:
-        lines.append(f"U scale (median U {u_median:.3g} eV/A): {scale}")
+        lines.append(f"U scale: median U here {u_median:.3g} eV/A; {scale}")
     return lines

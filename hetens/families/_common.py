@@ -36,8 +36,8 @@ def is_local_path(model: str) -> bool:
     return Path(model).expanduser().exists()
 
 
-def hub_reachable(host: str, timeout: float = 3.0) -> bool:
-    """Whether ``host:443`` accepts a TCP connection within ``timeout`` seconds.
+def hub_reachable(host: str, timeout: float = 3.0, port: int = 443) -> bool:
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` seconds.
 
     Returns ``False`` at once when ``HF_HUB_OFFLINE`` or ``HETENS_OFFLINE`` is
     set, so offline runs fail fast instead of waiting on retries.
@@ -45,23 +45,25 @@ def hub_reachable(host: str, timeout: float = 3.0) -> bool:
     if any(os.environ.get(v, "").strip() not in ("", "0") for v in _OFFLINE_VARIABLES):
         return False
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def require_download(spec: str, host: str, how: str) -> None:
-    """Raise :class:`WeightsUnavailableError` unless ``host`` can be reached now.
+def require_download(spec: str, host: str, how: str, port: int = 443) -> None:
+    """Raise :class:`WeightsUnavailableError` unless ``host:port`` can be reached now.
 
     Args:
         spec: the member spec, for the message (``mace:medium-omat-0``).
         host: the host the family's loader downloads from.
         how: how to get the weights on a connected machine (one sentence).
+        port: the port the loader connects to (443 for https).
     """
-    if not hub_reachable(host):
+    if not hub_reachable(host, port=port):
+        where = host if port == 443 else f"{host}:{port}"
         raise WeightsUnavailableError(
-            f"the weights of {spec} are not on this machine and {host} cannot be reached. "
+            f"the weights of {spec} are not on this machine and {where} cannot be reached. "
             f"{how} Or give a local file instead: {spec.split(':')[0]}:/path/to/weights."
         )
 

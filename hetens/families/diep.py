@@ -105,7 +105,34 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     calculator.use_voigt = True  # (6,) Voigt stress as ASE expects; make_calculator gives 3x3
     if from_atoms is not None:
         calculator.checkpoint_min_atoms = from_atoms
+    calculator.calculate = _deterministic(calculator.calculate)
     return calculator
+
+
+def _deterministic(calculate):
+    """``calculate`` under torch's deterministic algorithms, the process's setting restored after.
+
+    DIEP's message passing sums with ``scatter_add_``, whose order of addition varies
+    from call to call on a CPU: six calls on one 54-atom cell gave six force arrays up
+    to 1.9e-6 eV/Å apart, and one under deterministic algorithms, at no measurable
+    cost (docs/uncertainty-scale.md, "What is reproducible"). ``warn_only``: an
+    operation without a deterministic kernel warns instead of failing the member.
+    """
+    import functools
+
+    @functools.wraps(calculate)
+    def deterministic_calculate(*args, **kwargs):
+        import torch
+
+        enabled = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return calculate(*args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+    return deterministic_calculate
 
 
 def versions() -> dict[str, str]:

@@ -24,16 +24,15 @@ import functools
 import sys
 from pathlib import Path
 
-from hetens.errors import UnknownModelError, WeightsUnavailableError
+from hetens.errors import UnknownModelError
 from hetens.families._common import (
     is_local_path,
     package_versions,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
+from hetens.families._download import hub_download, require_hub
 
-_HOST = "huggingface.co"
 _DTYPES = ("float32", "float64")
 _OPTIONS = ("dtype",)
 
@@ -63,8 +62,9 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     Raises:
         ValueError: an unknown option or dtype, or a device fairchem cannot use.
         UnknownModelError: ``head`` is not one of the checkpoint's tasks.
-        WeightsUnavailableError: hub weights not cached and the hub unreachable,
-            or the download refused (gated repository, no token).
+        WeightsUnavailableError: hub weights not cached and the hub (``HF_ENDPOINT``)
+            unreachable, or the download failed or was refused (gated repository, no
+            token), or the downloaded files do not load (they are removed again).
     """
     device = _fairchem_device(model, device)
     spec = f"fairchem:{model}"
@@ -76,7 +76,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
             unit = load_predict_unit(Path(model).expanduser(), inference_settings=settings, device=device)
         else:
             if weights_status(model) == "download":
-                require_download(spec, _HOST, _HOW)
+                require_hub(spec, _HOW)
             unit = _hub_unit(spec, model, settings, device)
         task = _task(spec, unit, head)
         return _calculator_class()(unit, task_name=task)
@@ -98,15 +98,22 @@ _HOW = (
 
 
 def _hub_unit(spec: str, model: str, settings, device: str):
+    """fairchem's own pretrained loader (downloads the checkpoint and its reference energies
+    with ``hf_hub_download``), with a failed or unloadable download reported and undone."""
     from fairchem.core.calculate import pretrained_mlip
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub import hf_hub_url
 
-    try:
+    def load():
         return pretrained_mlip.get_predict_unit(
             model, inference_settings=settings, device=device, cache_dir=pretrained_mlip.CACHE_DIR
         )
-    except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
-        raise WeightsUnavailableError(f"could not download the weights of {spec}: {exc}. {_HOW}") from exc
+
+    entry = pretrained_mlip._MODEL_CKPTS.checkpoints.get(model)
+    if entry is None:  # not a pretrained name: fairchem's own error
+        return load()
+    url = hf_hub_url(entry.repo_id, entry.filename, subfolder=entry.subfolder, revision=entry.revision)
+    with hub_download(spec, url, _HOW, cache_dir=pretrained_mlip.CACHE_DIR, repo_id=entry.repo_id):
+        return load()
 
 
 def _settings(model: str, options: dict[str, str]):

@@ -25,11 +25,10 @@ from hetens.families._common import (
     is_local_path,
     package_versions,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
+from hetens.families._download import hub_download, hub_endpoint, require_hub
 
-_HOST = "huggingface.co"
 _FILES = ("model.pt", "state.pt", "model.json")
 
 
@@ -37,14 +36,26 @@ def weights_status(model: str) -> str:
     """``local file``, ``cached`` (all three files in matgl's cache) or ``download``."""
     if is_local_path(model):
         return "local file"
-    from huggingface_hub import try_to_load_from_cache
+    return "cached" if _cached_folder(model) is not None else "download"
 
+
+def _repo_and_cache(model: str) -> tuple[str, Path]:
+    """The hub repository ``matgl.load_model(model)`` downloads from, and matgl's cache."""
     with without_upstream_noise(), preserved_torch_state():
         from matgl.utils import io as matgl_io  # the cache and hub organisation load_model uses
 
-    repo = model if "/" in model else f"{matgl_io.HF_MATGL_ORG}/{model}"
-    found = [try_to_load_from_cache(repo, name, cache_dir=matgl_io.MATGL_CACHE) for name in _FILES]
-    return "cached" if all(isinstance(f, str) for f in found) else "download"
+    return (model if "/" in model else f"{matgl_io.HF_MATGL_ORG}/{model}"), Path(matgl_io.MATGL_CACHE)
+
+
+def _cached_folder(model: str) -> str | None:
+    """The snapshot folder holding all three files of a pretrained name in matgl's cache, or ``None``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, cache = _repo_and_cache(model)
+    found = [try_to_load_from_cache(repo, name, cache_dir=cache) for name in _FILES]
+    if not all(isinstance(f, str) for f in found) or len({str(Path(f).parent) for f in found}) != 1:
+        return None
+    return str(Path(found[0]).parent)
 
 
 def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
@@ -53,31 +64,40 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     Raises:
         ValueError: options given, or the folder does not hold a matgl model.
         UnknownModelError: a head was given (matgl models have none).
-        WeightsUnavailableError: hub weights not cached and the hub unreachable.
+        WeightsUnavailableError: hub weights not cached and the hub (``HF_ENDPOINT``)
+            unreachable, the download failed, or the downloaded files do not load (they
+            are removed again).
+
+    A pretrained name whose three files are cached loads from its snapshot folder, so a
+    cached load asks the hub nothing; otherwise ``matgl.load_model(name)`` downloads them.
     """
     refuse_head_and_options("matgl", model, head, options)
+    spec = f"matgl:{model}"
     with without_upstream_noise(), preserved_torch_state():
         import matgl
         from matgl.apps.pes import Potential
 
+        download = contextlib.nullcontext()
         if is_local_path(model):
             source = str(Path(model).expanduser())
+        elif (cached := _cached_folder(model)) is not None:
+            source = cached
         else:
             source = model
-            if weights_status(model) == "download":
-                require_download(
-                    f"matgl:{model}", _HOST,
-                    f"Load it once with matgl.load_model({model!r}) on a connected machine.",
-                )
-        try:
-            loaded = matgl.load_model(source)
-        except (ValueError, RuntimeError) as exc:
-            raise ValueError(
-                f"matgl member {model}: matgl.load_model could not load it ({exc}; {exc.__cause__}). "
-                "A local model is a folder with model.pt, state.pt and model.json, as written by "
-                "Potential.save(folder)."
-            ) from exc
-        potential = loaded if isinstance(loaded, Potential) else Potential(model=loaded)
+            how = f"Load it once with matgl.load_model({model!r}) on a connected machine."
+            require_hub(spec, how)
+            repo, cache = _repo_and_cache(model)
+            download = hub_download(spec, f"{hub_endpoint()}/{repo}", how, cache_dir=cache, repo_id=repo)
+        with download:
+            try:
+                loaded = matgl.load_model(source)
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(
+                    f"matgl member {model}: matgl.load_model could not load it ({exc}; {exc.__cause__}). "
+                    "A local model is a folder with model.pt, state.pt and model.json, as written by "
+                    "Potential.save(folder)."
+                ) from exc
+            potential = loaded if isinstance(loaded, Potential) else Potential(model=loaded)
         potential = potential.to(device)
         return _calculator_class()(potential, stress_unit="eV/A3", use_voigt=True)
 

@@ -8,7 +8,11 @@ call):
 - a registry name (``orb:orb-v3-conservative-inf-omat``) is a key of
   ``pretrained.ORB_PRETRAINED_MODELS``; its loader downloads the checkpoint
   with ``cached_path`` into ``~/.cache/cached_path`` on first use (a cached
-  file is then given to the loader as a local path, so no network is tried);
+  file is then given to the loader as a local path, so no network is tried).
+  With ``HETENS_DOWNLOAD_MIRROR`` set, the loader is given the checkpoint's URL
+  under the mirror instead (``MIRROR/HOST/PATH``); a failed download, or a file
+  that arrived and does not load, is one ``WeightsUnavailableError`` line and
+  leaves nothing in the cache (:func:`hetens.families._download.cached_path_download`);
 - a local checkpoint (a ``state_dict`` saved with ``torch.save``, orb's own
   format) needs its architecture, which the file does not record::
 
@@ -55,6 +59,7 @@ from hetens.families._common import (
     require_download,
     without_upstream_noise,
 )
+from hetens.families._download import cached_path_download, source_url
 
 _PRECISIONS = ("float32-high", "float32-highest", "float64")
 #: Architecture builders of ``orb_models.forcefield.pretrained`` a local file may name.
@@ -145,14 +150,18 @@ def _load_pretrained(model: str, options: dict[str, str], precision: str, device
         )
     url = _default_url(name)
     cached = _cached_file(url) if url else None
-    if cached is None:
-        host = urlparse(url).netloc if url else "orbitalmaterials-public-models.s3.us-west-1.amazonaws.com"
-        require_download(
-            f"orb:{name}", host,
-            f"Load it once with orb_models.forcefield.pretrained.ORB_PRETRAINED_MODELS[{name!r}]() on a "
-            f"connected machine, or download {url} yourself and give it as "
-            f"orb:/path/to/file.ckpt@architecture={name}@level=LEVEL.",
-        )
+    if cached is None and url is not None:
+        source = source_url(url)  # the mirror's copy when HETENS_DOWNLOAD_MIRROR is set
+        how = (f"Load it once with orb_models.forcefield.pretrained.ORB_PRETRAINED_MODELS[{name!r}]() on a "
+               f"connected machine, or download {url} yourself and give it as "
+               f"orb:/path/to/file.ckpt@architecture={name}@level=LEVEL.")
+        if source == url:
+            require_download(f"orb:{name}", urlparse(url).netloc, how)
+        with cached_path_download(f"orb:{name}", url, source, how):
+            return pretrained.ORB_PRETRAINED_MODELS[name](
+                weights_path=source, device=device, precision=precision, compile=False
+            )
+    if cached is None:  # a loader without a URL default: its own download
         return pretrained.ORB_PRETRAINED_MODELS[name](device=device, precision=precision, compile=False)
     return pretrained.ORB_PRETRAINED_MODELS[name](
         weights_path=str(cached), device=device, precision=precision, compile=False
@@ -237,11 +246,13 @@ def _default_url(model: str) -> str | None:
 
 
 def _cached_file(url: str) -> Path | None:
-    """cached_path's local copy of ``url`` (its own cache folder), or ``None``; never downloads."""
+    """cached_path's local copy of ``url`` or of its mirror copy (:func:`source_url`, when
+    ``HETENS_DOWNLOAD_MIRROR`` is set), in cached_path's own cache folder, or ``None``;
+    never downloads."""
     with _orb_loading():
         from cached_path import find_latest_cached
 
-    return find_latest_cached(url)
+    return find_latest_cached(url) or (find_latest_cached(source_url(url)) if source_url(url) != url else None)
 
 
 @contextlib.contextmanager

@@ -54,11 +54,10 @@ from hetens.families._common import (
     package_versions,
     preserved_environment,
     preserved_torch_state,
-    require_download,
     without_upstream_noise,
 )
+from hetens.families._download import hub_download, require_hub
 
-_HOST = "huggingface.co"
 _REPO = "lab-cosmo/upet"
 _NAME = re.compile(r"^(?P<model>pet-[a-z0-9]+-(?:xs|s|m|l|xl))-v(?P<version>\d+\.\d+\.\d+)$")
 #: upet's fusion strategy (upet/__init__.py), set around each call.
@@ -97,22 +96,26 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     Raises:
         UnknownModelError: a head was given, or the name is not a versioned upet name.
         ValueError: options given, or the file is not a metatrain checkpoint.
-        WeightsUnavailableError: not cached and the hub unreachable.
+        WeightsUnavailableError: not cached and the hub (``HF_ENDPOINT``) unreachable, the
+            download failed, or the downloaded checkpoint does not load (it is removed again).
     """
     refuse_head_and_options("pet", model, head, options)
+    download = contextlib.nullcontext()
     if is_local_path(model):
         source = {"checkpoint_path": str(Path(model).expanduser())}
     elif (cached := _cached(model)) is not None:
         source = {"checkpoint_path": cached}
     else:
         name, version = _split(model)
-        require_download(
-            f"pet:{model}", _HOST,
-            f"Load it once with upet.ase.UPETCalculator(model={name!r}, version={version!r}) "
-            "on a connected machine.",
-        )
+        how = (f"Load it once with upet.ase.UPETCalculator(model={name!r}, version={version!r}) "
+               "on a connected machine.")
+        require_hub(f"pet:{model}", how)
         source = {"model": name, "version": version}
-    with _contained():
+        from huggingface_hub import constants, hf_hub_url
+
+        url = hf_hub_url(_REPO, f"models/{model.lower()}.ckpt")
+        download = hub_download(f"pet:{model}", url, how, cache_dir=constants.HF_HUB_CACHE, repo_id=_REPO)
+    with _contained(), download:
         try:
             return _calculator_class()(**source, device=device, uncertainty_threshold=None)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
