@@ -10,7 +10,7 @@ from ase.build import bulk
 
 import hetens
 from hetens.core.group_evaluation import evaluate_alone
-from hetens.core.memory_guard import RELEASE_MIN_ATOMS, _malloc_trim, release_freed_memory
+from hetens.core.memory_guard import RELEASE_MIN_ATOMS, _glibc, release_freed_memory
 
 pytest.importorskip("sevenn")
 
@@ -99,6 +99,6 @@ def test_checkpoint_option() -> None:
 
 
 def test_freed_memory_is_released() -> None:
-    assert _malloc_trim() is not None  # glibc, as on every Linux this runs on
+    assert _glibc("malloc_trim", "c_size_t") is not None  # glibc, as on every Linux this runs on
     release_freed_memory(RELEASE_MIN_ATOMS)
     release_freed_memory(1)

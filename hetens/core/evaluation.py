@@ -15,7 +15,7 @@ from ase.calculators.calculator import BaseCalculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from hetens.errors import HetensError, MemberFailedError
-from hetens.core.memory_guard import prepare_for_large_evaluation, release_freed_memory
+from hetens.core.memory_guard import cpu_memory_returned
 
 if TYPE_CHECKING:
     from hetens.core.member import Member
@@ -42,10 +42,9 @@ def evaluate_member(member: Member, atoms, with_stress: bool, force: bool = Fals
             chained), or returned missing, mis-shaped or non-finite output;
             the message names the member, the property and the formula.
     """
-    if on_cpu(member):
-        prepare_for_large_evaluation(len(atoms))
     try:
-        energy, forces, stress = _member_outputs(member, atoms, with_stress, force)
+        with cpu_memory_returned(len(atoms), on_cpu(member)):
+            energy, forces, stress = _member_outputs(member, atoms, with_stress, force)
     except HetensError:
         raise
     except Exception as exc:
@@ -54,9 +53,6 @@ def evaluate_member(member: Member, atoms, with_stress: bool, force: bool = Fals
             f"member {member.name} failed on {atoms.get_chemical_formula()}: "
             f"{type(exc).__name__}: {first_line}"
         ) from exc
-    finally:
-        if on_cpu(member):
-            release_freed_memory(len(atoms))  # the next member starts from the loaded models
     return checked_outputs(member.name, atoms, energy, forces, stress)
 
 

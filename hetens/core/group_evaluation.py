@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hetens.core.evaluation import MemberOutput, checked_outputs, evaluate_member, on_cpu
-from hetens.core.memory_guard import prepare_for_large_evaluation, release_freed_memory
+from hetens.core.memory_guard import cpu_memory_returned
 from hetens.families import FAMILIES
 from hetens.families.contract import GroupEvaluation
 
@@ -57,18 +57,14 @@ def evaluate_groups(members: Sequence[Member], atoms, with_stress: bool, force: 
         adapter = family.adapter()
         if not isinstance(adapter, GroupEvaluation):
             continue
-        if all(on_cpu(m) for m in group):
-            prepare_for_large_evaluation(len(atoms))
         try:
-            raw = adapter.evaluate_group([m.calculator for m in group], atoms, with_stress)
+            with cpu_memory_returned(len(atoms), all(on_cpu(m) for m in group)):
+                raw = adapter.evaluate_group([m.calculator for m in group], atoms, with_stress)
             if raw is None:
                 continue
             checked = [checked_outputs(m.name, atoms, *out) for m, out in zip(group, raw, strict=True)]
         except Exception:
             continue  # one by one: the failing member raises with its own message
-        finally:
-            if all(on_cpu(m) for m in group):
-                release_freed_memory(len(atoms))  # the next family starts from the loaded models
         for member, output in zip(group, checked):
             _store(member.calculator, atoms, output)
             done[id(member)] = output

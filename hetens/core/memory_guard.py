@@ -61,6 +61,8 @@ __all__ = [
     "parse_bytes",
     "effective_atoms",
     "release_freed_memory",
+    "prepare_for_large_evaluation",
+    "cpu_memory_returned",
 ]
 
 #: Bytes per atom one member needs for energy and forces on a CPU (bcc W, float32 models),
@@ -380,18 +382,19 @@ RELEASE_MIN_ATOMS = 200
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or ``None`` on another C library or system."""
+def _glibc(name: str, *argtypes: str):
+    """glibc's function ``name`` (``ctypes`` argument type names, returning int), or ``None`` on
+    another C library or system."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    function.argtypes = [getattr(ctypes, t) for t in argtypes]
+    function.restype = ctypes.c_int
+    return function
 
 
 #: glibc's ``M_MMAP_THRESHOLD`` parameter number (``malloc.h``).
@@ -401,21 +404,6 @@ _M_MMAP_THRESHOLD = -3
 #: (:func:`prepare_for_large_evaluation`); ``$HETENS_MMAP_THRESHOLD`` (bytes, ``0`` = leave
 #: glibc's own) overrides it.
 MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-@functools.cache
-def _mallopt():
-    """glibc's ``mallopt``, or ``None`` on another C library or system."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt
 
 
 @functools.cache
@@ -434,7 +422,7 @@ def _serve_large_blocks_by_mmap() -> bool:
     except ValueError:
         raise ValueError(f"HETENS_MMAP_THRESHOLD={setting!r} is not a size; give bytes, e.g. 1M, "
                          "or 0 to leave glibc's threshold alone") from None
-    mallopt = _mallopt()
+    mallopt = _glibc("mallopt", "c_int", "c_int")
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
@@ -453,6 +441,22 @@ def prepare_for_large_evaluation(n_atoms: int) -> None:
         _serve_large_blocks_by_mmap()
 
 
+@contextlib.contextmanager
+def cpu_memory_returned(n_atoms: int, on_cpu: bool = True) -> Iterator[None]:
+    """Around one member's (or one family group's) evaluation of ``n_atoms`` atoms computing
+    on a CPU in this process: large blocks served by ``mmap`` before
+    (:func:`prepare_for_large_evaluation`), freed memory handed back after, however the
+    block ends (:func:`release_freed_memory`), so the next member starts from the loaded
+    models. Nothing when ``on_cpu`` is false (a GPU, a worker process)."""
+    if on_cpu:
+        prepare_for_large_evaluation(n_atoms)
+    try:
+        yield
+    finally:
+        if on_cpu:
+            release_freed_memory(n_atoms)
+
+
 def release_freed_memory(n_atoms: int) -> None:
     """After a member's evaluation of ``n_atoms`` atoms on a CPU: return the memory it freed to the OS.
 
@@ -465,6 +469,6 @@ def release_freed_memory(n_atoms: int) -> None:
     Nothing happens below :data:`RELEASE_MIN_ATOMS` atoms or without glibc.
     """
     if n_atoms >= RELEASE_MIN_ATOMS:
-        trim = _malloc_trim()
+        trim = _glibc("malloc_trim", "c_size_t")
         if trim is not None:
             trim(0)
