@@ -122,6 +122,29 @@ def test_halt_acts_at_checks_and_keeps_the_last_checked_safe_frame(driven_run, p
     assert offending.info["hetens_U"] > threshold and safe.info["hetens_driver"] == DRIVER
 
 
+@pytest.mark.parametrize("consecutive", [2, 3])
+def test_a_check_above_the_halt_level_is_confirmed_on_the_next_steps(pair, tmp_path, consecutive):
+    """Checks every 50 steps, U above the level from step 0: the halt comes at step consecutive - 1."""
+    calc = CheckedDriverCalculator(pair, DRIVER, 50)
+    atoms, dyn = nve(calc)
+    with UncertaintyMonitor(dyn, log=tmp_path / "c.csv", halt_above=1e-4, halt_consecutive=consecutive,
+                            halt_file=tmp_path / "c.extxyz") as monitor:
+        outcome = run_monitored(dyn, 8, monitor)
+    assert outcome.halted and outcome.halted_at == consecutive - 1
+    rows = read_log(tmp_path / "c.csv")
+    assert np.isfinite(rows["U"]).tolist() == [True] * consecutive  # every step a check, the halt's too
+    assert calc.checks == consecutive
+    (offending,) = read(tmp_path / "c.extxyz", ":")  # no checked frame was ever below the level
+    assert offending.info["hetens_step"] == consecutive - 1
+
+
+def test_a_check_below_the_halt_level_keeps_the_schedule(pair):
+    calc = CheckedDriverCalculator(pair, DRIVER, 4)
+    atoms, dyn = nve(calc)
+    outcome = run_monitored(dyn, 8, UncertaintyMonitor(dyn, halt_above=1e3, halt_consecutive=2))
+    assert not outcome.halted and calc.checks == 3  # steps 0, 4, 8
+
+
 def test_trust_window_sorts_checks_into_accurate_candidate_failed(driven_run, pair, tmp_path):
     _, checks, _, _, _ = driven_run
     us = sorted(u for _, _, u, _ in checks)

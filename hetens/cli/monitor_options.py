@@ -26,8 +26,9 @@ def add_driver_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--check-every", type=int, metavar="K",
-        help=f"with --driver: evaluate every member and observe U every K steps (default {DEFAULT_CHECK_EVERY}; "
-        "K = 1 when a halt must fire at the very step U crosses, see docs/monitoring.md)",
+        help=f"with --driver: evaluate every member and observe U every K steps (default {DEFAULT_CHECK_EVERY}); "
+        "a check above --halt-above is confirmed on the next step. K = 1 when a halt must fire at the very step "
+        "U crosses, see docs/monitoring.md",
     )
 
 

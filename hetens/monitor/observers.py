@@ -22,7 +22,9 @@ With a driver (:class:`~hetens.monitor.driver.CheckedDriverCalculator`) only
 the check steps have a U (:attr:`Observation.fresh`): the logger writes every
 step, with U left empty between checks; flagging, halting and the statistics
 act on check steps only, and the halt file's ``last_safe`` frame is the last
-*checked* frame below the threshold.
+*checked* frame below the threshold. A check above the halt threshold that
+does not yet halt (``consecutive`` > 1) makes the next step a check too, so a
+halt is confirmed on consecutive steps, not K steps apart.
 """
 
 from __future__ import annotations
@@ -286,6 +288,9 @@ class HaltOnUncertainty(_Observer):
         threshold: U in eV/Å.
         atoms, calc: see the module docstring.
         consecutive: observations in a row above the threshold before halting.
+            With a driver calculator they are checks, and each check above the
+            threshold asks the driver for a check on the next step
+            (:meth:`~hetens.monitor.driver.CheckedDriverCalculator.check_next`).
         save_to: extxyz file for the two frames, written atomically on halt.
     """
 
@@ -313,6 +318,9 @@ class HaltOnUncertainty(_Observer):
                 # Cheap: a copy of the atoms and a reference to the results dict
                 # (the calculator replaces it, never mutates it); annotated only on halt.
                 self._last_safe = (obs.atoms.copy(), dict(obs.results), obs.calc, obs.step, obs.time_fs)
+            elif hasattr(obs.calc, "check_next"):
+                # A driver's check above the threshold is confirmed at the next step, not K steps later.
+                obs.calc.check_next()
             return
         offending = obs.frame(hetens_role="offending", hetens_halt_threshold=self.threshold)
         last_safe = None
