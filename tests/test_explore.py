@@ -202,3 +202,47 @@ def test_a_campaign_folder_with_other_structures_or_settings_is_refused(resumed,
     with pytest.raises(ValueError, match="other settings"):
         run_campaign(structures, condition_grid(TEMPERATURES, steps=STEPS), out, EMT,
                      settings=ExploreSettings(flag_above=0.01))
+
+
+def large_campaign_records(n: int) -> list[dict]:
+    """``n`` run records as run_one writes them: 3 temperatures, U rising with the run, the last one failed."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(n):
+        temperature = (300, 900, 1500)[i % 3]
+        u_max = float(0.1 * (i + 1))
+        record = {"run": f"s{i:03d}_T{temperature}K_P-_n10_s0", "structure": i // 3, "formula": "W54",
+                  "temperature_K": temperature, "pressure_GPa": None, "steps": 10, "seed": 0,
+                  "status": "halted" if u_max > 40 else "completed", "steps_done": 10,
+                  "u_min": u_max * 0.5, "u_median": u_max * 0.7, "u_max": u_max,
+                  "accurate": int(rng.integers(0, 3)), "candidate": 1, "failed": int(u_max > 30)}
+        records.append(record)
+    records[-1].update(status="failed", error="InvalidStructureError: atoms 0 and 1 are 0.1 A apart",
+                       u_min=None, u_median=None, u_max=None, accurate=None, candidate=None, failed=None)
+    return records
+
+
+def test_a_large_campaign_summary_names_the_highest_u_and_failed_runs_and_counts_the_rest(tmp_path):
+    from hetens.cli.explore import RUNS_LISTED, format_summary
+    from hetens.explore.campaign import CampaignResult
+    from hetens.explore.collect import write_summary
+
+    n = 500
+    records = large_campaign_records(n)
+    result = CampaignResult(tmp_path, records, computed=[r["run"] for r in records[:400]],
+                            reused=[r["run"] for r in records[400:]], candidates=50, candidates_found=499,
+                            candidates_distinct=120, failed_frames=201)
+    text = format_summary(result)
+    lines = text.splitlines()
+    assert len(lines) < RUNS_LISTED  # not one line per run
+    assert "s498_T300K_P-_n10_s0" in lines[2]  # the highest U first
+    assert "s499_T900K_P-_n10_s0" in text and "InvalidStructureError" in text  # the failed run, with its error
+    assert "500 (400 run now, 100 finished before): 400 completed, 99 halted, 1 failed" in text
+    assert "candidates     50 kept of 499 (379 near-duplicates, 70 more over --max-candidates" in text
+    files = write_summary(records, tmp_path, {"flag_above": 0.5, "flag_below": 30.0, "halt_above": 40.0})
+    from matplotlib.image import imread
+
+    height, width = imread(files["figure"]).shape[:2]
+    assert width <= 14 * 110 and height <= 5 * 110  # readable at any campaign size
+    with open(files["summary"]) as handle:
+        assert len(list(csv.DictReader(handle))) == n

@@ -165,29 +165,56 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"out": str(out), "runs": len(result.records), "computed": result.computed,
                           "reused": result.reused, "candidates": result.candidates,
-                          "candidates_found": result.candidates_found, "failed_frames": result.failed_frames,
+                          "candidates_found": result.candidates_found,
+                          "candidates_distinct": result.candidates_distinct, "failed_frames": result.failed_frames,
                           "files": result.files,
                           "failed_runs": [r["run"] for r in result.records if r.get("status") == "failed"]}))
     return EXIT_SOME_FAILED if any(r.get("status") == "failed" for r in result.records) else 0
 
 
+#: Up to this many runs the summary prints a line per run; above, the counts and the highest-U runs.
+RUNS_LISTED = 30
+
+
 def format_summary(result) -> str:
-    """The campaign table (one line per run) and where the files are."""
-    lines = [f"{'run':<34} {'status':<10} {'steps':>6} {'U min':>8} {'U max':>8} {'acc':>5} {'cand':>5} {'fail':>5}"]
-    for r in result.records:
+    """The campaign's outcome: a line per run (up to :data:`RUNS_LISTED`, else the runs of highest U and
+    every failed run), the counts of outcomes and checked frames, and where the files are."""
+    records = result.records
+
+    def line(r) -> str:
         def num(key, fmt="{:.4f}"):
             value = r.get(key)
             return "-" if value is None else fmt.format(value)
-        lines.append(f"{r['run']:<34} {r.get('status', '?'):<10} {num('steps_done', '{}'):>6} {num('u_min'):>8} "
-                     f"{num('u_max'):>8} {num('accurate', '{}'):>5} {num('candidate', '{}'):>5} "
-                     f"{num('failed', '{}'):>5}")
+        return (f"{r['run']:<34} {r.get('status', '?'):<10} {num('steps_done', '{}'):>6} {num('u_min'):>8} "
+                f"{num('u_max'):>8} {num('accurate', '{}'):>5} {num('candidate', '{}'):>5} {num('failed', '{}'):>5}")
+
+    header = f"{'run':<34} {'status':<10} {'steps':>6} {'U min':>8} {'U max':>8} {'acc':>5} {'cand':>5} {'fail':>5}"
+    failed = [r for r in records if r.get("status") == "failed"]
+    if len(records) <= RUNS_LISTED:
+        shown, lines = records, [header]
+    else:
+        ranked = sorted((r for r in records if r.get("u_max") is not None), key=lambda r: -float(r["u_max"]))
+        shown = ranked[:5] + failed
+        lines = [f"the 5 runs of highest U{' and every failed run' if failed else ''} "
+                 f"(all {len(records)} in summary.csv):", header]
+    for r in shown:
+        lines.append(line(r))
         if r.get("status") == "failed":
             lines.append(f"{'':<34} error: {r.get('error')}")
-    failed = [r["run"] for r in result.records if r.get("status") == "failed"]
-    lines.append(f"runs           {len(result.records)} ({len(result.computed)} run now, {len(result.reused)} "
-                 f"finished before)" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    lines.append(f"candidates     {result.candidates} kept of {result.candidates_found} "
-                 f"(near-duplicates removed) -> {result.files.get('candidates')}")
+    statuses = {}
+    for r in records:
+        statuses[r.get("status", "?")] = statuses.get(r.get("status", "?"), 0) + 1
+    lines.append(f"runs           {len(records)} ({len(result.computed)} run now, {len(result.reused)} "
+                 f"finished before): " + ", ".join(f"{n} {s}" for s, n in statuses.items())
+                 + (f"; FAILED: {', '.join(r['run'] for r in failed)}" if failed else ""))
+    if any(r.get("accurate") is not None for r in records):
+        totals = [sum(int(r.get(level) or 0) for r in records) for level in ("accurate", "candidate", "failed")]
+        lines.append("checked frames accurate {}, candidate {}, failed {}".format(*totals))
+    duplicates = result.candidates_found - result.candidates_distinct
+    capped = result.candidates_distinct - result.candidates
+    lines.append(f"candidates     {result.candidates} kept of {result.candidates_found} ({duplicates} near-duplicates"
+                 + (f", {capped} more over --max-candidates, the lowest U" if capped else "")
+                 + f") -> {result.files.get('candidates')}")
     lines.append(f"failed frames  {result.failed_frames} (U above the window) -> {result.files.get('failed')}")
     lines.append(f"summary        {result.files.get('summary')}, {result.files.get('figure')}")
     return "\n".join(lines)

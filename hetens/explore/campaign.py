@@ -93,7 +93,8 @@ class RunTask:
 @dataclass
 class CampaignResult:
     """What a campaign did: every run's record (in plan order), which were computed now and which
-    reused; the files written; candidates kept (of ``candidates_found`` in the runs) and failed frames."""
+    reused; the files written; candidates kept (of ``candidates_found`` in the runs, ``candidates_distinct``
+    of them no near-duplicate of another; ``--max-candidates`` keeps the highest-U of those) and failed frames."""
 
     out: Path
     records: list[dict[str, Any]]
@@ -102,6 +103,7 @@ class CampaignResult:
     files: dict[str, str] = field(default_factory=dict)
     candidates: int = 0
     candidates_found: int = 0
+    candidates_distinct: int = 0
     failed_frames: int = 0
 
 
@@ -346,7 +348,9 @@ def run_campaign(
             _run_on_cluster(todo, cluster, finished)
     ordered = [records[t.run_id] for t in tasks]
     result = CampaignResult(out, ordered, computed=[t.run_id for t in todo], reused=reused)
-    collect_campaign(result, max_candidates=max_candidates, dedup_tol=dedup_tol)
+    collect_campaign(result, max_candidates=max_candidates, dedup_tol=dedup_tol,
+                     window={"flag_above": settings.flag_above, "flag_below": settings.flag_below,
+                             "halt_above": settings.halt_above})
     return result
 
 
