@@ -53,7 +53,8 @@ def add_parser(subparsers) -> None:
     mon.add_argument("--max-candidates", type=int, metavar="N", help="keep at most N candidates (highest U first)")
     mon.add_argument("--dedup-tol", type=float, metavar="D",
                      help="candidates whose radial distribution fingerprints differ by less than D (relative L2) "
-                     "are duplicates (default 0.02; 0: only identical frames)")
+                     "are duplicates (default 0.02: one frame per phase and density among similar cells; 0.005: "
+                     "only copies; 0: only identical frames; measured in docs/exploration.md)")
     add_trust_options(parser, flag_above=True)
     cl = parser.add_argument_group("cluster (Dask; the options of 'hetens score --cluster')")
     cl.add_argument("--cluster", metavar="SPEC",
