@@ -136,7 +136,8 @@ def _summary_figure(records: list[dict[str, Any]], png: Path, window: dict[str, 
     FigureCanvasAgg(fig)
     ax, bars = fig.subplots(1, 2, width_ratios=[2, max(1, min(len(conditions), 12)) / 4 + 0.6])
     done = [r for r in records if r.get("status") != "failed" and r.get("u_max") is not None]
-    broken = [r for r in records if r not in done]
+    drawn = {id(r) for r in done}
+    broken = [r for r in records if id(r) not in drawn]
     order = sorted(done, key=lambda r: float(r["u_max"])) + broken
     highs = [float(r["u_max"]) for r in done]
     lows = [float(r["u_min"]) for r in done if float(r["u_min"]) > 0]
@@ -144,7 +145,7 @@ def _summary_figure(records: list[dict[str, Any]], png: Path, window: dict[str, 
     floor = min(lows) if log else 0.0
     for x, r in enumerate(order):
         colour = _COLOURS.get(r.get("status", "failed"), "0.3")
-        if r in broken:
+        if id(r) not in drawn:
             ax.plot([x], [floor], "x", color=colour, ms=7, mew=2, clip_on=False)
             continue
         lo, mid, hi = (float(r[k]) for k in ("u_min", "u_median", "u_max"))
