@@ -30,10 +30,11 @@ def sevenn_pair():
 
 def test_checkpointing_is_bit_identical_to_the_whole_evaluation(sevenn_pair) -> None:
     from hetens.families import sevenn
+    from hetens.families.checkpointing import uses_checkpoint
 
     plain, checkpointed = sevenn_pair
-    assert not sevenn._uses_checkpoint(plain.calculator, 16)
-    assert sevenn._uses_checkpoint(checkpointed.calculator, 16)
+    assert not uses_checkpoint(plain.calculator, 16)
+    assert uses_checkpoint(checkpointed.calculator, 16)
     atoms = tungsten()
     energy, forces, stress = evaluate_alone(plain, atoms, with_stress=True, force=True)
     energy_c, forces_c, stress_c = evaluate_alone(checkpointed, atoms, with_stress=True, force=True)
@@ -87,13 +88,13 @@ def by_calculator(member, atoms, with_stress: bool, force: bool):
 
 
 def test_checkpoint_option() -> None:
-    from hetens.families.sevenn import _checkpoint_setting
+    from hetens.families.checkpointing import checkpoint_setting
 
-    assert _checkpoint_setting({"checkpoint": "on"}) == 0
-    assert _checkpoint_setting({"checkpoint": "5000"}) == 5000
-    assert _checkpoint_setting({}) is None
+    assert checkpoint_setting({"checkpoint": "on"}, "sevenn") == 0
+    assert checkpoint_setting({"checkpoint": "5000"}, "sevenn") == 5000
+    assert checkpoint_setting({}, "sevenn") is None
     with pytest.raises(ValueError, match="checkpoint must be on, off or a number of atoms"):
-        _checkpoint_setting({"checkpoint": "sometimes"})
+        checkpoint_setting({"checkpoint": "sometimes"}, "sevenn")
     with pytest.raises(ValueError, match="diep member diep_fold1: unknown option"):
         hetens.load_member("diep:diep_fold1@stride=2", device="cpu")
 

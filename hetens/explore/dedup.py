@@ -77,13 +77,40 @@ def select_distinct(frames: Sequence, priority: Sequence[float] | None = None, t
         raise ValueError(f"the duplicate tolerance must be >= 0; got {tol}")
     order = range(len(frames)) if priority is None else np.argsort(-np.asarray(priority, dtype=float), kind="stable")
     kept: list[int] = []
-    by_formula: dict[str, list[np.ndarray]] = {}
+    by_formula: dict[str, _KeptFingerprints] = {}
     for index in order:
         if max_count is not None and len(kept) >= max_count:
             break
         formula, fp = rdf_fingerprint(frames[int(index)])
-        if any(fingerprint_distance(fp, other) <= tol for other in by_formula.get(formula, ())):
+        bank = by_formula.setdefault(formula, _KeptFingerprints(fp.size))
+        if bank.nearest(fp) <= tol:
             continue
-        by_formula.setdefault(formula, []).append(fp)
+        bank.add(fp)
         kept.append(int(index))
     return kept
+
+
+class _KeptFingerprints:
+    """The fingerprints kept for one composition, stacked, so that a candidate is compared with
+    all of them in one array operation (:func:`fingerprint_distance`, vectorised)."""
+
+    def __init__(self, size: int) -> None:
+        self.rows = np.empty((16, size))
+        self.squares = np.empty(16)
+        self.n = 0
+
+    def nearest(self, fp: np.ndarray) -> float:
+        """The smallest :func:`fingerprint_distance` from ``fp`` to a kept one (``inf`` if none)."""
+        if self.n == 0:
+            return float("inf")
+        rows, squares = self.rows[:self.n], self.squares[:self.n]
+        norms = np.sqrt(0.5 * (squares + float(fp @ fp)))
+        gaps = np.linalg.norm(rows - fp, axis=1)
+        return float(np.min(np.where(norms == 0, 0.0, gaps / np.where(norms == 0, 1.0, norms))))
+
+    def add(self, fp: np.ndarray) -> None:
+        if self.n == len(self.rows):  # doubling: appending stays linear overall
+            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
+            self.squares = np.concatenate([self.squares, np.empty_like(self.squares)])
+        self.rows[self.n], self.squares[self.n] = fp, float(fp @ fp)
+        self.n += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hetens.errors import UnknownModelError
 from hetens.families._common import (
+    deterministic_torch,
     is_local_path,
     package_versions,
     preserved_torch_state,
@@ -105,34 +106,7 @@ def load(model: str, *, head: str | None, device: str, options: dict[str, str]):
     calculator.use_voigt = True  # (6,) Voigt stress as ASE expects; make_calculator gives 3x3
     if from_atoms is not None:
         calculator.checkpoint_min_atoms = from_atoms
-    calculator.calculate = _deterministic(calculator.calculate)
     return calculator
-
-
-def _deterministic(calculate):
-    """``calculate`` under torch's deterministic algorithms, the process's setting restored after.
-
-    DIEP's message passing sums with ``scatter_add_``, whose order of addition varies
-    from call to call on a CPU: six calls on one 54-atom cell gave six force arrays up
-    to 1.9e-6 eV/Å apart, and one under deterministic algorithms, at no measurable
-    cost (docs/uncertainty-scale.md, "What is reproducible"). ``warn_only``: an
-    operation without a deterministic kernel warns instead of failing the member.
-    """
-    import functools
-
-    @functools.wraps(calculate)
-    def deterministic_calculate(*args, **kwargs):
-        import torch
-
-        enabled = torch.are_deterministic_algorithms_enabled()
-        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            return calculate(*args, **kwargs)
-        finally:
-            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-
-    return deterministic_calculate
 
 
 def versions() -> dict[str, str]:
@@ -291,17 +265,26 @@ def _calculator_class():
     from diep.pretrained import DIEPCalculator
 
     class CheckpointingDIEPCalculator(DIEPCalculator):
-        """diep's calculator; a structure of at least ``checkpoint_min_atoms`` atoms runs through
-        :func:`checkpointed_forward` (bit-identical, less memory)."""
+        """diep's calculator, run under torch's deterministic kernels on a CPU
+        (:func:`hetens.families._common.deterministic_torch`); a structure of at least
+        ``checkpoint_min_atoms`` atoms runs through :func:`checkpointed_forward`
+        (bit-identical, less memory).
+
+        DIEP's message passing sums with ``scatter_add_``, whose order of addition varies
+        from call to call on a CPU: six calls on one 54-atom cell gave six force arrays up
+        to 1.9e-6 eV/Å apart, and one under deterministic kernels, at no measurable cost
+        (docs/uncertainty-scale.md, "What is reproducible").
+        """
 
         checkpoint_min_atoms = CHECKPOINT_MIN_ATOMS
 
         def calculate(self, atoms=None, properties=None, system_changes=None):
             n_atoms = len(atoms if atoms is not None else self.atoms)
-            if not uses_checkpoint(self, n_atoms):
-                return super().calculate(atoms, properties, system_changes)
-            model = self.potential.model
-            with forward_replaced(model, functools.partial(checkpointed_forward, model)):
-                return super().calculate(atoms, properties, system_changes)
+            with deterministic_torch(str(self._potential_device() or "cpu")):
+                if not uses_checkpoint(self, n_atoms):
+                    return super().calculate(atoms, properties, system_changes)
+                model = self.potential.model
+                with forward_replaced(model, functools.partial(checkpointed_forward, model)):
+                    return super().calculate(atoms, properties, system_changes)
 
     return CheckpointingDIEPCalculator

@@ -252,7 +252,8 @@ def _cached_file(url: str) -> Path | None:
     with _orb_loading():
         from cached_path import find_latest_cached
 
-    return find_latest_cached(url) or (find_latest_cached(source_url(url)) if source_url(url) != url else None)
+    mirror = source_url(url)
+    return find_latest_cached(url) or (find_latest_cached(mirror) if mirror != url else None)
 
 
 @contextlib.contextmanager

@@ -32,8 +32,7 @@ from hetens.families._common import (
     preserved_torch_state,
     require_download,
 )
-from hetens.families.checkpointing import CHECKPOINT_MIN_ATOMS as SHARED_CHECKPOINT_MIN_ATOMS
-from hetens.families.checkpointing import checkpoint_setting
+from hetens.families.checkpointing import CHECKPOINT_MIN_ATOMS, checkpoint_setting, checkpointed, uses_checkpoint
 
 _HOST = "github.com"
 
@@ -137,7 +136,7 @@ def _load(model: str, head: str | None, device: str, options: dict[str, str]):
         warnings.filterwarnings("ignore", message="No tensor product accelerator")
         warnings.filterwarnings("ignore", message="The TorchScript type system")
         options = dict(options)
-        from_atoms = _checkpoint_setting(options)
+        from_atoms = checkpoint_setting(options, "sevenn")
         calculator = _deterministic_calculator_class()(str(checkpoint), device=device, modal=head, **options)
     if from_atoms is not None:
         calculator.checkpoint_min_atoms = from_atoms
@@ -311,28 +310,20 @@ def evaluate_group(calculators: Sequence, atoms, with_stress: bool) -> list[tupl
     return outputs
 
 
-#: Structures of at least this many atoms run with activation checkpointing
-#: (:func:`checkpointed_forward`; 45 % less memory above the model at 686 W atoms, one more
-#: forward pass of the blocks): none by default. A member opts in with
-#: ``@checkpoint=on|off|N`` (N: from N atoms); the memory guard turns it on for a structure
-#: that fits only with it (hetens.core.memory_guard).
-CHECKPOINT_MIN_ATOMS = SHARED_CHECKPOINT_MIN_ATOMS
-
-
 def checkpointed_forward(model, data):
     """``model(data)`` (SevenNet's ``AtomGraphSequential``) with activation checkpointing around
     each interaction block (the modules named ``0_...``, ``1_...``): a block's intermediate
     tensors (per-edge weights and messages) are not kept for the backward pass that gives the
     forces, but recomputed there, one block at a time, from the block's inputs. The same
     operations run on the same inputs, so the outputs are bit-identical on a CPU with
-    deterministic kernels (tested); a call costs one more forward pass of the blocks.
+    deterministic kernels (tested); a call costs one more forward pass of the blocks (45 % less
+    memory above the model at 686 W atoms). Used from a member's ``checkpoint_min_atoms`` atoms
+    (``@checkpoint=on|off|N``; the memory guard sets it for a structure that fits only with it).
 
     A block reads and writes ``data`` in place; each checkpointed run works on a shallow copy
     of ``data`` as it was at the block's entry, so the recomputation sees those inputs.
     """
     import copy
-
-    from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
     data = model._preprocess(data)
     modules = list(model._modules.items())
@@ -355,30 +346,18 @@ def checkpointed_forward(model, data):
                 inner = module(inner)
             return {key: inner[key] for key in inner.keys()}
 
-        # No early stop: it ends a recomputation by raising an exception, which e3nn's
-        # TorchScript code turns into an empty RuntimeError.
-        with set_checkpoint_early_stop(False):
-            outputs = checkpoint(run, use_reentrant=False)
+        outputs = checkpointed(run)
         for key, value in outputs.items():
             data[key] = value
     return data
 
 
-def _uses_checkpoint(calculator, n_atoms: int) -> bool:
-    return n_atoms >= getattr(calculator, "checkpoint_min_atoms", CHECKPOINT_MIN_ATOMS)
-
-
 def _forward(calculator, data, n_atoms: int):
     """``calculator.model(data)``, checkpointed from :data:`CHECKPOINT_MIN_ATOMS` atoms (or the
     member's own setting)."""
-    if _uses_checkpoint(calculator, n_atoms):
+    if uses_checkpoint(calculator, n_atoms):
         return checkpointed_forward(calculator.model, data)
     return calculator.model(data)
-
-
-def _checkpoint_setting(options: dict[str, str]) -> int | None:
-    """The atoms from which a member checkpoints, from its ``checkpoint`` option (removed)."""
-    return checkpoint_setting(options, "sevenn")
 
 
 @functools.cache

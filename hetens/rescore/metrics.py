@@ -145,13 +145,15 @@ def coverage(eps, u, factor: float) -> float:
     return float(np.mean(eps <= factor * np.asarray(u, dtype=float)))
 
 
-def dft_fractions(u, n_atoms, thresholds) -> dict[str, np.ndarray]:
+def dft_fractions(u, n_atoms, thresholds, also_dft=None) -> dict[str, np.ndarray]:
     """Split of frames at each threshold: ``U < U_c`` to the uMLIPs, the rest to DFT.
 
     Args:
         u: (F,) U per frame, eV/Å.
         n_atoms: (F,) atom counts.
         thresholds: (K,) values of U_c, eV/Å.
+        also_dft: (K, F) bool or ``None``: frames queued for DFT at threshold k
+            although ``U < U_c`` (``hetens select``'s anchors).
 
     Returns:
         (K,) arrays: ``n_frames_umlip``, ``n_frames_dft``, ``n_atoms_umlip``,
@@ -169,6 +171,10 @@ def dft_fractions(u, n_atoms, thresholds) -> dict[str, np.ndarray]:
     cumulative_atoms = np.concatenate(([0], np.cumsum(atoms[order])))
     n_umlip = np.searchsorted(sorted_u, uc, side="left")  # frames with U < U_c
     atoms_umlip = cumulative_atoms[n_umlip]
+    if also_dft is not None:
+        moved = np.asarray(also_dft, dtype=bool) & (u[None, :] < uc[:, None])
+        n_umlip = n_umlip - moved.sum(axis=1)
+        atoms_umlip = atoms_umlip - (moved * atoms[None, :]).sum(axis=1)
     total_atoms = int(cumulative_atoms[-1])
     n_frames = u.size
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -36,6 +36,7 @@ import numpy as np
 from hetens.errors import FrameReadError
 from hetens.io.files import atomic_path
 from hetens.io.keys import ANCHOR_KEY, LABEL_SOURCE_KEY, MEMBER_ENERGIES_KEY, MEMBER_FORCES_KEY, MEMBER_STRESSES_KEY, MEMBERS_KEY, U_KEY
+from hetens.rescore.metrics import dft_fractions
 from hetens.rescore.output import unpack_member_forces
 from hetens.io.reading import info_float, is_extxyz, iter_frames, scan_extxyz_info
 
@@ -89,9 +90,16 @@ def read_scored_u(
     A ``label_source`` other than ``"ensemble"`` must be a member of every frame's
     ensemble (ValueError naming the frame and the members otherwise).
     """
-    u, n_atoms = [], []
+    u, n_atoms, _ = _scan_scored(paths, index, label_source, element_sets=False)
+    return u, n_atoms
+
+
+def _scan_scored(paths, index, label_source: str, element_sets: bool):
+    """:func:`read_scored_u` and, with ``element_sets``, each frame's sorted element symbols
+    (then every frame is parsed; else extxyz files give only their comment lines)."""
+    u, n_atoms, elements = [], [], []
     for path in paths:
-        if is_extxyz(path):
+        if is_extxyz(path) and not element_sets:
             for source, natoms, info in scan_extxyz_info(path, index):
                 u.append(_u_of(info, source))
                 _check_label_source(info, source, label_source)
@@ -101,7 +109,8 @@ def read_scored_u(
                 u.append(_u_of(atoms.info, source))
                 _check_label_source(atoms.info, source, label_source)
                 n_atoms.append(len(atoms))
-    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64)
+                elements.append(tuple(sorted(set(atoms.get_chemical_symbols()))))
+    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64), elements if element_sets else None
 
 
 def _relabel(atoms, source, label_source: str):
@@ -190,29 +199,13 @@ def anchor_mask(u, elements: Sequence[Any], thresholds, anchors: int) -> np.ndar
 def split_counts(u, n_atoms, thresholds, anchors_mask=None) -> dict[str, np.ndarray]:
     """Frames and atoms on each side at each threshold: ``U < U_c`` to the uMLIPs unless an anchor.
 
-    Returns (K,) arrays ``n_frames_umlip``, ``n_frames_dft``, ``n_atoms_umlip``,
-    ``n_atoms_dft``, ``dft_fraction_atoms`` (docs/method.md), ``dft_fraction_frames``
-    and ``n_anchors``; without anchors the same as
-    :func:`hetens.rescore.metrics.dft_fractions`.
+    Returns (K,) arrays: those of :func:`hetens.rescore.metrics.dft_fractions` with the
+    anchors counted on the DFT side, and ``n_anchors``.
     """
-    u = np.asarray(u, dtype=float)
-    atoms = np.asarray(n_atoms, dtype=np.int64)
     uc = np.atleast_1d(np.asarray(thresholds, dtype=float))
-    anchored = np.zeros((uc.size, u.size), dtype=bool) if anchors_mask is None else np.asarray(anchors_mask)
-    umlip = (u[None, :] < uc[:, None]) & ~anchored
-    n_umlip = umlip.sum(axis=1)
-    atoms_umlip = (umlip * atoms[None, :]).sum(axis=1)
-    total = int(atoms.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "n_frames_umlip": n_umlip,
-            "n_frames_dft": u.size - n_umlip,
-            "n_atoms_umlip": atoms_umlip,
-            "n_atoms_dft": total - atoms_umlip,
-            "dft_fraction_atoms": np.where(total > 0, (total - atoms_umlip) / max(total, 1), np.nan),
-            "dft_fraction_frames": np.where(u.size > 0, (u.size - n_umlip) / max(u.size, 1), np.nan),
-            "n_anchors": anchored.sum(axis=1),
-        }
+    anchored = (np.zeros((uc.size, np.size(u)), dtype=bool) if anchors_mask is None
+                else np.asarray(anchors_mask, dtype=bool))
+    return {**dft_fractions(u, n_atoms, uc, also_dft=anchored), "n_anchors": anchored.sum(axis=1)}
 
 
 def select_frames(
@@ -250,9 +243,8 @@ def select_frames(
     files: list[dict[str, str]] | None = None
     anchored = None
     if anchors or out_dir is None:
-        u, n_atoms = read_scored_u(paths, index, label_source)
+        u, n_atoms, elements = _scan_scored(paths, index, label_source, element_sets=bool(anchors))
     if anchors:
-        elements = [tuple(sorted(set(atoms.get_chemical_symbols()))) for _, atoms in iter_frames(paths, index)]
         anchored = anchor_mask(u, elements, uc, anchors)
     if out_dir is not None:
         u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source, anchored)
