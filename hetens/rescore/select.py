@@ -90,16 +90,9 @@ def read_scored_u(
     A ``label_source`` other than ``"ensemble"`` must be a member of every frame's
     ensemble (ValueError naming the frame and the members otherwise).
     """
-    u, n_atoms, _ = _scan_scored(paths, index, label_source, element_sets=False)
-    return u, n_atoms
-
-
-def _scan_scored(paths, index, label_source: str, element_sets: bool):
-    """:func:`read_scored_u` and, with ``element_sets``, each frame's sorted element symbols
-    (then every frame is parsed; else extxyz files give only their comment lines)."""
-    u, n_atoms, elements = [], [], []
+    u, n_atoms = [], []
     for path in paths:
-        if is_extxyz(path) and not element_sets:
+        if is_extxyz(path):
             for source, natoms, info in scan_extxyz_info(path, index):
                 u.append(_u_of(info, source))
                 _check_label_source(info, source, label_source)
@@ -109,8 +102,7 @@ def _scan_scored(paths, index, label_source: str, element_sets: bool):
                 u.append(_u_of(atoms.info, source))
                 _check_label_source(atoms.info, source, label_source)
                 n_atoms.append(len(atoms))
-                elements.append(tuple(sorted(set(atoms.get_chemical_symbols()))))
-    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64), elements if element_sets else None
+    return np.asarray(u, dtype=float), np.asarray(n_atoms, dtype=np.int64)
 
 
 def _relabel(atoms, source, label_source: str):
@@ -243,8 +235,9 @@ def select_frames(
     files: list[dict[str, str]] | None = None
     anchored = None
     if anchors or out_dir is None:
-        u, n_atoms, elements = _scan_scored(paths, index, label_source, element_sets=bool(anchors))
+        u, n_atoms = read_scored_u(paths, index, label_source)  # also checks every frame's header first
     if anchors:
+        elements = [tuple(sorted(set(atoms.get_chemical_symbols()))) for _, atoms in iter_frames(paths, index)]
         anchored = anchor_mask(u, elements, uc, anchors)
     if out_dir is not None:
         u, n_atoms, files = _write_split(paths, index, uc, Path(out_dir), label_source, anchored)
